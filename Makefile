@@ -1,0 +1,29 @@
+# The README's two commands: `make run` and `make test`. Both set up a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint install clean
+
+$(BIN)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: $(BIN)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" scripts/run.sh
+
+test: $(BIN)/.installed
+	scripts/ensure-redis.sh
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check models service worker tests bench
+	$(BIN)/ruff format --check models service worker tests bench
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,64 @@
+"""Settings: one object, read from `FITSERVE_*` environment variables.
+
+Built once by each entry point (API, worker, tests) and passed down; nothing
+reads the environment at import time. Nested groups use `__`, e.g.
+`FITSERVE_LIMITS__MAX_UPLOAD_BYTES=1048576`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Limits(BaseModel):
+    max_upload_bytes: int = 256 * 1024 * 1024
+    max_predict_rows: int = 1_000_000
+
+
+class Server(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 2
+    threads: int = 4
+
+
+class Queues(BaseModel):
+    """Celery queue names: GPU hosts consume `gpu`, CPU hosts `cpu`."""
+
+    cpu: str = "fitserve.cpu"
+    gpu: str = "fitserve.gpu"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FITSERVE_", env_nested_delimiter="__")
+
+    data_dir: Path = Path("var")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prefix of every Redis key we write, so several deployments (or test
+    # runs) can share one Redis without seeing each other's jobs.
+    redis_prefix: str = "fitserve"
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    keras_backend: Literal["jax", "tensorflow", "torch"] = "jax"
+    limits: Limits = Field(default_factory=Limits)
+    queues: Queues = Field(default_factory=Queues)
+    server: Server = Field(default_factory=Server)
+    model_cache_size: int = 8
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"

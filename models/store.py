@@ -1,0 +1,111 @@
+"""The model store: TF Serving's `<name>/<version>/` tree on a local or shared disk.
+
+Publishing writes a complete version into a temporary folder and renames it
+into place. `rename` of a folder onto a missing name is atomic, and onto an
+existing one fails, so a reader never sees half a model and two publishers
+racing for version N+1 cannot both win: the loser retries with N+2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from models.errors import NotFound
+
+MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MODEL_FILE = "model.keras"
+METADATA_FILE = "metadata.json"
+
+
+class ModelStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def publish(
+        self, name: str, write_model: Callable[[Path], None], metadata: dict[str, Any]
+    ) -> int:
+        """Publish a new version of `name`; `write_model(path)` saves the `.keras` file."""
+        check_model_name(name)
+        folder = self.root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        staging = folder / f".tmp-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            write_model(staging / MODEL_FILE)
+            version = (self.latest_version(name) or 0) + 1
+            while True:
+                _write_json(staging / METADATA_FILE, {**metadata, "name": name, "version": version})
+                try:
+                    os.rename(staging, folder / str(version))
+                    return version
+                except OSError:
+                    if not (folder / str(version)).exists():
+                        raise
+                    version += 1
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            entry.name
+            for entry in self.root.iterdir()
+            if MODEL_NAME.match(entry.name) and self.versions(entry.name)
+        )
+
+    def versions(self, name: str) -> list[int]:
+        folder = self.root / name
+        if not MODEL_NAME.match(name) or not folder.is_dir():
+            return []
+        return sorted(int(entry.name) for entry in folder.iterdir() if entry.name.isdigit())
+
+    def latest_version(self, name: str) -> int | None:
+        versions = self.versions(name)
+        return versions[-1] if versions else None
+
+    def resolve(self, name: str, version: int | None) -> int:
+        """The version to serve: `version` if it exists, else the latest; NotFound otherwise."""
+        versions = self.versions(name)
+        if not versions:
+            raise NotFound(f"No model named {name!r} has been published. Received: {name!r}")
+        if version is None:
+            return versions[-1]
+        if version not in versions:
+            raise NotFound(
+                f"Model {name!r} has no version {version}; it has versions {versions}. "
+                f"Received: version={version}"
+            )
+        return version
+
+    def model_path(self, name: str, version: int) -> Path:
+        return self.root / name / str(self.resolve(name, version)) / MODEL_FILE
+
+    def metadata(self, name: str, version: int) -> dict[str, Any]:
+        path = self.root / name / str(self.resolve(name, version)) / METADATA_FILE
+        return json.loads(path.read_text())
+
+    def delete(self, name: str, version: int) -> None:
+        self.resolve(name, version)
+        folder = self.root / name
+        # Rename first so readers stop seeing the version at once, then delete.
+        doomed = folder / f".deleted-{version}-{uuid.uuid4().hex}"
+        os.rename(folder / str(version), doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+
+def check_model_name(name: str) -> None:
+    # The API refuses bad names with a 422 first; this guards the filesystem.
+    if not MODEL_NAME.match(name):
+        raise ValueError(f"Model names match {MODEL_NAME.pattern}. Received: {name!r}")
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    path.write_text(json.dumps(value, indent=2, sort_keys=True))

@@ -1,0 +1,110 @@
+"""Training: fit the spec's network on a dataset, reporting every epoch."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from models.builder import build_model
+from models.datasets import Dataset
+from models.errors import JobCancelled
+from models.labels import LabelEncoding
+from models.spec import ModelSpec
+
+if TYPE_CHECKING:
+    import keras
+
+
+class TrainingObserver(Protocol):
+    """What a training run tells the outside world, and asks it."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None: ...
+
+    def should_stop(self) -> bool: ...
+
+
+class SilentObserver:
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return False
+
+
+@dataclass
+class TrainingResult:
+    model: keras.Model
+    encoding: LabelEncoding
+    history: dict[str, list[float]]
+    metrics: dict[str, float]
+    epochs_run: int
+    fit_seconds: float
+    samples: int = field(default=0)
+
+
+def train(spec: ModelSpec, dataset: Dataset, observer: TrainingObserver) -> TrainingResult:
+    """Fit the network of `spec` on `dataset`; raises JobCancelled when asked to stop."""
+    import keras
+
+    keras.backend.clear_session()
+    if spec.seed is not None:
+        keras.utils.set_random_seed(spec.seed)
+    encoding = LabelEncoding.for_spec(spec, dataset.y)
+    y = encoding.encode(dataset.y)
+    model = build_model(spec)
+    callbacks: list[keras.callbacks.Callback] = [_observer_callback(observer)]
+    if spec.fit.early_stopping is not None:
+        stop = spec.fit.early_stopping
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=stop.monitor,
+                patience=stop.patience,
+                min_delta=stop.min_delta,
+                restore_best_weights=stop.restore_best_weights,
+            )
+        )
+    started = time.perf_counter()
+    history = model.fit(
+        dataset.x,
+        y,
+        epochs=spec.fit.epochs,
+        batch_size=spec.fit.batch_size,
+        validation_split=spec.fit.validation_split,
+        shuffle=spec.fit.shuffle,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    fit_seconds = time.perf_counter() - started
+    curves = {name: [float(value) for value in values] for name, values in history.history.items()}
+    return TrainingResult(
+        model=model,
+        encoding=encoding,
+        history=curves,
+        metrics={name: values[-1] for name, values in curves.items() if values},
+        epochs_run=len(curves.get("loss", [])),
+        fit_seconds=fit_seconds,
+        samples=int(dataset.x.shape[0]),
+    )
+
+
+def _observer_callback(observer: TrainingObserver) -> keras.callbacks.Callback:
+    """A Keras callback that reports to `observer` (defined here: keras is imported late)."""
+    import keras
+
+    class ObserverCallback(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            # A batch boundary: the cancel point API.md promises.
+            if observer.should_stop():
+                raise JobCancelled("The job was cancelled while training.")
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            observer.on_epoch_end(epoch + 1, _floats(logs or {}))
+
+    return ObserverCallback()
+
+
+def _floats(logs: dict[str, Any]) -> dict[str, float]:
+    return {name: float(np.asarray(value)) for name, value in logs.items()}

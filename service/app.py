@@ -1,0 +1,47 @@
+"""The Flask app factory."""
+
+from __future__ import annotations
+
+import logging
+
+import redis
+from flask import Flask
+
+from models.backend import configure_backend
+from models.datasets import DatasetStore
+from models.jobs import JobStore
+from models.predictor import Predictor
+from models.settings import Settings
+from models.store import ModelStore
+from service.auth import install_auth
+from service.context import Services
+from service.converters import ModelNameConverter
+from service.errors import register_error_handlers
+from service.routes import datasets, jobs, models, ops
+from worker.celery_app import make_celery
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or Settings()
+    configure_backend(settings.keras_backend)
+    logging.basicConfig(level=logging.INFO)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_upload_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.url_map.converters["model"] = ModelNameConverter
+    client = redis.Redis.from_url(settings.redis_url)
+    model_store = ModelStore(settings.models_dir)
+    app.extensions["fitserve"] = Services(
+        settings=settings,
+        redis=client,
+        jobs=JobStore(client, settings.redis_prefix),
+        datasets=DatasetStore(settings.datasets_dir),
+        models=model_store,
+        predictor=Predictor(model_store, settings.model_cache_size),
+        celery=make_celery(settings),
+    )
+    register_error_handlers(app)
+    install_auth(app, settings.api_keys)
+    for blueprint in (ops.blueprint, datasets.blueprint, jobs.blueprint, models.blueprint):
+        app.register_blueprint(blueprint)
+    return app

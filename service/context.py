@@ -1,0 +1,30 @@
+"""The parts a request needs, built once in create_app and reached per request."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from celery import Celery
+from flask import current_app
+
+from models.datasets import DatasetStore
+from models.jobs import JobStore
+from models.predictor import Predictor
+from models.settings import Settings
+from models.store import ModelStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    redis: redis.Redis
+    jobs: JobStore
+    datasets: DatasetStore
+    models: ModelStore
+    predictor: Predictor
+    celery: Celery
+
+
+def services() -> Services:
+    return current_app.extensions["fitserve"]

@@ -1,0 +1,59 @@
+"""One place that turns every error into API.md's JSON error body."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, current_app, jsonify
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from models.errors import FitserveError, PayloadTooLarge
+
+log = logging.getLogger(__name__)
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(FitserveError, _fitserve_error)
+    app.register_error_handler(RequestEntityTooLarge, _too_large)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+
+
+def error_response(error: FitserveError) -> tuple[Response, int]:
+    return jsonify(error.to_dict()), error.status
+
+
+def _fitserve_error(error: FitserveError) -> tuple[Response, int]:
+    if error.status >= 500:
+        log.error("server error: %s", error.message)
+    return error_response(error)
+
+
+def _too_large(error: RequestEntityTooLarge) -> tuple[Response, int]:
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    return error_response(
+        PayloadTooLarge(
+            f"The request body is larger than the upload limit of {limit} bytes "
+            f"({limit / 2**20:.0f} MiB; setting FITSERVE_LIMITS__MAX_UPLOAD_BYTES)."
+        )
+    )
+
+
+def _http_error(error: HTTPException) -> tuple[Response, int]:
+    status = error.code or 500
+    code = (error.name or "error").lower().replace(" ", "_")
+    body = {"error": {"code": code, "message": error.description or error.name, "details": []}}
+    return jsonify(body), status
+
+
+def _unexpected(error: Exception) -> tuple[Response, int]:
+    log.exception("unhandled error")
+    return jsonify(
+        {
+            "error": {
+                "code": "internal_error",
+                "message": "An unexpected server error occurred; it has been logged.",
+                "details": [],
+            }
+        }
+    ), 500

@@ -1,0 +1,105 @@
+"""/v1/jobs: start training jobs, follow them, cancel them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, request, url_for
+
+from models.errors import MalformedBody, NotFound, ValidationFailed, problem
+from models.jobs import STATES
+from models.labels import check_dataset_fits_spec
+from models.validation import validate
+from service.bodies import dataset_upload, parse_json
+from service.context import services
+from service.schemas import JobRequest, TrainingSpec
+from worker.celery_app import TRAIN_TASK, queue_for
+
+blueprint = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
+
+
+@blueprint.post("")
+def create() -> tuple[Response, int, dict[str, str]]:
+    parts = services()
+    if request.mimetype == "multipart/form-data":
+        training = validate(TrainingSpec, _json_part("spec"))
+        body, media_type = dataset_upload(request)
+        record, _ = parts.datasets.save(body, media_type, request.args.get("target"))
+        job_request = JobRequest(model=training.model, spec=training.spec, dataset=record["id"])
+    else:
+        job_request = validate(JobRequest, _json_body())
+        record = _dataset_record(job_request.dataset)
+    check_dataset_fits_spec(job_request.spec, record)
+    spec = job_request.spec.model_dump(mode="json")
+    job = parts.jobs.create("train", job_request.model, spec, record["id"])
+    parts.celery.send_task(
+        TRAIN_TASK, args=[job["id"]], queue=queue_for(parts.settings, job_request.spec.device)
+    )
+    location = url_for("jobs.show", job_id=job["id"])
+    return jsonify(job), 202, {"Location": location}
+
+
+@blueprint.get("")
+def index() -> Response:
+    state = request.args.get("state") or None
+    if state is not None and state not in STATES:
+        raise ValidationFailed(
+            f"state must be one of {list(STATES)}. Received: {state!r}",
+            details=[problem(["query", "state"], "unknown state")],
+        )
+    offset = _int_arg("page_token", 0, 0, 10**9)
+    limit = _int_arg("limit", 50, 1, 500)
+    page, next_offset = services().jobs.list(state, request.args.get("model"), offset, limit)
+    return jsonify(
+        {"jobs": page, "next_page_token": None if next_offset is None else str(next_offset)}
+    )
+
+
+@blueprint.get("/<job_id>")
+def show(job_id: str) -> Response:
+    return jsonify(services().jobs.get(job_id))
+
+
+@blueprint.post("/<job_id>:cancel")
+def cancel(job_id: str) -> Response:
+    return jsonify(services().jobs.request_cancel(job_id))
+
+
+def _dataset_record(dataset_id: str) -> dict[str, Any]:
+    try:
+        return services().datasets.get(dataset_id)
+    except NotFound:
+        message = f"No dataset with id {dataset_id!r}: upload it first. Received: {dataset_id!r}"
+        raise ValidationFailed(message, details=[problem(["dataset"], message)]) from None
+
+
+def _json_body() -> Any:
+    if request.mimetype != "application/json":
+        raise MalformedBody(
+            "A job is a JSON body (application/json) or a multipart form with 'spec' and "
+            f"'file' parts. Received: Content-Type {request.mimetype or 'none'!r}"
+        )
+    return parse_json(request.get_data(cache=False), "body")
+
+
+def _json_part(name: str) -> Any:
+    if name in request.form:
+        return parse_json(request.form[name].encode(), name)
+    if name in request.files:
+        return parse_json(request.files[name].read(), name)
+    raise MalformedBody(
+        f'A multipart job needs a \'{name}\' part holding JSON {{"model", "spec"}}. '
+        f"Received: parts {sorted(request.form) + sorted(request.files)}"
+    )
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ValidationFailed(
+            f"{name} must be an integer from {low} to {high}. Received: {raw!r}",
+            details=[problem(["query", name], "out of range")],
+        )
+    return int(raw)

@@ -1,0 +1,35 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+import tempfile
+
+from flask import Blueprint, Response, jsonify
+
+from service.context import services
+
+blueprint = Blueprint("ops", __name__)
+
+
+@blueprint.get("/healthz")
+def healthz() -> Response:
+    return jsonify({"status": "ok"})
+
+
+@blueprint.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    parts = services()
+    problems = []
+    try:
+        parts.redis.ping()
+    except Exception as exc:  # any failure to reach the broker means not ready
+        problems.append(f"broker unreachable: {exc}")
+    try:
+        parts.settings.models_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=parts.settings.models_dir):
+            pass
+    except OSError as exc:
+        problems.append(f"model store not writable: {exc}")
+    if problems:
+        return jsonify({"status": "unavailable", "reasons": problems}), 503
+    return jsonify({"status": "ready"}), 200

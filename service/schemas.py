@@ -1,0 +1,23 @@
+"""Request bodies, as pydantic models: they validate requests and document them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from models.spec import ModelSpec, StrictModel
+from models.store import MODEL_NAME
+
+ModelName = Annotated[str, Field(pattern=MODEL_NAME.pattern)]
+
+
+class TrainingSpec(StrictModel):
+    """The `spec` part of a multipart job: the dataset comes as the `file` part."""
+
+    model: ModelName
+    spec: ModelSpec
+
+
+class JobRequest(TrainingSpec):
+    dataset: Annotated[str, Field(min_length=1, max_length=64)]

@@ -1,0 +1,54 @@
+"""`fitserve-worker`: a Celery worker that trains jobs.
+
+It runs Celery's solo pool: jobs run in this process, one at a time, with
+Keras and the backend imported once at start. Nothing forks after the
+framework is loaded (TensorFlow and JAX are not fork-safe), and one job per
+device at a time is what a training host wants anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import sys
+
+import redis
+
+from models.backend import configure_backend
+from models.datasets import DatasetStore
+from models.jobs import JobStore
+from models.runner import WorkerContext
+from models.settings import Settings
+from models.store import ModelStore
+from worker.celery_app import make_celery
+from worker.devices import detect_devices
+from worker.tasks import register_tasks
+
+
+def main(argv: list[str] | None = None) -> None:
+    settings = Settings()
+    configure_backend(settings.keras_backend)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    import keras  # once, here: every job in this process reuses it
+
+    gpus = detect_devices(keras.backend.backend())
+    device = gpus[0] if gpus else "cpu"
+    queue = settings.queues.gpu if gpus else settings.queues.cpu
+    name = f"fitserve-{device.replace(':', '')}@{socket.gethostname()}"
+    context = WorkerContext(
+        jobs=JobStore(redis.Redis.from_url(settings.redis_url), settings.redis_prefix),
+        datasets=DatasetStore(settings.datasets_dir),
+        models=ModelStore(settings.models_dir),
+        worker=name,
+        device=device,
+        backend=keras.backend.backend(),
+    )
+    app = make_celery(settings)
+    register_tasks(app, context)
+    arguments = ["worker", "--pool=solo", "--concurrency=1", f"--queues={queue}",
+                 f"--hostname={name}", "--loglevel=INFO", "--without-mingle", "--without-gossip"]  # fmt: skip
+    app.worker_main(arguments + list(argv if argv is not None else sys.argv[1:]))
+
+
+if __name__ == "__main__":
+    main()
