@@ -11,7 +11,15 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 MAX_UNITS = 16_384
 MAX_LAYERS = 64
@@ -115,17 +123,29 @@ class Optimizer(StrictModel):
     @model_validator(mode="after")
     def _check_options(self) -> Optimizer:
         if self.momentum is not None and self.name not in ("sgd", "rmsprop"):
-            raise ValueError(
-                f"`momentum` applies to sgd and rmsprop only. Received: name={self.name!r}"
+            raise SpecError(
+                ("momentum",),
+                f"`momentum` applies to sgd and rmsprop only. Received: name={self.name!r}",
             )
         if self.nesterov is not None and self.name != "sgd":
-            raise ValueError(f"`nesterov` applies to sgd only. Received: name={self.name!r}")
+            raise SpecError(
+                ("nesterov",), f"`nesterov` applies to sgd only. Received: name={self.name!r}"
+            )
         return self
+
+
+def _optimizer_form(value: Any) -> str:
+    return "Optimizer" if isinstance(value, dict | Optimizer) else "optimizer_name"
 
 
 class Compile(StrictModel):
     loss: Loss
-    optimizer: OptimizerName | Optimizer = "adam"
+    # A string is only ever a name and an object only ever an Optimizer, so an error
+    # names the one form the user sent rather than both union members.
+    optimizer: Annotated[
+        Annotated[OptimizerName, Tag("optimizer_name")] | Annotated[Optimizer, Tag("Optimizer")],
+        Discriminator(_optimizer_form),
+    ] = "adam"
     metrics: Annotated[list[Metric], Field(max_length=8)] = Field(default_factory=list)
 
     @property
@@ -153,9 +173,10 @@ class Fit(StrictModel):
     def _check_monitor(self) -> Fit:
         stop = self.early_stopping
         if stop and stop.monitor.startswith("val_") and self.validation_split == 0:
-            raise ValueError(
+            raise SpecError(
+                ("early_stopping", "monitor"),
                 f"early_stopping monitors {stop.monitor!r}, which needs a validation_split "
-                "above 0. Received: validation_split=0"
+                "above 0. Received: validation_split=0",
             )
         return self
 
@@ -178,10 +199,11 @@ class ModelSpec(StrictModel):
             for index, layer in enumerate(layers):
                 kind = layer.get("type") if isinstance(layer, dict) else None
                 if isinstance(kind, str) and _looks_like_code(kind):
-                    raise ValueError(
+                    raise SpecError(
+                        (index, "type"),
                         f"Layer {index} has type {kind!r}, which would run user code or load "
                         "an object by name; only dense, dropout, flatten and "
-                        f"batch_normalization are allowed. Received: type={kind!r}"
+                        f"batch_normalization are allowed. Received: type={kind!r}",
                     )
         return layers
 

@@ -38,6 +38,9 @@ def _detail(error: Any, loc_prefix: tuple[str | int, ...]) -> dict[str, Any]:
         message = str(cause)
     elif message.startswith("Value error, "):
         message = message.removeprefix("Value error, ")
+    elif error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        # An unknown or missing layer type: blame the discriminator field itself.
+        loc = loc + (str(error["ctx"]["discriminator"]).strip("'"),)
     if error["type"] not in ("missing",) and "Received" not in message:
         message = f"{message}. Received: {_short(error.get('input'))}"
     return problem(list(loc_prefix + _drop_union_tags(loc)), message)
@@ -51,7 +54,9 @@ def _drop_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     )
 
 
-_UNION_TAGS = {"dense", "dropout", "flatten", "batch_normalization", "Optimizer"}
+_UNION_TAGS = {
+    "dense", "dropout", "flatten", "batch_normalization", "Optimizer", "optimizer_name",
+}  # fmt: skip
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -9,6 +9,7 @@ device at a time is what a training host wants anyway.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import sys
 
@@ -34,7 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     gpus = detect_devices(keras.backend.backend())
     device = gpus[0] if gpus else "cpu"
     queue = settings.queues.gpu if gpus else settings.queues.cpu
-    name = f"fitserve-{device.replace(':', '')}@{socket.gethostname()}"
+    # Unique per process: several workers may share a host (and a broker's
+    # control channel), and Celery wants distinct node names.
+    name = f"fitserve-{device.replace(':', '')}-{os.getpid()}@{socket.gethostname()}"
     context = WorkerContext(
         jobs=JobStore(redis.Redis.from_url(settings.redis_url), settings.redis_prefix),
         datasets=DatasetStore(settings.datasets_dir),

@@ -1,0 +1,100 @@
+"""Starting the real entry points (`fitserve-api`, `fitserve-worker`) as
+processes for end-to-end tests, and waiting until each answers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+from celery import Celery
+
+from models.settings import Settings
+
+BIN = Path(sys.executable).parent
+
+
+def settings_environment(settings: Settings, port: int) -> dict[str, str]:
+    """The FITSERVE_* variables that make a process use `settings`."""
+    return {
+        **os.environ,
+        "FITSERVE_DATA_DIR": str(settings.data_dir),
+        "FITSERVE_REDIS_URL": settings.redis_url,
+        "FITSERVE_REDIS_PREFIX": settings.redis_prefix,
+        "FITSERVE_QUEUES__CPU": settings.queues.cpu,
+        "FITSERVE_QUEUES__GPU": settings.queues.gpu,
+        "FITSERVE_API_KEYS": ",".join(settings.api_keys),
+        "FITSERVE_KERAS_BACKEND": settings.keras_backend,
+        "FITSERVE_SERVER__HOST": "127.0.0.1",
+        "FITSERVE_SERVER__PORT": str(port),
+        "FITSERVE_SERVER__WORKERS": "1",
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Service:
+    """One started entry point, its log in a file, stopped with SIGTERM."""
+
+    def __init__(self, command: str, environment: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        self.process = subprocess.Popen(
+            [str(BIN / command)], env=environment, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def wait_until(self, ready: Callable[[], bool], timeout_s: float = 90) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"exited with {self.process.returncode}:\n{self.log_tail()}")
+            if ready():
+                return
+            time.sleep(0.25)
+        raise AssertionError(f"not ready after {timeout_s} s:\n{self.log_tail()}")
+
+    def stop(self, timeout_s: float = 20) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+        return self.process.returncode
+
+
+def api_answers(base_url: str) -> Callable[[], bool]:
+    def ready() -> bool:
+        try:
+            return requests.get(f"{base_url}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:  # refused, or accepted while booting
+            return False
+
+    return ready
+
+
+def worker_answers(redis_url: str, queue: str) -> Callable[[], bool]:
+    """True once a worker consuming `queue` answers a broadcast ping."""
+    app = Celery(broker=redis_url, set_as_current=False)
+
+    def ready() -> bool:
+        inspector = app.control.inspect(timeout=1)
+        active = inspector.active_queues() or {}
+        return any(queue in {q["name"] for q in queues} for queues in active.values())
+
+    return ready
