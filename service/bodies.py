@@ -8,7 +8,7 @@ from typing import Any
 from flask import Request
 
 from models.datasets import media_type_for_filename
-from models.errors import MalformedBody, problem
+from models.errors import MalformedBody, PayloadTooLarge, problem
 
 GENERIC_TYPES = ("", "application/octet-stream", "text/plain")
 
@@ -26,7 +26,40 @@ def dataset_upload(request: Request) -> tuple[bytes, str]:
         if media_type in GENERIC_TYPES:
             media_type = media_type_for_filename(part.filename or "") or media_type
         return part.read(), media_type
-    return request.get_data(cache=False), request.mimetype
+    return request_body(request), request.mimetype
+
+
+def request_body(request: Request) -> bytes:
+    """The whole body, or PayloadTooLarge when it exceeds the upload limit.
+
+    Werkzeug limits a body without a Content-Length (chunked) by reading up to
+    the limit and stopping there, silently: a cut-off dataset would be stored.
+    So when the limit was reached, look one byte further in the raw input.
+    """
+    body = request.get_data(cache=False)
+    stream = request.stream
+    if request.content_length is None and getattr(stream, "is_exhausted", False):
+        raw = request.environ["wsgi.input"]
+        if raw.read(1):
+            _drain(raw)
+            raise PayloadTooLarge(upload_limit_message(request.max_content_length))
+    return body
+
+
+def _drain(raw: Any, most: int = 2**20) -> None:
+    # Read a little of what is left so a client that overshot by a little gets
+    # the 413 rather than a connection reset; a huge body is cut off regardless.
+    drained = 0
+    while drained < most and (chunk := raw.read(64 * 1024)):
+        drained += len(chunk)
+
+
+def upload_limit_message(limit: int | None) -> str:
+    limit = limit or 0
+    return (
+        f"The request body is larger than the upload limit of {limit} bytes "
+        f"({limit / 2**20:.0f} MiB; setting FITSERVE_LIMITS__MAX_UPLOAD_BYTES)."
+    )
 
 
 def parse_json(raw: bytes, where: str = "body") -> Any:

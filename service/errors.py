@@ -8,6 +8,7 @@ from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from models.errors import FitserveError, PayloadTooLarge
+from service.bodies import upload_limit_message
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,7 @@ def _fitserve_error(error: FitserveError) -> tuple[Response, int]:
 
 def _too_large(error: RequestEntityTooLarge) -> tuple[Response, int]:
     limit = current_app.config["MAX_CONTENT_LENGTH"]
-    return error_response(
-        PayloadTooLarge(
-            f"The request body is larger than the upload limit of {limit} bytes "
-            f"({limit / 2**20:.0f} MiB; setting FITSERVE_LIMITS__MAX_UPLOAD_BYTES)."
-        )
-    )
+    return error_response(PayloadTooLarge(upload_limit_message(limit)))
 
 
 def _http_error(error: HTTPException) -> tuple[Response, int]:

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> None:
         f"--bind={server.host}:{server.port}", f"--workers={server.workers}",
         f"--threads={server.threads}", "--worker-class=gthread", "--timeout=120",
         "--access-logfile=-",
+        # One fixed control-socket path per user would be fought over by every
+        # server on the host (tests start several); we do not use it.
+        "--no-control-socket",
     ]  # fmt: skip
     os.execv(sys.executable, arguments + list(argv if argv is not None else sys.argv[1:]))
 

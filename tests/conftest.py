@@ -37,7 +37,8 @@ def isolated_settings(data_dir: Path) -> Settings:
 def forget_redis_state(settings: Settings) -> None:
     client = redis.Redis.from_url(settings.redis_url)
     keys = list(client.scan_iter(f"{settings.redis_prefix}:*"))
-    keys += [settings.queues.cpu, settings.queues.gpu]
+    for queue in (settings.queues.cpu, settings.queues.gpu):
+        keys += [queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
     client.delete(*keys)
     client.close()
 

@@ -46,12 +46,14 @@ def free_port() -> int:
 class Service:
     """One started entry point, its log in a file, stopped with SIGTERM."""
 
-    def __init__(self, command: str, environment: dict[str, str], log_path: Path) -> None:
+    def __init__(self, argv: list[str], environment: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
-        self._log = log_path.open("wb")
-        self.process = subprocess.Popen(
-            [str(BIN / command)], env=environment, stdout=self._log, stderr=subprocess.STDOUT
-        )
+        with log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(BIN / argv[0]), *argv[1:]], env=environment, cwd=log_path.parent,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -66,15 +68,16 @@ class Service:
             time.sleep(0.25)
         raise AssertionError(f"not ready after {timeout_s} s:\n{self.log_tail()}")
 
-    def stop(self, timeout_s: float = 20) -> int:
+    def stop(self, timeout_s: float = 30) -> int | None:
+        """SIGTERM, then the exit code; None (after killing its group) if it hung."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(timeout_s)
             except subprocess.TimeoutExpired:
-                self.process.kill()
+                os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        self._log.close()
+                return None
         return self.process.returncode
 
 
@@ -82,19 +85,21 @@ def api_answers(base_url: str) -> Callable[[], bool]:
     def ready() -> bool:
         try:
             return requests.get(f"{base_url}/healthz", timeout=1).status_code == 200
-        except requests.RequestException:  # refused, or accepted while booting
+        except requests.RequestException:  # refused, or accepted while still booting
             return False
 
     return ready
 
 
-def worker_answers(redis_url: str, queue: str) -> Callable[[], bool]:
-    """True once a worker consuming `queue` answers a broadcast ping."""
+def worker_answers(redis_url: str, pid: int) -> Callable[[], bool]:
+    """True once the worker process `pid` answers on the broker's control channel.
+
+    `stats` rather than `ping`: its reply carries the pid, so we know that this
+    process answered, whatever else shares the broker."""
     app = Celery(broker=redis_url, set_as_current=False)
 
     def ready() -> bool:
-        inspector = app.control.inspect(timeout=1)
-        active = inspector.active_queues() or {}
-        return any(queue in {q["name"] for q in queues} for queues in active.values())
+        replies = app.control.broadcast("stats", reply=True, timeout=1.0)
+        return any(stats.get("pid") == pid for reply in replies for stats in reply.values())
 
     return ready

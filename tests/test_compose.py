@@ -8,25 +8,17 @@ import json
 import os
 import re
 import shlex
-import signal
-import socket
-import subprocess
-import sys
-import time
 import tomllib
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 import yaml
-from celery import Celery
 
 from models.settings import Settings
+from tests.live import BIN, Service, api_answers, free_port, settings_environment, worker_answers
 
 ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 PYPROJECT: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -134,73 +126,13 @@ def test_dockerfile_runs_an_entry_point_and_copies_every_package() -> None:
 
 def local_environment(service: dict[str, Any], settings: Settings, port: int) -> dict[str, str]:
     """The service's FITSERVE_* environment mapped onto this machine and this test."""
-    here = {
-        "FITSERVE_REDIS_URL": settings.redis_url,
-        "FITSERVE_DATA_DIR": str(settings.data_dir),
-        "FITSERVE_REDIS_PREFIX": settings.redis_prefix,
-        "FITSERVE_QUEUES__CPU": settings.queues.cpu,
-        "FITSERVE_QUEUES__GPU": settings.queues.gpu,
-        "FITSERVE_API_KEYS": ",".join(settings.api_keys),
-        "FITSERVE_KERAS_BACKEND": settings.keras_backend,
-        "FITSERVE_SERVER__HOST": "127.0.0.1",
-        "FITSERVE_SERVER__PORT": str(port),
+    here = settings_environment(settings, port)
+    mapped = {
+        **environment(service),
+        **{k: v for k, v in here.items() if k.startswith("FITSERVE_")},
     }
-    mapped = {**environment(service), **here}
     assert not [key for key, value in mapped.items() if "${" in value], "unmapped interpolation"
-    inherited = {key: value for key, value in os.environ.items() if not key.startswith("FITSERVE_")}
-    return {**inherited, **mapped}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def api_answers(port: int) -> Callable[[], bool]:
-    def probe() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200
-        except (requests.ConnectionError, requests.Timeout):  # not listening, or still booting
-            return False
-
-    return probe
-
-
-def worker_answers(app: Celery, pid: int) -> Callable[[], bool]:
-    # `stats` rather than `ping`: its reply carries the pid, so we know that this
-    # process answered, whatever its node name and whatever else shares the broker.
-    host = f"@{socket.gethostname()}"
-
-    def probe() -> bool:
-        replies = app.control.broadcast("stats", reply=True, timeout=1.0)
-        return any(
-            node.endswith(host) and stats.get("pid") == pid
-            for reply in replies
-            for node, stats in reply.items()
-        )
-
-    return probe
-
-
-@pytest.fixture
-def launch(tmp_path: Path) -> Iterator[Callable[[list[str], dict[str, str]], subprocess.Popen]]:
-    started: list[subprocess.Popen] = []
-
-    def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
-        with (tmp_path / "process.log").open("wb") as log:
-            process = subprocess.Popen(
-                argv, env=env, cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, start_new_session=True,
-            )  # fmt: skip
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:  # whatever the test did, leave nothing running
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    return {**here, **mapped}
 
 
 def first_service_per_command() -> list[str]:
@@ -213,29 +145,16 @@ def first_service_per_command() -> list[str]:
 
 
 @pytest.mark.parametrize("name", first_service_per_command())
-def test_command_starts_and_stops(
-    name: str, settings: Settings, launch: Callable[..., subprocess.Popen], tmp_path: Path
-) -> None:
+def test_command_starts_and_stops(name: str, settings: Settings, tmp_path: Path) -> None:
     service, port = SERVICES[name], free_port()
-    argv = command(service)
-    process = launch([str(BIN / argv[0]), *argv[1:]], local_environment(service, settings, port))
-
-    def log_tail() -> str:
-        return (tmp_path / "process.log").read_text(errors="replace")[-3000:]
-
-    app = Celery(broker=settings.redis_url, set_as_current=False)
+    started = Service(command(service), local_environment(service, settings, port),
+                      tmp_path / "process.log")  # fmt: skip
     try:
-        answers = api_answers(port) if service.get("ports") else worker_answers(app, process.pid)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not answers():
-            assert process.poll() is None, f"{name} exited with {process.returncode}:\n{log_tail()}"
-            assert time.monotonic() < deadline, f"{name} not up in time:\n{log_tail()}"
-            time.sleep(0.5)
+        if service.get("ports"):
+            started.wait_until(api_answers(f"http://127.0.0.1:{port}"), START_TIMEOUT_S)
+        else:
+            started.wait_until(worker_answers(settings.redis_url, started.process.pid),
+                               START_TIMEOUT_S)  # fmt: skip
     finally:
-        app.close()
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        pytest.fail(f"{name} still running {STOP_TIMEOUT_S}s after SIGTERM:\n{log_tail()}")
-    assert process.returncode == 0, f"{name} exited with {process.returncode}:\n{log_tail()}"
+        code = started.stop(STOP_TIMEOUT_S)
+    assert code == 0, f"{name} exited with {code} after SIGTERM:\n{started.log_tail()}"

@@ -10,7 +10,7 @@ from models.errors import MalformedBody, NotFound, ValidationFailed, problem
 from models.jobs import STATES
 from models.labels import check_dataset_fits_spec
 from models.validation import validate
-from service.bodies import dataset_upload, parse_json
+from service.bodies import dataset_upload, parse_json, request_body
 from service.context import services
 from service.schemas import JobRequest, TrainingSpec
 from worker.celery_app import TRAIN_TASK, queue_for
@@ -79,7 +79,7 @@ def _json_body() -> Any:
             "A job is a JSON body (application/json) or a multipart form with 'spec' and "
             f"'file' parts. Received: Content-Type {request.mimetype or 'none'!r}"
         )
-    return parse_json(request.get_data(cache=False), "body")
+    return parse_json(request_body(request), "body")
 
 
 def _json_part(name: str) -> Any:

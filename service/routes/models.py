@@ -12,7 +12,7 @@ from flask import Blueprint, Response, jsonify, request
 from models import samples
 from models.errors import UnsupportedMediaType
 from models.predictor import Prediction
-from service.bodies import parse_json
+from service.bodies import parse_json, request_body
 from service.context import services
 
 blueprint = Blueprint("models", __name__, url_prefix="/v1/models")
@@ -80,11 +80,11 @@ def predict(name: str, version: int | None = None) -> Response:
     input_shape = loaded.metadata["input_shape"]
     layout = "row"
     if request.mimetype in ("application/json", ""):
-        x, layout = samples.from_json(parse_json(request.get_data(cache=False)), input_shape)
+        x, layout = samples.from_json(parse_json(request_body(request)), input_shape)
     elif request.mimetype == "text/csv":
-        x = samples.from_csv(request.get_data(cache=False), input_shape)
+        x = samples.from_csv(request_body(request), input_shape)
     elif request.mimetype == "application/x-npy":
-        x = samples.from_npy(request.get_data(cache=False), input_shape)
+        x = samples.from_npy(request_body(request), input_shape)
     else:
         raise UnsupportedMediaType(
             "Predict bodies are application/json, text/csv or application/x-npy. "

@@ -17,6 +17,7 @@ from tests.conftest import API_KEY, forget_redis_state, isolated_settings
 from tests.live import Service, api_answers, free_port, settings_environment, worker_answers
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
+UPLOAD_LIMIT = 4 * 2**20  # above every example dataset
 
 
 @dataclass
@@ -46,14 +47,15 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     settings = isolated_settings(folder / "var")
     port = free_port()
     environment = settings_environment(settings, port)
-    worker = Service("fitserve-worker", environment, folder / "worker.log")
-    api = Service("fitserve-api", environment, folder / "api.log")
+    environment["FITSERVE_LIMITS__MAX_UPLOAD_BYTES"] = str(UPLOAD_LIMIT)
+    worker = Service(["fitserve-worker"], environment, folder / "worker.log")
+    api = Service(["fitserve-api"], environment, folder / "api.log")
     base_url = f"http://127.0.0.1:{port}"
     http = requests.Session()
     http.headers["Authorization"] = f"Bearer {API_KEY}"
     try:
         api.wait_until(api_answers(base_url))
-        worker.wait_until(worker_answers(settings.redis_url, settings.queues.cpu))
+        worker.wait_until(worker_answers(settings.redis_url, worker.process.pid))
         yield Live(base_url, http, settings)
     finally:
         http.close()
