@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     app = make_celery(settings)
     register_tasks(app, context)
-    arguments = ["worker", "--pool=solo", "--concurrency=1", f"--queues={queue}",
-                 f"--hostname={name}", "--loglevel=INFO", "--without-mingle", "--without-gossip"]  # fmt: skip
+    arguments = [
+        "worker", "--pool=solo", "--concurrency=1", f"--queues={queue}", f"--hostname={name}",
+        "--loglevel=INFO", "--without-mingle", "--without-gossip",
+    ]  # fmt: skip
     app.worker_main(arguments + list(argv if argv is not None else sys.argv[1:]))
 
 
