@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -87,7 +88,7 @@ class JobStore:
                 break
             for job_id in ids:
                 position += 1
-                raw = self.redis.hgetall(self._key(_text(job_id)))
+                raw = self.redis.hgetall(self._key(_text(cast(bytes, job_id))))
                 if not raw:
                     continue
                 job = _decode(raw)
@@ -140,11 +141,11 @@ class JobStore:
             pipe.execute()
 
 
-def _encode(fields: dict[str, Any]) -> dict[str, str]:
+def _encode(fields: dict[str, Any]) -> dict[Any, str]:  # Any: what redis-py accepts as a key
     return {name: json.dumps(value) for name, value in fields.items()}
 
 
-def _decode(raw: dict[bytes, bytes]) -> dict[str, Any]:
+def _decode(raw: Mapping[Any, Any]) -> dict[str, Any]:
     record = {_text(name): json.loads(value) for name, value in raw.items()}
     record.pop("cancel_requested", None)
     return record

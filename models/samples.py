@@ -40,10 +40,7 @@ def to_array(samples: Any, input_shape: list[int], *where: str) -> np.ndarray:
             f"{'.'.join(where)} must be a non-empty list of samples. Received: "
             f"{type(samples).__name__}"
         )
-    try:
-        array = np.asarray(samples, dtype=np.float32)
-    except (ValueError, TypeError):
-        array = None  # ragged or non-numeric: find the culprit below
+    array = _numeric_array(samples)
     if array is None or array.shape[1:] != tuple(input_shape):
         _raise_bad_sample(samples, input_shape, list(where))
     assert array is not None
@@ -109,12 +106,24 @@ def _is_numeric_row(line: str) -> bool:
     return True
 
 
+def _numeric_array(values: Any) -> np.ndarray | None:
+    """float32 array of `values`, or None when ragged or not all numbers.
+
+    Converted without a dtype first: asking numpy for float32 directly would
+    also accept strings such as "1.5", and null would pass as NaN."""
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError):
+        return None
+    if array.dtype.kind not in "iuf":
+        return None
+    return array.astype(np.float32, copy=False)
+
+
 def _raise_bad_sample(samples: list[Any], input_shape: list[int], where: list[str]) -> None:
     for index, sample in enumerate(samples):
-        try:
-            shape = list(np.asarray(sample, dtype=np.float32).shape)
-        except (ValueError, TypeError):
-            shape = None
+        array = _numeric_array(sample)
+        shape = None if array is None else list(array.shape)
         if shape != input_shape:
             found = "non-numeric or ragged values" if shape is None else f"shape {shape}"
             message = (

@@ -22,6 +22,7 @@ from models.errors import NotFound
 MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
+RETIRED_PREFIX = ".retired-"
 
 
 class ModelStore:
@@ -39,7 +40,7 @@ class ModelStore:
         staging.mkdir()
         try:
             write_model(staging / MODEL_FILE)
-            version = (self.latest_version(name) or 0) + 1
+            version = max([0, *self.versions(name), *self._retired(name)]) + 1
             while True:
                 _write_json(staging / METADATA_FILE, {**metadata, "name": name, "version": version})
                 try:
@@ -48,7 +49,7 @@ class ModelStore:
                 except OSError:
                     if not (folder / str(version)).exists():
                         raise
-                    version += 1
+                    version += 1  # another publisher took it
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
@@ -95,10 +96,21 @@ class ModelStore:
     def delete(self, name: str, version: int) -> None:
         self.resolve(name, version)
         folder = self.root / name
+        # A deleted number is never published again: a cache elsewhere may
+        # still hold the old model under it. The marker remembers it.
+        (folder / f"{RETIRED_PREFIX}{version}").touch()
         # Rename first so readers stop seeing the version at once, then delete.
         doomed = folder / f".deleted-{version}-{uuid.uuid4().hex}"
         os.rename(folder / str(version), doomed)
         shutil.rmtree(doomed, ignore_errors=True)
+
+    def _retired(self, name: str) -> list[int]:
+        folder = self.root / name
+        return [
+            int(entry.name.removeprefix(RETIRED_PREFIX))
+            for entry in folder.glob(f"{RETIRED_PREFIX}*")
+            if entry.name.removeprefix(RETIRED_PREFIX).isdigit()
+        ]
 
 
 def check_model_name(name: str) -> None:

@@ -29,9 +29,13 @@ def store(tmp_path: Path) -> ModelStore:
 
 
 def leftovers(store: ModelStore, name: str) -> list[str]:
-    """Entries in a model's folder that are not published versions."""
+    """Entries in a model's folder that are not published versions (or the
+    markers that keep deleted version numbers retired)."""
     folder = store.root / name
-    return sorted(entry.name for entry in folder.iterdir() if not entry.name.isdigit())
+    return sorted(
+        entry.name for entry in folder.iterdir()
+        if not entry.name.isdigit() and not entry.name.startswith(".retired-")
+    )  # fmt: skip
 
 
 def test_publish_creates_version_1_then_2_with_model_and_metadata(store):
@@ -187,3 +191,11 @@ def test_traversal_name_cannot_reach_a_sibling_folder(tmp_path):
     with pytest.raises(NotFound):
         store.delete("../x", 1)
     assert (outside / MODEL_FILE).read_bytes() == b"secret"
+
+
+def test_a_deleted_version_number_is_never_published_again(store):
+    store.publish("iris", writer(), {})
+    store.publish("iris", writer(), {})
+    store.delete("iris", 2)
+    assert store.publish("iris", writer(), {}) == 3
+    assert store.versions("iris") == [1, 3]

@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from models.runner import WorkerContext, run_training_job
 from models.settings import Settings
 from service.app import create_app
 
@@ -16,3 +20,22 @@ def app(settings: Settings) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def publish(app: Flask) -> Callable[..., dict[str, Any]]:
+    """Train and publish a model the way the worker does (runner, in process)."""
+    parts = app.extensions["fitserve"]
+
+    def run(model: str, spec: dict[str, Any], body: bytes, media_type: str) -> dict[str, Any]:
+        record, _ = parts.datasets.save(body, media_type)
+        job = parts.jobs.create("train", model, spec, record["id"])
+        context = WorkerContext(
+            jobs=parts.jobs, datasets=parts.datasets, models=parts.models,
+            worker="test", device="cpu", backend=parts.settings.keras_backend,
+        )  # fmt: skip
+        finished = run_training_job(job["id"], context)
+        assert finished["state"] == "succeeded", finished["error"]
+        return finished
+
+    return run
