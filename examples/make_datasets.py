@@ -44,6 +44,7 @@ def main() -> None:
     # The MNIST program scales pixels to [0, 1] before fitting; these pixels are 0..16.
     images = (digits.images / 16.0).astype("float32")
     np.savez(OUT / "digits.npz", x=images, y=digits.target.astype("int64"))
+    np.save(OUT / "digits_first5.npy", images[:5])  # a predict body for the walk-through
     print(f"wrote {', '.join(sorted(path.name for path in OUT.iterdir()))} in {OUT}")
 
 
