@@ -85,6 +85,10 @@ def test_versions_count_up_and_list(live: Live) -> None:
     for expected_version in (1, 2):
         job = live.wait_for_job(submit(live, "twice", dataset, epochs=2)["id"])
         assert job["result"]["version"] == expected_version
+    # Keras is imported once per worker process: every job ran in the same one
+    # (the worker's name carries its pid), none in a forked child.
+    workers = {job["worker"] for job in live.http.get(live.url("/v1/jobs")).json()["jobs"]}
+    assert len(workers - {None}) == 1, workers
     listing = live.http.get(live.url("/v1/models")).json()["models"]
     twice = next(model for model in listing if model["name"] == "twice")
     assert twice == {"name": "twice", "latest_version": 2, "versions": [1, 2], "task": "regression"}
