@@ -1,0 +1,123 @@
+"""JSON bodies: an object whose "x" holds (nested) number lists and whose "y" holds the labels."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from models.datasets.problems import MAX_PROBLEMS, fail, problem, raise_first
+from models.errors import InvalidDataset, MalformedBody
+
+_JSON_SHAPE = 'a JSON object {"x": [...], "y": [...]}'
+
+
+def parse_json(body: bytes) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # bad syntax or encoding, or nested too deep
+        fail(MalformedBody, ["body"], "The body is not valid JSON", _JSON_SHAPE, exc)
+    if not isinstance(data, dict):
+        fail(
+            MalformedBody,
+            ["body"],
+            "The JSON body is not an object",
+            _JSON_SHAPE,
+            type(data).__name__,
+        )
+    for key in ("x", "y"):
+        if not isinstance(data.get(key), list):
+            fail(
+                MalformedBody,
+                ["body", key],
+                f"The JSON body has no {key!r} array",
+                _JSON_SHAPE,
+                f"{type(data.get(key)).__name__} for {key!r}",
+            )
+    return _json_x(data["x"]), _json_y(data["y"])
+
+
+def _json_x(x: list[Any]) -> np.ndarray:
+    try:
+        array = np.asarray(x)
+        if array.dtype.kind in "iuf":
+            return array
+    except ValueError:  # numpy refuses ragged nesting
+        pass
+    problems = []
+    first = _nested_shape(x[0])
+    for i, sample in enumerate(x):
+        if (shape := _nested_shape(sample)) is None or shape != first:
+            problems.append(
+                problem(
+                    ["body", "x", i],
+                    f"Sample {i} of x is shaped unlike the others",
+                    f"the shape of sample 0, {_shape_text(first)}"
+                    if i and first is not None
+                    else "nested lists of equal lengths",
+                    _shape_text(shape),
+                )
+            )
+        elif bad := _non_number(sample):
+            problems.append(
+                problem(
+                    ["body", "x", i],
+                    f"Sample {i} of x holds a non-number",
+                    "numbers only",
+                    repr(bad[0]),
+                )
+            )
+        if len(problems) >= MAX_PROBLEMS:
+            break
+    raise_first(problems)
+    fail(
+        InvalidDataset,
+        ["body", "x"],
+        "x cannot be read as numbers",
+        "numbers within float range",
+        "values numpy cannot convert",
+    )
+
+
+def _nested_shape(value: Any) -> tuple[int, ...] | None:
+    """The shape of nested lists: () for a scalar, None when ragged."""
+    if not isinstance(value, list):
+        return ()
+    shapes = {_nested_shape(item) for item in value}
+    inner = shapes.pop() if len(shapes) == 1 else () if not shapes else None
+    return None if inner is None else (len(value), *inner)
+
+
+def _shape_text(shape: tuple[int, ...] | None) -> str:
+    return "ragged nested lists" if shape is None else f"shape {list(shape)}"
+
+
+def _non_number(value: Any) -> tuple[Any] | None:
+    if isinstance(value, list):
+        return next(filter(None, map(_non_number, value)), None)
+    # bool is an int subclass, but true/false among features is almost always a mistake.
+    return None if isinstance(value, int | float) and not isinstance(value, bool) else (value,)
+
+
+def _json_y(y: list[Any]) -> np.ndarray:
+    expected = _label_kind(y[0]) if y else "a number"
+    for i, value in enumerate(y):
+        if (kind := _label_kind(value)) is None or kind != expected:
+            fail(
+                InvalidDataset,
+                ["body", "y", i],
+                f"Label {i} of y is not valid",
+                f"{expected}, like label 0" if expected else "a number, string or number list",
+                repr(value),
+            )
+    return np.array(y, dtype=str if expected == "a string" else np.float64)
+
+
+def _label_kind(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "a string"
+    shape = _nested_shape(value)
+    if _non_number(value) or shape is None or len(shape) > 1 or shape == (0,):
+        return None
+    return f"a list of {shape[0]} numbers" if shape else "a number"

@@ -1,0 +1,60 @@
+"""Choosing a body's format from its media type, and parsing it into a Dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from models import errors
+from models.datasets.csv_format import parse_csv
+from models.datasets.dataset import Dataset, finish
+from models.datasets.json_format import parse_json
+from models.datasets.npz_format import parse_npz
+from models.datasets.problems import fail
+from models.errors import InvalidDataset
+
+_FORMATS = {
+    "text/csv": "csv",
+    "application/json": "json",
+    "application/x-npz": "npz",
+    "application/octet-stream": "npz",
+}
+_EXTENSIONS = {".csv": "text/csv", ".json": "application/json", ".npz": "application/x-npz"}
+
+
+def media_type_for_filename(filename: str) -> str | None:
+    return _EXTENSIONS.get(Path(filename).suffix.lower())
+
+
+def parse_dataset(body: bytes, content_type: str, target: str | None = None) -> Dataset:
+    return parse_upload(body, content_type, target)[0]
+
+
+def format_of(content_type: str) -> str:
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type not in _FORMATS:
+        fail(
+            errors.UnsupportedMediaType,
+            ["header", "Content-Type"],
+            "The dataset's media type is not supported",
+            f"one of {', '.join(_FORMATS)}",
+            repr(content_type),
+        )
+    return _FORMATS[media_type]
+
+
+def parse_upload(
+    body: bytes, content_type: str, target: str | None
+) -> tuple[Dataset, str, str | None]:
+    """The dataset, its format, and (for CSV only) the name of its label column."""
+    fmt = format_of(content_type)
+    if not body or body.isspace():
+        fail(
+            InvalidDataset,
+            ["body"],
+            "The dataset is empty",
+            f"a {fmt.upper()} body with at least one row",
+            f"{len(body)} bytes",
+        )
+    if fmt == "csv":
+        return parse_csv(body, target)
+    return finish(*(parse_json(body) if fmt == "json" else parse_npz(body))), fmt, None
