@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install clean
+.PHONY: run test lint install clean bench-serve
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,3 +27,8 @@ lint: $(BIN)/.installed
 
 clean:
 	rm -rf $(VENV) var
+
+# Benchmarks print ratios against baselines measured in the same run.
+bench-serve: $(BIN)/.installed
+	scripts/ensure-redis.sh
+	$(BIN)/python bench/serve.py $(BENCH_ARGS)

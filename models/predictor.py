@@ -118,6 +118,15 @@ class Predictor:
 
         threading.Thread(target=load, name=f"load-{name}-{version}", daemon=True).start()
 
+    def preload_latest(self) -> None:
+        """Load the latest version of every model (up to the cache size), so the
+        first requests do not pay for it."""
+        for name in self.store.names()[: self.cache_size]:
+            try:
+                self.get(name)
+            except ServiceUnavailable:
+                log.warning("no loadable version of %s to preload", name)
+
     def predict(self, name: str, version: int | None, x: np.ndarray) -> Prediction:
         loaded = self.get(name, version)
         outputs = loaded.predict(x)
@@ -172,8 +181,14 @@ def _fastest_faithful_forward(
 ) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     import keras
 
+    # Keras models are not safe to call from several threads at once (on JAX,
+    # concurrent calls fail inside variable access): one call at a time.
+    lock = threading.Lock()
+
     def keras_forward(x: np.ndarray) -> np.ndarray:
-        return np.asarray(keras.ops.convert_to_numpy(model(x, training=False)), dtype=np.float32)
+        with lock:
+            outputs = model(x, training=False)
+        return np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float32)
 
     # The probe also warms Keras up: its first call traces the network.
     probe = np.random.default_rng(0).normal(size=(PROBE_ROWS, *input_shape)).astype(np.float32)

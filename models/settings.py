@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     queues: Queues = Field(default_factory=Queues)
     server: Server = Field(default_factory=Server)
     model_cache_size: int = 8
+    # Load every model's latest version when an API process starts.
+    preload_models: bool = True
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import redis
 from flask import Flask
@@ -17,6 +18,7 @@ from service.auth import install_auth
 from service.context import Services
 from service.converters import ModelNameConverter
 from service.errors import register_error_handlers
+from service.json_provider import OrjsonProvider
 from service.routes import datasets, jobs, models, ops
 from worker.celery_app import make_celery
 
@@ -26,12 +28,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_backend(settings.keras_backend)
     logging.basicConfig(level=logging.INFO)
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_upload_bytes
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     app.url_map.converters["model"] = ModelNameConverter
     client = redis.Redis.from_url(settings.redis_url)
     model_store = ModelStore(settings.models_dir)
-    app.extensions["fitserve"] = Services(
+    services = app.extensions["fitserve"] = Services(
         settings=settings,
         redis=client,
         jobs=JobStore(client, settings.redis_prefix),
@@ -42,6 +44,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     register_error_handlers(app)
     install_auth(app, settings.api_keys)
+    if settings.preload_models:
+        # In the background: the worker answers health checks at once.
+        threading.Thread(target=services.predictor.preload_latest, daemon=True).start()
     for blueprint in (ops.blueprint, datasets.blueprint, jobs.blueprint, models.blueprint):
         app.register_blueprint(blueprint)
     return app

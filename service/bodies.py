@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import orjson
 from typing import Any
 
 from flask import Request
@@ -64,8 +64,8 @@ def upload_limit_message(limit: int | None) -> str:
 
 def parse_json(raw: bytes, where: str = "body") -> Any:
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
         raise MalformedBody(
             f"The {where} is not valid JSON. Received: {exc}",
             details=[problem([where], str(exc))],

@@ -55,6 +55,19 @@ class Service:
                 start_new_session=True,
             )  # fmt: skip
 
+    @classmethod
+    def python(cls, argv: list[str], environment: dict[str, str], log_path: Path) -> Service:
+        """A Python script run with this interpreter."""
+        service = cls.__new__(cls)
+        service.log_path = log_path
+        with log_path.open("wb") as log:
+            service.process = subprocess.Popen(
+                [sys.executable, *argv], env=environment, cwd=log_path.parent,
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        return service
+
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
 

@@ -14,6 +14,7 @@ from models.errors import UnsupportedMediaType
 from models.predictor import Prediction
 from service.bodies import parse_json, request_body
 from service.context import services
+from service.json_provider import dump_bytes
 
 blueprint = Blueprint("models", __name__, url_prefix="/v1/models")
 
@@ -111,12 +112,10 @@ def _render(prediction: Prediction, layout: str) -> Response:
     if accept == "text/csv":
         return Response(_csv(prediction), mimetype="text/csv")
     # TF Serving answers the row format with "predictions", the columnar with "outputs".
-    body: dict[str, Any] = {
-        "predictions" if layout == "row" else "outputs": prediction.outputs.tolist()
-    }
+    body: dict[str, Any] = {"predictions" if layout == "row" else "outputs": prediction.outputs}
     if prediction.labels is not None:
         body["labels"] = prediction.labels
-    return jsonify(body)
+    return Response(dump_bytes(body), mimetype="application/json")
 
 
 def _csv(prediction: Prediction) -> str:

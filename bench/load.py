@@ -1,0 +1,74 @@
+"""A small HTTP load generator: keep-alive connections, one per client thread."""
+
+from __future__ import annotations
+
+import http.client
+import statistics
+import threading
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class LoadResult:
+    latencies_ms: list[float]
+    seconds: float
+    errors: int
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.latencies_ms) if self.latencies_ms else float("nan")
+
+    @property
+    def p99(self) -> float:
+        if not self.latencies_ms:
+            return float("nan")
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+
+    @property
+    def throughput(self) -> float:
+        return len(self.latencies_ms) / self.seconds
+
+
+def post_once(connection: http.client.HTTPConnection, path: str, body: bytes,
+              headers: dict[str, str]) -> tuple[int, bytes]:  # fmt: skip
+    connection.request("POST", path, body=body, headers=headers)
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+def run_load(port: int, path: str, body: bytes, headers: dict[str, str], clients: int,
+             seconds: float, max_requests: int) -> LoadResult:  # fmt: skip
+    """`clients` threads post `body` back to back for `seconds` (or until
+    `max_requests` in all), each on its own keep-alive connection."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    deadline = time.perf_counter() + seconds
+
+    def client() -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        try:
+            while time.perf_counter() < deadline:
+                with lock:
+                    if len(latencies) + errors[0] >= max_requests:
+                        return
+                started = time.perf_counter()
+                status, _ = post_once(connection, path, body, headers)
+                elapsed = (time.perf_counter() - started) * 1000
+                with lock:
+                    if status == 200:
+                        latencies.append(elapsed)
+                    else:
+                        errors[0] += 1
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return LoadResult(latencies, time.perf_counter() - started, errors[0])
