@@ -41,6 +41,7 @@ from sklearn.datasets import load_breast_cancer  # noqa: E402
 from bench.load import LoadResult, post_once, run_load  # noqa: E402
 from models.datasets import DatasetStore  # noqa: E402
 from models.jobs import JobStore  # noqa: E402
+from models.results import ResultStore  # noqa: E402
 from models.runner import WorkerContext, run_training_job  # noqa: E402
 from models.settings import Queues, Settings  # noqa: E402
 from models.store import ModelStore  # noqa: E402
@@ -60,8 +61,9 @@ def train_and_publish(settings: Settings) -> Path:
     record, _ = datasets.save(
         json.dumps({"x": x.tolist(), "y": cancer.target.tolist()}).encode(), "application/json"
     )
-    job = jobs.create("train", "cancer", SPEC, record["id"])
-    context = WorkerContext(jobs, datasets, ModelStore(settings.models_dir), "bench", "cpu",
+    job = jobs.create("train", "cancer", record["id"], spec=SPEC)
+    context = WorkerContext(jobs, datasets, ModelStore(settings.models_dir),
+                            ResultStore(settings.results_dir), "bench", "cpu",
                             settings.keras_backend)  # fmt: skip
     finished = run_training_job(job["id"], context)
     for key in client.scan_iter(f"{settings.redis_prefix}:*"):

@@ -53,12 +53,18 @@ class JobStore:
     def _index(self) -> str:
         return f"{self.prefix}:jobs"
 
-    def create(self, kind: str, model: str, spec: dict[str, Any], dataset: str) -> dict[str, Any]:
+    def create(
+        self, kind: str, model: str, dataset: str,
+        spec: dict[str, Any] | None = None, version: int | None = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """A queued job: `train` (with a spec) or `predict` (with a model version)."""
         job_id = uuid.uuid4().hex
+        epochs = spec["fit"]["epochs"] if spec else None
         record = {
             "id": job_id, "kind": kind, "model": model, "state": "queued", "spec": spec,
-            "dataset": dataset, "progress": {"epoch": 0, "epochs": spec["fit"]["epochs"],
-                                             "fraction": 0.0, "eta_s": None},
+            "version": version, "dataset": dataset,
+            "progress": {"epoch": 0 if epochs else None, "epochs": epochs, "fraction": 0.0,
+                         "eta_s": None},
             "metrics": {}, "history": {}, "result": None, "error": None, "device": None,
             "worker": None, "attempts": 0, "resumed_from_epoch": None,
             "created_at": utc_now(), "started_at": None, "finished_at": None,

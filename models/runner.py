@@ -16,6 +16,8 @@ from typing import Any
 from models.datasets import DatasetStore
 from models.errors import FitserveError, JobCancelled
 from models.jobs import JobStore, utc_now
+from models.predictor import load_version
+from models.results import ResultStore
 from models.spec import ModelSpec
 from models.store import ModelStore
 from models.training import TrainingResult, train
@@ -32,6 +34,7 @@ class WorkerContext:
     jobs: JobStore
     datasets: DatasetStore
     models: ModelStore
+    results: ResultStore
     worker: str
     device: str
     backend: str
@@ -71,15 +74,9 @@ class JobProgress:
 def run_training_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
     """Train, publish and finish job `job_id`; returns the final job record."""
     jobs = context.jobs
-    previous = jobs.transition(
-        job_id, "running", ("queued",),
-        started_at=utc_now(), worker=context.worker, device=context.device,
-    )  # fmt: skip
-    if previous is None:
-        log.info("job %s is no longer queued; not starting it", job_id)
+    job = _start(job_id, context)
+    if job is None:
         return jobs.get(job_id)
-    jobs.count_attempt(job_id)
-    job = jobs.get(job_id)
     try:
         spec = ModelSpec.model_validate(job["spec"])
         dataset = context.datasets.load(job["dataset"])
@@ -87,19 +84,61 @@ def run_training_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
         if jobs.cancel_requested(job_id):
             raise JobCancelled("The job was cancelled before its model was published.")
         version = _publish(job, spec, result, context)
-    except JobCancelled:
-        jobs.transition(job_id, "cancelled", ("running",), finished_at=utc_now())
-        log.info("job %s cancelled", job_id)
-        return jobs.get(job_id)
-    except Exception as exc:  # a failed job records why; the worker lives on
-        log.exception("job %s failed", job_id)
-        jobs.transition(job_id, "failed", ("running",), finished_at=utc_now(), error=_describe(exc))
-        return jobs.get(job_id)
-    jobs.transition(
-        job_id, "succeeded", ("running",), finished_at=utc_now(),
-        result={"model": job["model"], "version": version, "metrics": result.metrics},
+    except Exception as exc:
+        return _stop(job_id, context, exc)
+    return _succeed(job_id, context, {
+        "model": job["model"], "version": version, "metrics": result.metrics,
+    })  # fmt: skip
+
+
+def run_prediction_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
+    """Predict every row of a stored dataset with one model version; the outputs
+    and decoded labels go to the result store."""
+    job = _start(job_id, context)
+    if job is None:
+        return context.jobs.get(job_id)
+    try:
+        dataset = context.datasets.load(job["dataset"])
+        loaded = load_version(context.models, job["model"], job["version"])
+        outputs = loaded.predict(dataset.x)
+        context.results.save(job_id, outputs, loaded.encoding.decode(outputs))
+    except Exception as exc:
+        return _stop(job_id, context, exc)
+    context.jobs.update(job_id, progress={**job["progress"], "fraction": 1.0, "eta_s": 0.0})
+    return _succeed(job_id, context, {
+        "model": job["model"], "version": job["version"], "rows": len(outputs),
+    })  # fmt: skip
+
+
+def _start(job_id: str, context: WorkerContext) -> dict[str, Any] | None:
+    """Queued -> running; None when the job was cancelled or already taken."""
+    previous = context.jobs.transition(
+        job_id, "running", ("queued",),
+        started_at=utc_now(), worker=context.worker, device=context.device,
     )  # fmt: skip
-    return jobs.get(job_id)
+    if previous is None:
+        log.info("job %s is no longer queued; not starting it", job_id)
+        return None
+    context.jobs.count_attempt(job_id)
+    return context.jobs.get(job_id)
+
+
+def _stop(job_id: str, context: WorkerContext, exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, JobCancelled):
+        context.jobs.transition(job_id, "cancelled", ("running",), finished_at=utc_now())
+        log.info("job %s cancelled", job_id)
+    else:  # a failed job records why; the worker lives on
+        log.error("job %s failed", job_id, exc_info=exc)
+        context.jobs.transition(
+            job_id, "failed", ("running",), finished_at=utc_now(), error=_describe(exc)
+        )
+    return context.jobs.get(job_id)
+
+
+def _succeed(job_id: str, context: WorkerContext, result: dict[str, Any]) -> dict[str, Any]:
+    context.jobs.transition(job_id, "succeeded", ("running",), finished_at=utc_now(),
+                            result=result)  # fmt: skip
+    return context.jobs.get(job_id)
 
 
 def _publish(

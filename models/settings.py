@@ -64,3 +64,7 @@ class Settings(BaseSettings):
     @property
     def datasets_dir(self) -> Path:
         return self.data_dir / "datasets"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.data_dir / "results"

@@ -12,6 +12,7 @@ from models.backend import configure_backend
 from models.datasets import DatasetStore
 from models.jobs import JobStore
 from models.predictor import Predictor
+from models.results import ResultStore
 from models.settings import Settings
 from models.store import ModelStore
 from service.auth import install_auth
@@ -19,7 +20,7 @@ from service.context import Services
 from service.converters import ModelNameConverter
 from service.errors import register_error_handlers
 from service.json_provider import OrjsonProvider
-from service.routes import datasets, jobs, models, ops
+from service.routes import datasets, jobs, models, ops, v2
 from worker.celery_app import make_celery
 
 
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         datasets=DatasetStore(settings.datasets_dir),
         models=model_store,
         predictor=Predictor(model_store, settings.model_cache_size),
+        results=ResultStore(settings.results_dir),
         celery=make_celery(settings),
     )
     register_error_handlers(app)
@@ -47,6 +49,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.preload_models:
         # In the background: the worker answers health checks at once.
         threading.Thread(target=services.predictor.preload_latest, daemon=True).start()
-    for blueprint in (ops.blueprint, datasets.blueprint, jobs.blueprint, models.blueprint):
+    for blueprint in (
+        ops.blueprint,
+        datasets.blueprint,
+        jobs.blueprint,
+        models.blueprint,
+        v2.blueprint,
+    ):
         app.register_blueprint(blueprint)
     return app

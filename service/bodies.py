@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import orjson
 from typing import Any
 
+import orjson
 from flask import Request
 
 from models.datasets import media_type_for_filename

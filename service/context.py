@@ -11,6 +11,7 @@ from flask import current_app
 from models.datasets import DatasetStore
 from models.jobs import JobStore
 from models.predictor import Predictor
+from models.results import ResultStore
 from models.settings import Settings
 from models.store import ModelStore
 
@@ -23,6 +24,7 @@ class Services:
     datasets: DatasetStore
     models: ModelStore
     predictor: Predictor
+    results: ResultStore
     celery: Celery
 
 

@@ -21,3 +21,7 @@ class TrainingSpec(StrictModel):
 
 class JobRequest(TrainingSpec):
     dataset: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class BatchPredictRequest(StrictModel):
+    dataset: Annotated[str, Field(min_length=1, max_length=64)]

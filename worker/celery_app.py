@@ -8,6 +8,7 @@ from celery import Celery
 from models.settings import Settings
 
 TRAIN_TASK = "fitserve.train"
+PREDICT_TASK = "fitserve.predict"
 # Redis redelivers an unacknowledged task after this long; a job must never
 # outlive it or it would run twice (celery/celery#5935).
 VISIBILITY_TIMEOUT_S = 24 * 3600

@@ -18,6 +18,7 @@ import redis
 from models.backend import configure_backend
 from models.datasets import DatasetStore
 from models.jobs import JobStore
+from models.results import ResultStore
 from models.runner import WorkerContext
 from models.settings import Settings
 from models.store import ModelStore
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         jobs=JobStore(redis.Redis.from_url(settings.redis_url), settings.redis_prefix),
         datasets=DatasetStore(settings.datasets_dir),
         models=ModelStore(settings.models_dir),
+        results=ResultStore(settings.results_dir),
         worker=name,
         device=device,
         backend=keras.backend.backend(),

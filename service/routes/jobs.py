@@ -6,12 +6,13 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from models.errors import MalformedBody, NotFound, ValidationFailed, problem
+from models.errors import Conflict, MalformedBody, NotFound, ValidationFailed, problem
 from models.jobs import STATES
 from models.labels import check_dataset_fits_spec
 from models.validation import validate
 from service.bodies import dataset_upload, parse_json, request_body
 from service.context import services
+from service.render import render_predictions
 from service.schemas import JobRequest, TrainingSpec
 from worker.celery_app import TRAIN_TASK, queue_for
 
@@ -28,10 +29,10 @@ def create() -> tuple[Response, int, dict[str, str]]:
         job_request = JobRequest(model=training.model, spec=training.spec, dataset=record["id"])
     else:
         job_request = validate(JobRequest, _json_body())
-        record = _dataset_record(job_request.dataset)
+        record = dataset_record(job_request.dataset)
     check_dataset_fits_spec(job_request.spec, record)
     spec = job_request.spec.model_dump(mode="json")
-    job = parts.jobs.create("train", job_request.model, spec, record["id"])
+    job = parts.jobs.create("train", job_request.model, record["id"], spec=spec)
     parts.celery.send_task(
         TRAIN_TASK, args=[job["id"]], queue=queue_for(parts.settings, job_request.spec.device)
     )
@@ -60,12 +61,28 @@ def show(job_id: str) -> Response:
     return jsonify(services().jobs.get(job_id))
 
 
+@blueprint.get("/<job_id>/result")
+def result(job_id: str) -> Response:
+    """A prediction job's outputs: CSV by default, NPY or JSON by `Accept`."""
+    parts = services()
+    job = parts.jobs.get(job_id)
+    if job["kind"] != "predict":
+        raise NotFound(f"Job {job_id} is a {job['kind']} job; only predict jobs have a result.")
+    if job["state"] != "succeeded":
+        raise Conflict(
+            f"Job {job_id} has no result yet: its result exists once it has succeeded. "
+            f"Received: state={job['state']!r}"
+        )
+    outputs, labels = parts.results.load(job_id)
+    return render_predictions(request, outputs, labels, "predictions", default="text/csv")
+
+
 @blueprint.post("/<job_id>:cancel")
 def cancel(job_id: str) -> Response:
     return jsonify(services().jobs.request_cancel(job_id))
 
 
-def _dataset_record(dataset_id: str) -> dict[str, Any]:
+def dataset_record(dataset_id: str) -> dict[str, Any]:
     try:
         return services().datasets.get(dataset_id)
     except NotFound:

@@ -2,23 +2,21 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
-import numpy as np
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, jsonify, request, url_for
 
 from models import samples
-from models.errors import UnsupportedMediaType
-from models.predictor import Prediction
+from models.errors import SpecDatasetMismatch, UnsupportedMediaType, problem
+from models.validation import validate
 from service.bodies import parse_json, request_body
 from service.context import services
-from service.json_provider import dump_bytes
+from service.render import render_predictions
+from service.routes.jobs import dataset_record
+from service.schemas import BatchPredictRequest
+from worker.celery_app import PREDICT_TASK, queue_for
 
 blueprint = Blueprint("models", __name__, url_prefix="/v1/models")
-
-RESPONSE_TYPES = ["application/json", "text/csv", "application/x-npy"]
 
 
 @blueprint.get("")
@@ -92,41 +90,37 @@ def predict(name: str, version: int | None = None) -> Response:
             f"Received: {request.mimetype!r}"
         )
     prediction = parts.predictor.predict(name, loaded.version, x)
-    response = _render(prediction, layout)
+    # TF Serving answers the row format with "predictions", the columnar with "outputs".
+    key = "predictions" if layout == "row" else "outputs"
+    response = render_predictions(request, prediction.outputs, prediction.labels, key)
     response.headers["Fitserve-Model-Version"] = str(prediction.version)
     return response
+
+
+@blueprint.post("/<model:name>:batchPredict")
+@blueprint.post("/<model:name>/versions/<int:version>:batchPredict")
+def batch_predict(name: str, version: int | None = None) -> tuple[Response, int, dict[str, str]]:
+    """Predict every row of a stored dataset on the workers (a `predict` job)."""
+    parts = services()
+    resolved = parts.models.resolve(name, version)  # the job pins the version
+    request_body_ = validate(BatchPredictRequest, parse_json(request_body(request)))
+    record = dataset_record(request_body_.dataset)
+    input_shape = parts.models.metadata(name, resolved)["input_shape"]
+    if list(record["x_shape"]) != list(input_shape):
+        message = (
+            f"Dataset {record['id']} has samples of shape {record['x_shape']}; model {name!r} "
+            f"version {resolved} takes {input_shape}. Received: dataset={record['id']!r}"
+        )
+        raise SpecDatasetMismatch(message, details=[problem(["dataset"], message)])
+    job = parts.jobs.create("predict", name, record["id"], version=resolved)
+    parts.celery.send_task(PREDICT_TASK, args=[job["id"]], queue=queue_for(parts.settings, "auto"))
+    return jsonify(job), 202, {"Location": url_for("jobs.show", job_id=job["id"])}
 
 
 @blueprint.delete("/<model:name>/versions/<int:version>")
 def delete(name: str, version: int) -> tuple[str, int]:
     services().models.delete(name, version)
     return "", 204
-
-
-def _render(prediction: Prediction, layout: str) -> Response:
-    accept = request.accept_mimetypes.best_match(RESPONSE_TYPES, default="application/json")
-    if accept == "application/x-npy":
-        buffer = io.BytesIO()
-        np.save(buffer, prediction.outputs)
-        return Response(buffer.getvalue(), mimetype="application/x-npy")
-    if accept == "text/csv":
-        return Response(_csv(prediction), mimetype="text/csv")
-    # TF Serving answers the row format with "predictions", the columnar with "outputs".
-    body: dict[str, Any] = {"predictions" if layout == "row" else "outputs": prediction.outputs}
-    if prediction.labels is not None:
-        body["labels"] = prediction.labels
-    return Response(dump_bytes(body), mimetype="application/json")
-
-
-def _csv(prediction: Prediction) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    columns = [f"output_{index}" for index in range(prediction.outputs.shape[1])]
-    with_labels = prediction.labels is not None
-    writer.writerow(columns + (["label"] if with_labels else []))
-    for index, row in enumerate(prediction.outputs.tolist()):
-        writer.writerow(row + ([prediction.labels[index]] if with_labels else []))  # type: ignore[index]
-    return buffer.getvalue()
 
 
 def _signature(details: dict[str, Any]) -> dict[str, Any]:

@@ -18,9 +18,12 @@ SPEC = {
 }
 
 
+def samples(rows: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(rows, 3))
+
+
 def upload(live: Live, rows: int = 64, seed: int = 0) -> str:
-    generator = np.random.default_rng(seed)
-    x = generator.normal(size=(rows, 3))
+    x = samples(rows, seed)
     body = {"x": x.tolist(), "y": (x.sum(axis=1) * 2.0).tolist()}
     response = live.http.post(live.url("/v1/datasets"), json=body)
     assert response.status_code in (200, 201), response.text

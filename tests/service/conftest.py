@@ -29,9 +29,9 @@ def publish(app: Flask) -> Callable[..., dict[str, Any]]:
 
     def run(model: str, spec: dict[str, Any], body: bytes, media_type: str) -> dict[str, Any]:
         record, _ = parts.datasets.save(body, media_type)
-        job = parts.jobs.create("train", model, spec, record["id"])
+        job = parts.jobs.create("train", model, record["id"], spec=spec)
         context = WorkerContext(
-            jobs=parts.jobs, datasets=parts.datasets, models=parts.models,
+            jobs=parts.jobs, datasets=parts.datasets, models=parts.models, results=parts.results,
             worker="test", device="cpu", backend=parts.settings.keras_backend,
         )  # fmt: skip
         finished = run_training_job(job["id"], context)

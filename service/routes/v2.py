@@ -1,0 +1,161 @@
+"""The Open Inference Protocol (KServe V2) over the same published versions.
+
+Tensors travel as `{"name", "shape", "datatype", "data"}` with `data` flat in
+row-major order (nested lists are accepted too). Each model has one input
+(`x`, FP32, shape [-1, *input_shape]) and answers with `output_0` (FP32,
+[-1, outputs]) and, for classifiers, `label` (the decoded class: BYTES for
+string classes, INT64 for numeric ones). Errors keep this API's JSON error
+shape, like every other route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, Response, jsonify, request
+
+from models.errors import InvalidSample, MalformedBody, ServiceUnavailable, problem
+from models.predictor import LoadedModel, Prediction
+from service.bodies import parse_json, request_body
+from service.context import services
+from service.json_provider import dump_bytes
+
+blueprint = Blueprint("v2", __name__, url_prefix="/v2")
+
+NUMERIC_TYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64",
+                 "UINT8", "UINT16", "UINT32", "UINT64"}  # fmt: skip
+
+
+@blueprint.get("/health/live")
+def live() -> Response:
+    return jsonify({"live": True})
+
+
+@blueprint.get("/health/ready")
+def ready() -> tuple[Response, int]:
+    store = services().settings.models_dir
+    ok = store.is_dir() or not store.exists()  # an empty deployment is ready too
+    return jsonify({"ready": ok}), 200 if ok else 503
+
+
+@blueprint.get("/models/<model:name>/ready")
+@blueprint.get("/models/<model:name>/versions/<int:version>/ready")
+def model_ready(name: str, version: int | None = None) -> tuple[Response, int]:
+    try:
+        loaded = services().predictor.get(name, version)
+    except ServiceUnavailable:
+        return jsonify({"name": name, "ready": False}), 503
+    return jsonify({"name": name, "version": str(loaded.version), "ready": True}), 200
+
+
+@blueprint.get("/models/<model:name>")
+@blueprint.get("/models/<model:name>/versions/<int:version>")
+def metadata(name: str, version: int | None = None) -> Response:
+    store = services().models
+    resolved = store.resolve(name, version)
+    details = store.metadata(name, resolved)
+    outputs = [_tensor_metadata("output_0", "FP32", [details["outputs"]])]
+    if details["classes"]:
+        kind = "BYTES" if isinstance(details["classes"][0], str) else "INT64"
+        outputs.append(_tensor_metadata("label", kind, []))
+    return jsonify(
+        {
+            "name": name,
+            "versions": [str(v) for v in store.versions(name)],
+            "platform": "keras",
+            "inputs": [_tensor_metadata("x", "FP32", details["input_shape"])],
+            "outputs": outputs,
+        }
+    )
+
+
+@blueprint.post("/models/<model:name>/infer")
+@blueprint.post("/models/<model:name>/versions/<int:version>/infer")
+def infer(name: str, version: int | None = None) -> Response:
+    parts = services()
+    payload = parse_json(request_body(request))
+    loaded = parts.predictor.get(name, version)
+    x = _input_tensor(payload, loaded)
+    prediction = parts.predictor.predict(name, loaded.version, x)
+    outputs = _output_tensors(prediction)
+    wanted = _requested_outputs(payload, [tensor["name"] for tensor in outputs])
+    body: dict[str, Any] = {
+        "model_name": name,
+        "model_version": str(prediction.version),
+        "outputs": [tensor for tensor in outputs if tensor["name"] in wanted],
+    }
+    if isinstance(payload.get("id"), str):
+        body["id"] = payload["id"]
+    return Response(dump_bytes(body), mimetype="application/json")
+
+
+def _tensor_metadata(name: str, datatype: str, sample_shape: list[int]) -> dict[str, Any]:
+    return {"name": name, "datatype": datatype, "shape": [-1, *sample_shape]}
+
+
+def _input_tensor(payload: Any, loaded: LoadedModel) -> np.ndarray:
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
+        raise MalformedBody(
+            'An infer request is a JSON object with an "inputs" list of tensors. '
+            f"Received: {type(payload).__name__}"
+        )
+    tensors = payload["inputs"]
+    if len(tensors) != 1 or not isinstance(tensors[0], dict):
+        raise InvalidSample(
+            f"The model has one input tensor ('x'). Received: {len(tensors)} inputs",
+            details=[problem(["inputs"], "expected exactly one tensor")],
+        )
+    tensor = tensors[0]
+    sample_shape = list(loaded.metadata["input_shape"])
+    shape, datatype = tensor.get("shape"), tensor.get("datatype")
+    if datatype not in NUMERIC_TYPES:
+        raise InvalidSample(
+            f"inputs[0].datatype must be numeric (e.g. FP32). Received: {datatype!r}",
+            details=[problem(["inputs", 0, "datatype"], "not a numeric type")],
+        )
+    if not (isinstance(shape, list) and len(shape) >= 1 and shape[1:] == sample_shape
+            and all(isinstance(size, int) and size > 0 for size in shape)):  # fmt: skip
+        raise InvalidSample(
+            f"inputs[0].shape must be [rows, {', '.join(map(str, sample_shape))}]. "
+            f"Received: {shape!r}",
+            details=[problem(["inputs", 0, "shape"], "does not fit the model's input")],
+        )
+    try:
+        flat = np.asarray(tensor.get("data"), dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        flat = None
+    if flat is None or flat.size != int(np.prod(shape)) or not np.isfinite(flat).all():
+        raise InvalidSample(
+            f"inputs[0].data must hold {int(np.prod(shape))} finite numbers for shape {shape}. "
+            f"Received: {'non-numeric or ragged data' if flat is None else f'{flat.size} values'}",
+            details=[problem(["inputs", 0, "data"], "does not match the shape")],
+        )
+    return flat.astype(np.float32).reshape(shape)
+
+
+def _output_tensors(prediction: Prediction) -> list[dict[str, Any]]:
+    outputs = prediction.outputs
+    tensors: list[dict[str, Any]] = [
+        {"name": "output_0", "datatype": "FP32", "shape": list(outputs.shape),
+         "data": outputs.reshape(-1)},
+    ]  # fmt: skip
+    if prediction.labels is not None:
+        kind = "BYTES" if prediction.labels and isinstance(prediction.labels[0], str) else "INT64"
+        tensors.append({"name": "label", "datatype": kind, "shape": [len(prediction.labels)],
+                        "data": prediction.labels})  # fmt: skip
+    return tensors
+
+
+def _requested_outputs(payload: dict[str, Any], available: list[str]) -> set[str]:
+    requested = payload.get("outputs")
+    if requested is None:
+        return set(available)
+    names = {item.get("name") for item in requested if isinstance(item, dict)}
+    unknown = names - set(available)
+    if unknown or not names:
+        raise InvalidSample(
+            f"outputs may name {available}. Received: {sorted(map(str, unknown)) or requested}",
+            details=[problem(["outputs"], "unknown output")],
+        )
+    return {str(name) for name in names}
