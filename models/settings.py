@@ -7,6 +7,7 @@ reads the environment at import time. Nested groups use `__`, e.g.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -22,7 +23,9 @@ class Limits(BaseModel):
 class Server(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
-    workers: int = 2
+    # One gunicorn worker process per core: each answers from its own model
+    # cache, and numpy releases the GIL inside the matrix products.
+    workers: int = Field(default_factory=lambda: os.cpu_count() or 2)
     threads: int = 4
 
 
