@@ -11,6 +11,7 @@ import numpy as np
 from models.builder import build_model
 from models.datasets import Dataset
 from models.errors import JobCancelled
+from models.fused import fit_fused
 from models.labels import LabelEncoding
 from models.spec import ModelSpec
 
@@ -45,8 +46,14 @@ class TrainingResult:
     samples: int = field(default=0)
 
 
-def train(spec: ModelSpec, dataset: Dataset, observer: TrainingObserver) -> TrainingResult:
-    """Fit the network of `spec` on `dataset`; raises JobCancelled when asked to stop."""
+def train(
+    spec: ModelSpec, dataset: Dataset, observer: TrainingObserver, fused: bool | None = None
+) -> TrainingResult:
+    """Fit the network of `spec` on `dataset`; raises JobCancelled when asked to stop.
+
+    On JAX the fit is fused (models.fused: one compiled call per epoch) unless
+    `fused` is False; other backends run Keras' `fit`.
+    """
     import keras
 
     keras.backend.clear_session()
@@ -55,7 +62,7 @@ def train(spec: ModelSpec, dataset: Dataset, observer: TrainingObserver) -> Trai
     encoding = LabelEncoding.for_spec(spec, dataset.y)
     y = encoding.encode(dataset.y)
     model = build_model(spec)
-    callbacks: list[keras.callbacks.Callback] = [_observer_callback(observer)]
+    callbacks: list[keras.callbacks.Callback] = []
     if spec.fit.early_stopping is not None:
         stop = spec.fit.early_stopping
         callbacks.append(
@@ -66,19 +73,25 @@ def train(spec: ModelSpec, dataset: Dataset, observer: TrainingObserver) -> Trai
                 restore_best_weights=stop.restore_best_weights,
             )
         )
+    if fused is None:
+        fused = keras.backend.backend() == "jax"
     started = time.perf_counter()
-    history = model.fit(
-        dataset.x,
-        y,
-        epochs=spec.fit.epochs,
-        batch_size=spec.fit.batch_size,
-        validation_split=spec.fit.validation_split,
-        shuffle=spec.fit.shuffle,
-        callbacks=callbacks,
-        verbose=0,
-    )
+    if fused:
+        curves = fit_fused(model, spec, dataset.x, y, observer, callbacks)
+    else:
+        history = model.fit(
+            dataset.x,
+            y,
+            epochs=spec.fit.epochs,
+            batch_size=spec.fit.batch_size,
+            validation_split=spec.fit.validation_split,
+            shuffle=spec.fit.shuffle,
+            callbacks=[_observer_callback(observer), *callbacks],
+            verbose=0,
+        )
+        curves = {name: [float(value) for value in values]
+                  for name, values in history.history.items()}  # fmt: skip
     fit_seconds = time.perf_counter() - started
-    curves = {name: [float(value) for value in values] for name, values in history.history.items()}
     return TrainingResult(
         model=model,
         encoding=encoding,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import keras
 import numpy as np
 import pytest
 
@@ -75,12 +76,20 @@ def test_every_epoch_is_reported_with_its_metrics() -> None:
     assert result.epochs_run == 4
 
 
-def test_a_stop_request_ends_training_at_a_batch_boundary() -> None:
+def test_keras_fit_stops_at_a_batch_boundary() -> None:
     recorder = Recorder(stop_after_batches=3)  # 10 batches an epoch: mid-epoch 1
     with pytest.raises(JobCancelled):
-        train(spec(), Dataset(X, LABELS), recorder)
+        train(spec(), Dataset(X, LABELS), recorder, fused=False)
     assert recorder.batches == 3
     assert recorder.epochs == []
+
+
+@pytest.mark.skipif(keras.backend.backend() != "jax", reason="fused training is for JAX")
+def test_fused_training_stops_at_an_epoch_boundary() -> None:
+    recorder = Recorder(stop_after_batches=2)  # asked once an epoch: stops after epoch 2
+    with pytest.raises(JobCancelled):
+        train(spec(), Dataset(X, LABELS), recorder, fused=True)
+    assert [epoch for epoch, _ in recorder.epochs] == [1, 2]
 
 
 def test_early_stopping_ends_before_the_last_epoch() -> None:
