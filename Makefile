@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint install clean bench-serve
+.PHONY: run test lint install clean bench-serve bench-train
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,3 +32,7 @@ clean:
 bench-serve: $(BIN)/.installed
 	scripts/ensure-redis.sh
 	$(BIN)/python bench/serve.py $(BENCH_ARGS)
+
+bench-train: $(BIN)/.installed
+	scripts/ensure-redis.sh
+	$(BIN)/python bench/train.py $(BENCH_ARGS)

@@ -103,6 +103,25 @@ def train(
     )
 
 
+def warm_up() -> None:
+    """Train a tiny network once, so a worker's first job does not pay for the
+    backend's first compilations (initializers, optimizer, the fused loop)."""
+    spec = ModelSpec.model_validate(
+        {
+            "input_shape": [2],
+            "layers": [
+                {"type": "dense", "units": 2, "activation": "relu"},
+                {"type": "dense", "units": 1},
+            ],
+            "compile": {"loss": "mse", "optimizer": "adam"},
+            "fit": {"epochs": 2, "batch_size": 2},
+            "seed": 0,
+        }  # fmt: skip
+    )
+    x = np.zeros((4, 2), dtype=np.float32)
+    train(spec, Dataset(x, np.zeros(4, dtype=np.float32)), SilentObserver())
+
+
 def _observer_callback(observer: TrainingObserver) -> keras.callbacks.Callback:
     """A Keras callback that reports to `observer` (defined here: keras is imported late)."""
     import keras

@@ -15,13 +15,14 @@ import sys
 
 import redis
 
-from models.backend import configure_backend
+from models.backend import configure_backend, enable_compilation_cache
 from models.datasets import DatasetStore
 from models.jobs import JobStore
 from models.results import ResultStore
 from models.runner import WorkerContext
 from models.settings import Settings
 from models.store import ModelStore
+from models.training import warm_up
 from worker.celery_app import make_celery
 from worker.devices import detect_devices
 from worker.tasks import register_tasks
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> None:
     configure_backend(settings.keras_backend)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     import keras  # once, here: every job in this process reuses it
+
+    enable_compilation_cache(settings.data_dir / "cache" / "xla")
+    warm_up()  # the first job should not pay for the backend's start-up
 
     gpus = detect_devices(keras.backend.backend())
     device = gpus[0] if gpus else "cpu"
