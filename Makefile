@@ -16,9 +16,15 @@ install: $(BIN)/.installed
 run: $(BIN)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" scripts/run.sh
 
+# The training and prediction paths run under TensorFlow as well as the default
+# JAX: `make test` runs the whole suite on JAX, then those tests on TensorFlow.
+BACKEND_TESTS = tests/models/test_training.py tests/models/test_builder.py \
+	tests/models/test_forward.py tests/models/test_predictor.py tests/e2e/test_job_lifecycle.py
+
 test: $(BIN)/.installed
 	scripts/ensure-redis.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	FITSERVE_KERAS_BACKEND=tensorflow $(BIN)/python -m pytest $(PYTEST_ARGS) $(BACKEND_TESTS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check models service worker tests bench

@@ -77,10 +77,10 @@ def service_runs(url: str, example: str, repeats: int) -> list[dict[str, Any]]:
     return jobs
 
 
-def seconds(job: dict[str, Any]) -> float:
-    start, end = (datetime.fromisoformat(job[key].replace("Z", "+00:00"))
-                  for key in ("started_at", "finished_at"))  # fmt: skip
-    return (end - start).total_seconds()
+def seconds(job: dict[str, Any], start: str = "started_at", end: str = "finished_at") -> float:
+    begin, finish = (datetime.fromisoformat(job[key].replace("Z", "+00:00"))
+                     for key in (start, end))  # fmt: skip
+    return (finish - begin).total_seconds()
 
 
 def metric_text(metrics: dict[str, float]) -> str:
@@ -131,6 +131,11 @@ def report(rows: list[tuple[str, dict[str, Any], list[dict[str, Any]]]], repeats
         median = statistics.median(times)
         print(f"{example:14} {tf:10.2f} {jax:11.2f} {median:10.2f} {times[0]:8.2f} "
               f"{tf / median:6.1f}x {jax / median:6.1f}x")  # fmt: skip
+    waits = [seconds(job, "created_at", "started_at") for _, _, jobs in rows for job in jobs]
+    print(
+        f"\nqueue to start (created_at -> started_at, idle worker): median "
+        f"{statistics.median(waits) * 1000:.0f} ms, max {max(waits) * 1000:.0f} ms"
+    )
     print("\nfinal training metrics")
     for example, baselines, jobs in rows:
         print(f"  {example}")

@@ -32,8 +32,10 @@ def build_model(spec: ModelSpec) -> keras.Sequential:
 
     model = keras.Sequential(name="fitserve")
     model.add(keras.Input(shape=tuple(spec.input_shape), name="x"))
-    for layer in spec.layers:
-        model.add(_build_layer(layer))
+    hidden_dtype = spec.precision  # a per-layer policy: no global state shared by jobs
+    for index, layer in enumerate(spec.layers):
+        is_head = index == len(spec.layers) - 1
+        model.add(_build_layer(layer, "float32" if is_head else hidden_dtype))
     model.compile(
         optimizer=build_optimizer(spec.compile.optimizer_options),
         loss=spec.compile.loss,
@@ -54,7 +56,7 @@ def build_optimizer(options: Optimizer) -> keras.optimizers.Optimizer:
     return optimizer_class(**arguments)
 
 
-def _build_layer(layer: Any) -> keras.layers.Layer:
+def _build_layer(layer: Any, dtype: str) -> keras.layers.Layer:
     import keras
 
     if isinstance(layer, DenseLayer):
@@ -68,11 +70,14 @@ def _build_layer(layer: Any) -> keras.layers.Layer:
             activation=layer.activation,
             use_bias=layer.use_bias,
             kernel_regularizer=regularizer,
+            dtype=dtype,
         )
     if isinstance(layer, DropoutLayer):
-        return keras.layers.Dropout(layer.rate)
+        return keras.layers.Dropout(layer.rate, dtype=dtype)
     if isinstance(layer, FlattenLayer):
-        return keras.layers.Flatten()
+        return keras.layers.Flatten(dtype=dtype)
     if isinstance(layer, BatchNormalizationLayer):
-        return keras.layers.BatchNormalization(momentum=layer.momentum, epsilon=layer.epsilon)
+        return keras.layers.BatchNormalization(
+            momentum=layer.momentum, epsilon=layer.epsilon, dtype=dtype
+        )
     raise TypeError(f"No builder for layer {layer!r}")  # unreachable: the spec is closed

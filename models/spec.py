@@ -190,6 +190,9 @@ class ModelSpec(StrictModel):
     fit: Fit
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] | None = None
     device: Literal["auto", "cpu", "gpu"] = "auto"
+    # Hidden layers compute in bfloat16 with float32 weights; the head stays
+    # float32. Made for GPUs (tensor cores); it runs, slowly, on CPUs too.
+    precision: Literal["float32", "mixed_bfloat16"] = "float32"
 
     @field_validator("layers", mode="before")
     @classmethod

@@ -15,6 +15,7 @@ from models.predictor import Predictor
 from models.results import ResultStore
 from models.settings import Settings
 from models.store import ModelStore
+from models.workers import WorkerRegistry
 from service.auth import install_auth
 from service.context import Services
 from service.converters import ModelNameConverter
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         models=model_store,
         predictor=Predictor(model_store, settings.model_cache_size),
         results=ResultStore(settings.results_dir),
+        workers=WorkerRegistry(client, settings.redis_prefix),
         celery=make_celery(settings),
     )
     register_error_handlers(app)

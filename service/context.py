@@ -14,6 +14,7 @@ from models.predictor import Predictor
 from models.results import ResultStore
 from models.settings import Settings
 from models.store import ModelStore
+from models.workers import WorkerRegistry
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Services:
     models: ModelStore
     predictor: Predictor
     results: ResultStore
+    workers: WorkerRegistry
     celery: Celery
 
 

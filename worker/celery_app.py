@@ -31,6 +31,9 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-def queue_for(settings: Settings, device: str) -> str:
-    """The queue a job goes to: GPU hosts consume `gpu`, CPU hosts `cpu`."""
-    return settings.queues.gpu if device == "gpu" else settings.queues.cpu
+def queue_for(settings: Settings, device: str, gpu_online: bool) -> str:
+    """The queue a job goes to: GPU hosts consume `gpu`, CPU hosts `cpu`.
+    `gpu` jobs wait for a GPU worker; `auto` ones take a GPU when one is online."""
+    if device == "gpu" or (device == "auto" and gpu_online):
+        return settings.queues.gpu
+    return settings.queues.cpu

@@ -17,12 +17,13 @@ import redis
 
 from models.backend import configure_backend, enable_compilation_cache
 from models.datasets import DatasetStore
-from models.jobs import JobStore
+from models.jobs import JobStore, utc_now
 from models.results import ResultStore
 from models.runner import WorkerContext
 from models.settings import Settings
 from models.store import ModelStore
 from models.training import warm_up
+from models.workers import Heartbeat, WorkerRegistry
 from worker.celery_app import make_celery
 from worker.devices import detect_devices
 from worker.tasks import register_tasks
@@ -43,8 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     # Unique per process: several workers may share a host (and a broker's
     # control channel), and Celery wants distinct node names.
     name = f"fitserve-{device.replace(':', '')}-{os.getpid()}@{socket.gethostname()}"
+    client = redis.Redis.from_url(settings.redis_url)
     context = WorkerContext(
-        jobs=JobStore(redis.Redis.from_url(settings.redis_url), settings.redis_prefix),
+        jobs=JobStore(client, settings.redis_prefix),
         datasets=DatasetStore(settings.datasets_dir),
         models=ModelStore(settings.models_dir),
         results=ResultStore(settings.results_dir),
@@ -52,13 +54,22 @@ def main(argv: list[str] | None = None) -> None:
         device=device,
         backend=keras.backend.backend(),
     )
+    heartbeat = Heartbeat(
+        WorkerRegistry(client, settings.redis_prefix),
+        {"name": name, "hostname": socket.gethostname(), "pid": os.getpid(), "device": device,
+         "gpus": gpus, "backend": context.backend, "queue": queue, "started_at": utc_now()},
+    )  # fmt: skip
     app = make_celery(settings)
-    register_tasks(app, context)
+    register_tasks(app, context, heartbeat)
+    heartbeat.start()
     arguments = [
         "worker", "--pool=solo", "--concurrency=1", f"--queues={queue}", f"--hostname={name}",
         "--loglevel=INFO", "--without-mingle", "--without-gossip",
     ]  # fmt: skip
-    app.worker_main(arguments + list(argv if argv is not None else sys.argv[1:]))
+    try:
+        app.worker_main(arguments + list(argv if argv is not None else sys.argv[1:]))
+    finally:
+        heartbeat.stop()
 
 
 if __name__ == "__main__":

@@ -2,21 +2,31 @@
 
 from __future__ import annotations
 
+import gc
+from collections.abc import Callable
 from typing import Any
 
 from celery import Celery
 
 from models.runner import WorkerContext, run_prediction_job, run_training_job
+from models.workers import Heartbeat
 from worker.celery_app import PREDICT_TASK, TRAIN_TASK
 
 
-def register_tasks(app: Celery, context: WorkerContext) -> None:
+def register_tasks(app: Celery, context: WorkerContext, heartbeat: Heartbeat) -> None:
+    def run(runner: Callable[[str, WorkerContext], dict[str, Any]], job_id: str) -> dict[str, Any]:
+        heartbeat.job_started(job_id)
+        try:
+            job = runner(job_id, context)
+        finally:
+            heartbeat.job_finished()
+            gc.collect()  # let the backend hand the job's device memory back
+        return {"id": job["id"], "state": job["state"]}
+
     @app.task(name=TRAIN_TASK)
     def train(job_id: str) -> dict[str, Any]:
-        job = run_training_job(job_id, context)
-        return {"id": job["id"], "state": job["state"]}
+        return run(run_training_job, job_id)
 
     @app.task(name=PREDICT_TASK)
     def predict(job_id: str) -> dict[str, Any]:
-        job = run_prediction_job(job_id, context)
-        return {"id": job["id"], "state": job["state"]}
+        return run(run_prediction_job, job_id)

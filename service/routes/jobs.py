@@ -33,9 +33,8 @@ def create() -> tuple[Response, int, dict[str, str]]:
     check_dataset_fits_spec(job_request.spec, record)
     spec = job_request.spec.model_dump(mode="json")
     job = parts.jobs.create("train", job_request.model, record["id"], spec=spec)
-    parts.celery.send_task(
-        TRAIN_TASK, args=[job["id"]], queue=queue_for(parts.settings, job_request.spec.device)
-    )
+    queue = queue_for(parts.settings, job_request.spec.device, parts.workers.gpu_online())
+    parts.celery.send_task(TRAIN_TASK, args=[job["id"]], queue=queue)
     location = url_for("jobs.show", job_id=job["id"])
     return jsonify(job), 202, {"Location": location}
 

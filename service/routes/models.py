@@ -113,7 +113,9 @@ def batch_predict(name: str, version: int | None = None) -> tuple[Response, int,
         )
         raise SpecDatasetMismatch(message, details=[problem(["dataset"], message)])
     job = parts.jobs.create("predict", name, record["id"], version=resolved)
-    parts.celery.send_task(PREDICT_TASK, args=[job["id"]], queue=queue_for(parts.settings, "auto"))
+    parts.celery.send_task(
+        PREDICT_TASK, args=[job["id"]], queue=queue_for(parts.settings, "cpu", False)
+    )
     return jsonify(job), 202, {"Location": url_for("jobs.show", job_id=job["id"])}
 
 

@@ -16,6 +16,12 @@ def healthz() -> Response:
     return jsonify({"status": "ok"})
 
 
+@blueprint.get("/v1/workers")
+def workers() -> Response:
+    """Online workers: device, GPUs, backend, queue and the job in hand."""
+    return jsonify({"workers": services().workers.online()})
+
+
 @blueprint.get("/readyz")
 def readyz() -> tuple[Response, int]:
     parts = services()

@@ -56,6 +56,10 @@ def test_cancel_running_and_queued_jobs_and_a_failing_job(live: Live) -> None:
     assert live.http.delete(live.url(f"/v1/datasets/{doomed_dataset}")).status_code == 204
 
     assert cancel(live, queued["id"])["state"] == "cancelled"
+    (worker,) = live.http.get(live.url("/v1/workers")).json()["workers"]
+    assert worker["current_job"] == long["id"]
+    assert worker["device"] == "cpu" and worker["gpus"] == []
+    assert worker["queue"] == live.settings.queues.cpu
     _wait_for_epoch(live, long["id"], 1)
     cancel(live, long["id"])
     stopped = live.wait_for_job(long["id"])

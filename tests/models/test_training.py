@@ -96,3 +96,12 @@ def test_early_stopping_ends_before_the_last_epoch() -> None:
     stop = {"monitor": "loss", "patience": 0, "min_delta": 10.0}
     result = train(spec(epochs=50, early_stopping=stop), Dataset(X, LABELS), SilentObserver())
     assert result.epochs_run < 50
+
+
+def test_mixed_precision_computes_hidden_layers_in_bfloat16() -> None:
+    mixed = spec(epochs=6).model_copy(update={"precision": "mixed_bfloat16"})
+    result = train(mixed, Dataset(X, LABELS), SilentObserver())
+    layers = result.model.layers
+    assert [layer.compute_dtype for layer in layers] == ["bfloat16"] * 3 + ["float32"]
+    assert all(variable.dtype == "float32" for variable in result.model.trainable_variables)
+    assert result.history["loss"][-1] < result.history["loss"][0]

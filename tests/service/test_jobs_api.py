@@ -153,3 +153,34 @@ def test_unknown_job_is_404_and_queued_job_cancels(
     assert cancelled.json["state"] == "cancelled" and cancelled.json["finished_at"]
     again = client.post(f"/v1/jobs/{job['id']}:cancel", headers=auth)
     assert again.status_code == 409
+
+
+def test_auto_jobs_prefer_an_online_gpu_worker(
+    client: FlaskClient, auth: dict[str, str], dataset: str, settings: Any
+) -> None:
+    from models.workers import WorkerRegistry
+
+    parts = client.application.extensions["fitserve"]
+    queues = parts.redis
+    body = {"model": "m", "spec": spec(), "dataset": dataset}
+    assert post_job(client, auth, body).status_code == 202
+    assert (queues.llen(settings.queues.cpu), queues.llen(settings.queues.gpu)) == (1, 0)
+    # A GPU worker's heartbeat, as a worker on a GPU host writes it.
+    WorkerRegistry(parts.redis, settings.redis_prefix).beat(
+        {"name": "fitserve-gpu0-1@host", "gpus": ["gpu:0"], "device": "gpu:0"}
+    )
+    assert post_job(client, auth, body).status_code == 202
+    cpu_only = post_job(client, auth, {**body, "spec": spec(device="cpu")})
+    assert cpu_only.status_code == 202
+    assert (queues.llen(settings.queues.cpu), queues.llen(settings.queues.gpu)) == (2, 1)
+    listed = client.get("/v1/workers", headers=auth).json["workers"]
+    assert [worker["name"] for worker in listed] == ["fitserve-gpu0-1@host"]
+
+
+def test_gpu_jobs_wait_for_a_gpu_worker(
+    client: FlaskClient, auth: dict[str, str], dataset: str, settings: Any
+) -> None:
+    body = {"model": "m", "spec": spec(device="gpu"), "dataset": dataset}
+    assert post_job(client, auth, body).status_code == 202
+    queues = client.application.extensions["fitserve"].redis
+    assert (queues.llen(settings.queues.cpu), queues.llen(settings.queues.gpu)) == (0, 1)
