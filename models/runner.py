@@ -1,8 +1,9 @@
-"""Running one training job: the worker's task calls this and nothing more.
+"""Running one job, training or batch prediction: the worker's tasks call
+this and nothing more.
 
 State moves queued -> running -> succeeded | failed | cancelled in the job
-store; progress is written after every epoch; a succeeded job has published
-a new model version first, so `result.version` always exists when seen.
+store; progress is written after every epoch; a succeeded training job has
+published its model version first, so `result.version` always exists when seen.
 """
 
 from __future__ import annotations
