@@ -103,8 +103,8 @@ def batch_predict(name: str, version: int | None = None) -> tuple[Response, int,
     """Predict every row of a stored dataset on the workers (a `predict` job)."""
     parts = services()
     resolved = parts.models.resolve(name, version)  # the job pins the version
-    request_body_ = validate(BatchPredictRequest, parse_json(request_body(request)))
-    record = dataset_record(request_body_.dataset)
+    batch = validate(BatchPredictRequest, parse_json(request_body(request)))
+    record = dataset_record(batch.dataset)
     input_shape = parts.models.metadata(name, resolved)["input_shape"]
     if list(record["x_shape"]) != list(input_shape):
         message = (
@@ -113,9 +113,8 @@ def batch_predict(name: str, version: int | None = None) -> tuple[Response, int,
         )
         raise SpecDatasetMismatch(message, details=[problem(["dataset"], message)])
     job = parts.jobs.create("predict", name, record["id"], version=resolved)
-    parts.celery.send_task(
-        PREDICT_TASK, args=[job["id"]], queue=queue_for(parts.settings, "cpu", False)
-    )
+    queue = queue_for(parts.settings, "auto", parts.workers.gpu_online())
+    parts.celery.send_task(PREDICT_TASK, args=[job["id"]], queue=queue)
     return jsonify(job), 202, {"Location": url_for("jobs.show", job_id=job["id"])}
 
 
