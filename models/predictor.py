@@ -27,7 +27,7 @@ import numpy as np
 from models.errors import ServiceUnavailable
 from models.forward import ForwardPass, UnsupportedLayer
 from models.labels import LabelEncoding
-from models.store import ModelStore
+from models.store import ModelStore, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,13 @@ def load_version(store: ModelStore, name: str, version: int) -> LoadedModel:
     import keras
 
     metadata = store.metadata(name, version)
-    model = keras.saving.load_model(store.model_path(name, version), safe_mode=True)
+    path = store.model_path(name, version)
+    # Only files this service wrote are loaded: the hash recorded at publish must match.
+    if file_sha256(path) != metadata.get("model_sha256"):
+        raise ValueError(
+            f"{path} does not match the hash recorded when it was published; refusing to load it"
+        )
+    model = keras.saving.load_model(path, safe_mode=True)
     encoding = LabelEncoding(task=metadata["task"], classes=metadata["classes"], one_hot=True)
     forward, engine = _fastest_faithful_forward(model, metadata["input_shape"])
     loaded = LoadedModel(name, version, metadata, encoding, forward, engine)

@@ -8,6 +8,7 @@ racing for version N+1 cannot both win: the loser retries with N+2.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -40,6 +41,8 @@ class ModelStore:
         staging.mkdir()
         try:
             write_model(staging / MODEL_FILE)
+            # Recorded so that a load can tell the file is the one we wrote.
+            metadata = {**metadata, "model_sha256": file_sha256(staging / MODEL_FILE)}
             version = max([0, *self.versions(name), *self._retired(name)]) + 1
             while True:
                 _write_json(staging / METADATA_FILE, {**metadata, "name": name, "version": version})
@@ -111,6 +114,14 @@ class ModelStore:
             for entry in folder.glob(f"{RETIRED_PREFIX}*")
             if entry.name.removeprefix(RETIRED_PREFIX).isdigit()
         ]
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def check_model_name(name: str) -> None:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 
+import redis
 from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from models.errors import FitserveError, PayloadTooLarge
+from models.errors import FitserveError, PayloadTooLarge, ServiceUnavailable
 from service.bodies import upload_limit_message
 
 log = logging.getLogger(__name__)
@@ -16,6 +17,8 @@ log = logging.getLogger(__name__)
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(FitserveError, _fitserve_error)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
+    app.register_error_handler(redis.ConnectionError, _redis_down)
+    app.register_error_handler(redis.TimeoutError, _redis_down)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
 
@@ -33,6 +36,18 @@ def _fitserve_error(error: FitserveError) -> tuple[Response, int]:
 def _too_large(error: RequestEntityTooLarge) -> tuple[Response, int]:
     limit = current_app.config["MAX_CONTENT_LENGTH"]
     return error_response(PayloadTooLarge(upload_limit_message(limit)))
+
+
+def _redis_down(error: redis.RedisError) -> tuple[Response, int]:
+    # Job state and the queue live in Redis; datasets and prediction do not.
+    log.error("Redis unreachable: %s", error)
+    return error_response(
+        ServiceUnavailable(
+            "The job store and queue (Redis) cannot be reached, so jobs can be neither "
+            "submitted nor read; prediction still works. Try again shortly. "
+            f"Received: {type(error).__name__}: {error}"
+        )
+    )
 
 
 def _http_error(error: HTTPException) -> tuple[Response, int]:

@@ -3,11 +3,38 @@
 from __future__ import annotations
 
 import io
+from typing import Any
 
 import numpy as np
 
 from models.datasets.problems import fail
 from models.errors import InvalidDataset, MalformedBody
+
+# What the arrays of one upload may unpack to. A compressed archive of a few
+# kilobytes can declare gigabytes of zeros; its headers are read first.
+MAX_ARRAY_BYTES = 2 * 2**30
+
+
+def _refuse_bombs(npz: Any) -> None:
+    total = 0
+    for name in ("x", "y"):
+        try:
+            with npz.zip.open(f"{name}.npy") as member:
+                version = np.lib.format.read_magic(member)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)  # fmt: skip
+                shape, _, dtype = read_header(member)
+        except Exception:  # an unreadable header: loading the array says what is wrong
+            continue
+        total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if total > MAX_ARRAY_BYTES:
+        fail(
+            InvalidDataset,
+            ["body"],
+            f"The NPZ archive's arrays would unpack to {total:,} bytes",
+            f"at most {MAX_ARRAY_BYTES:,} bytes of arrays",
+            f"{total:,} bytes declared",
+        )
 
 
 def parse_npz(body: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -28,6 +55,7 @@ def parse_npz(body: bytes) -> tuple[np.ndarray, np.ndarray]:
                 expected,
                 f"arrays {npz.files}",
             )
+        _refuse_bombs(npz)
         try:
             x, y = npz["x"], npz["y"]
         except ValueError as exc:

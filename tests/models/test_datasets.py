@@ -567,3 +567,23 @@ def test_store_losing_the_rename_race_returns_the_winner(
     assert created is False
     assert record == winner
     assert [path.name for path in tmp_path.iterdir()] == [record["id"]]
+
+
+def test_an_npz_bomb_is_refused_before_it_unpacks() -> None:
+    """A tiny archive whose header declares 80 GB of float64: refused from the
+    header alone, without allocating."""
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**9, 10)}
+    )
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        bundle.writestr("x.npy", np.lib.format.MAGIC_PREFIX + b"\x01\x00"
+                        + header.getvalue()[8:] + b"\0" * 64)  # fmt: skip
+        y = io.BytesIO()
+        np.save(y, np.zeros(10))
+        bundle.writestr("y.npy", y.getvalue())
+    with pytest.raises(InvalidDataset, match="would unpack to 80,000,000,080 bytes"):
+        parse_dataset(archive.getvalue(), "application/x-npz")

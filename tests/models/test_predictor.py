@@ -128,3 +128,14 @@ def test_no_loadable_version_is_unavailable(store: ModelStore) -> None:
     publish_broken(store)
     with pytest.raises(ServiceUnavailable, match="No version"):
         Predictor(store).get("m")
+
+
+def test_a_model_file_changed_after_publishing_is_never_loaded(store: ModelStore) -> None:
+    publish(store)
+    publish(store)
+    with store.model_path("m", 2).open("ab") as handle:
+        handle.write(b"tampered")
+    predictor = Predictor(store)
+    assert predictor.get("m").version == 1  # the working version keeps serving
+    with pytest.raises(ServiceUnavailable, match="does not match the hash"):
+        predictor.get("m", 2)

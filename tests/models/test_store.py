@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -46,7 +47,8 @@ def test_publish_creates_version_1_then_2_with_model_and_metadata(store):
         folder = store.root / "sonar" / str(version)
         assert (folder / MODEL_FILE).read_bytes() == content
         metadata = json.loads((folder / METADATA_FILE).read_text())
-        assert metadata == {"accuracy": accuracy, "name": "sonar", "version": version}
+        assert metadata == {"accuracy": accuracy, "name": "sonar", "version": version,
+                            "model_sha256": hashlib.sha256(content).hexdigest()}  # fmt: skip
         assert store.model_path("sonar", version) == folder / MODEL_FILE
         assert store.metadata("sonar", version) == metadata
     assert leftovers(store, "sonar") == []
@@ -117,7 +119,9 @@ def test_publish_takes_the_next_number_when_a_racer_won(store, monkeypatch):
     assert store.publish("sonar", writer(b"mine v2"), {"who": "me"}) == 3
     assert (racer / MODEL_FILE).read_bytes() == b"racer"
     assert (store.root / "sonar" / "3" / MODEL_FILE).read_bytes() == b"mine v2"
-    assert store.metadata("sonar", 3) == {"who": "me", "name": "sonar", "version": 3}
+    digest = hashlib.sha256(b"mine v2").hexdigest()
+    expected = {"who": "me", "name": "sonar", "version": 3, "model_sha256": digest}
+    assert store.metadata("sonar", 3) == expected
     assert leftovers(store, "sonar") == []
 
 
