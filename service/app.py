@@ -21,7 +21,7 @@ from service.context import Services
 from service.converters import ModelNameConverter
 from service.errors import register_error_handlers
 from service.json_provider import OrjsonProvider
-from service.routes import datasets, jobs, models, ops, v2
+from service.routes import datasets, docs, jobs, models, ops, v2
 from worker.celery_app import make_celery
 
 
@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         threading.Thread(target=services.predictor.preload_latest, daemon=True).start()
     for blueprint in (
         ops.blueprint,
+        docs.blueprint,
         datasets.blueprint,
         jobs.blueprint,
         models.blueprint,

@@ -8,7 +8,8 @@ from flask import Flask, request
 
 from models.errors import Unauthorized
 
-OPEN_PATHS = ("/healthz", "/readyz", "/v2/health/", "/static/")
+# Health checks, the API's own description, and the dashboard's assets.
+OPEN_PATHS = ("/healthz", "/readyz", "/v2/health/", "/static/", "/openapi.json", "/docs")
 
 
 def install_auth(app: Flask, api_keys: list[str]) -> None:
