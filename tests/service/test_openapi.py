@@ -18,9 +18,10 @@ def test_the_document_is_generated_from_the_routes_and_models(client: FlaskClien
     body = paths["/v1/jobs"]["post"]["requestBody"]["content"]["application/json"]["schema"]
     assert body == {"$ref": "#/components/schemas/JobRequest"}
     schemas = document["components"]["schemas"]
-    assert schemas["JobRequest"]["properties"].keys() == JobRequest.model_json_schema()[
-        "properties"
-    ].keys()
+    assert (
+        schemas["JobRequest"]["properties"].keys()
+        == JobRequest.model_json_schema()["properties"].keys()
+    )
     assert "ModelSpec" in schemas and "DenseLayer" in schemas
     units = schemas["DenseLayer"]["properties"]["units"]
     assert units["minimum"] == 1 and units["maximum"] == 16_384
