@@ -199,7 +199,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     model_path = train_and_publish(settings)
     port = free_port()
-    service = Service(["fitserve-api"], settings_environment(settings, port) | {
+    service = Service.entry_point(["fitserve-api"], settings_environment(settings, port) | {
         "FITSERVE_SERVER__WORKERS": str(settings.server.workers)}, folder / "api.log")  # fmt: skip
     servers: dict[str, tuple[int, str]] = {}
     started: list[Service] = [service]

@@ -100,8 +100,8 @@ def main() -> None:
                         api_keys=[KEY])  # fmt: skip
     port = free_port()
     environment = settings_environment(settings, port)
-    worker = Service(["fitserve-worker"], environment, folder / "worker.log")
-    api = Service(["fitserve-api"], environment, folder / "api.log")
+    worker = Service.entry_point(["fitserve-worker"], environment, folder / "worker.log")
+    api = Service.entry_point(["fitserve-api"], environment, folder / "api.log")
     try:
         api.wait_until(api_answers(f"http://127.0.0.1:{port}"))
         worker.wait_until(worker_answers(settings.redis_url, worker.process.pid), 180)

@@ -54,6 +54,11 @@ class LoadedModel:
             out[start : start + CHUNK_ROWS] = self.forward(x[start : start + CHUNK_ROWS])
         return out
 
+    def run(self, x: np.ndarray) -> Prediction:
+        """Outputs and decoded labels for `x`."""
+        outputs = self.predict(x)
+        return Prediction(self.version, outputs, self.encoding.decode(outputs))
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -128,9 +133,7 @@ class Predictor:
                 log.warning("no loadable version of %s to preload", name)
 
     def predict(self, name: str, version: int | None, x: np.ndarray) -> Prediction:
-        loaded = self.get(name, version)
-        outputs = loaded.predict(x)
-        return Prediction(loaded.version, outputs, loaded.encoding.decode(outputs))
+        return self.get(name, version).run(x)
 
     def _get_exact(self, name: str, version: int) -> LoadedModel:
         key = (name, version)

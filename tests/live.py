@@ -46,27 +46,24 @@ def free_port() -> int:
 class Service:
     """One started entry point, its log in a file, stopped with SIGTERM."""
 
-    def __init__(self, argv: list[str], environment: dict[str, str], log_path: Path) -> None:
+    def __init__(self, command: list[str], environment: dict[str, str], log_path: Path) -> None:
         self.log_path = log_path
         with log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [str(BIN / argv[0]), *argv[1:]], env=environment, cwd=log_path.parent,
+                command, env=environment, cwd=log_path.parent,
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
 
     @classmethod
+    def entry_point(cls, argv: list[str], environment: dict[str, str], log_path: Path) -> Service:
+        """One of this project's console scripts, from this interpreter's environment."""
+        return cls([str(BIN / argv[0]), *argv[1:]], environment, log_path)
+
+    @classmethod
     def python(cls, argv: list[str], environment: dict[str, str], log_path: Path) -> Service:
         """A Python script run with this interpreter."""
-        service = cls.__new__(cls)
-        service.log_path = log_path
-        with log_path.open("wb") as log:
-            service.process = subprocess.Popen(
-                [sys.executable, *argv], env=environment, cwd=log_path.parent,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )  # fmt: skip
-        return service
+        return cls([sys.executable, *argv], environment, log_path)
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])

@@ -147,7 +147,7 @@ def first_service_per_command() -> list[str]:
 @pytest.mark.parametrize("name", first_service_per_command())
 def test_command_starts_and_stops(name: str, settings: Settings, tmp_path: Path) -> None:
     service, port = SERVICES[name], free_port()
-    started = Service(command(service), local_environment(service, settings, port),
+    started = Service.entry_point(command(service), local_environment(service, settings, port),
                       tmp_path / "process.log")  # fmt: skip
     try:
         if service.get("ports"):

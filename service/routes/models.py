@@ -89,7 +89,7 @@ def predict(name: str, version: int | None = None) -> Response:
             "Predict bodies are application/json, text/csv or application/x-npy. "
             f"Received: {request.mimetype!r}"
         )
-    prediction = parts.predictor.predict(name, loaded.version, x)
+    prediction = loaded.run(x)  # the version resolved above: one lookup per request
     # TF Serving answers the row format with "predictions", the columnar with "outputs".
     key = "predictions" if layout == "row" else "outputs"
     response = render_predictions(request, prediction.outputs, prediction.labels, key)

@@ -48,8 +48,8 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     port = free_port()
     environment = settings_environment(settings, port)
     environment["FITSERVE_LIMITS__MAX_UPLOAD_BYTES"] = str(UPLOAD_LIMIT)
-    worker = Service(["fitserve-worker"], environment, folder / "worker.log")
-    api = Service(["fitserve-api"], environment, folder / "api.log")
+    worker = Service.entry_point(["fitserve-worker"], environment, folder / "worker.log")
+    api = Service.entry_point(["fitserve-api"], environment, folder / "api.log")
     base_url = f"http://127.0.0.1:{port}"
     http = requests.Session()
     http.headers["Authorization"] = f"Bearer {API_KEY}"
