@@ -41,10 +41,8 @@ from sklearn.datasets import load_breast_cancer  # noqa: E402
 from bench.load import LoadResult, post_once, run_load  # noqa: E402
 from models.datasets import DatasetStore  # noqa: E402
 from models.jobs import JobStore  # noqa: E402
-from models.results import ResultStore  # noqa: E402
 from models.runner import WorkerContext, run_training_job  # noqa: E402
 from models.settings import Queues, Settings  # noqa: E402
-from models.store import ModelStore  # noqa: E402
 from tests.live import Service, api_answers, free_port, settings_environment  # noqa: E402
 
 KEY = "bench-key"
@@ -62,9 +60,7 @@ def train_and_publish(settings: Settings) -> Path:
         json.dumps({"x": x.tolist(), "y": cancer.target.tolist()}).encode(), "application/json"
     )
     job = jobs.create("train", "cancer", record["id"], spec=SPEC)
-    context = WorkerContext(jobs, datasets, ModelStore(settings.models_dir),
-                            ResultStore(settings.results_dir), "bench", "cpu",
-                            settings.keras_backend)  # fmt: skip
+    context = WorkerContext.from_settings(settings, client, "bench", "cpu", settings.keras_backend)
     finished = run_training_job(job["id"], context)
     for key in client.scan_iter(f"{settings.redis_prefix}:*"):
         client.delete(key)

@@ -11,6 +11,9 @@ loss, a new shuffle each epoch, validation split (Keras' rule: the last
 fraction, before shuffling), Keras' own EarlyStopping, metrics reported as
 `fit` reports them, and progress after every epoch. The trained values are
 assigned back to the model, which saves as `.keras` as usual.
+
+A checkpoint after each epoch carries the shuffle key too, so a run resumed
+from one gives the same weights as a run never interrupted.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from models.checkpoints import Checkpoint, capture, restore_callbacks
 from models.errors import JobCancelled
 from models.spec import ModelSpec
 
@@ -28,8 +32,9 @@ Observer = Any  # models.training.TrainingObserver (imported there; avoids a cyc
 
 def fit_fused(
     model: Any, spec: ModelSpec, x: np.ndarray, y: np.ndarray, observer: Observer,
-    callbacks: list[Any],
+    callbacks: list[Any], resume: Checkpoint | None = None, save_checkpoint: Any = None,
 ) -> dict[str, list[float]]:  # fmt: skip
+    """Train `model` (its optimizer built, its variables restored when resuming)."""
     import jax
     import jax.numpy as jnp
     import keras
@@ -42,7 +47,6 @@ def fit_fused(
     batch_size = min(spec.fit.batch_size, split)
     full_batches, rest = divmod(split, batch_size)
 
-    model.optimizer.build(model.trainable_variables)
     loss_function = keras.losses.get(spec.compile.loss)
     metrics = [_metric(name, spec) for name in spec.compile.metrics]
 
@@ -101,7 +105,16 @@ def fit_fused(
     callback_list = keras.callbacks.CallbackList(callbacks, model=model)
     model.stop_training = False
     callback_list.on_train_begin()
-    for epoch_index in range(spec.fit.epochs):
+    first_epoch = 0
+    if resume is not None:
+        restore_callbacks(model, resume, callbacks)
+        history = {name: list(values) for name, values in resume.history.items()}
+        first_epoch = resume.epoch
+        if resume.shuffle_key is not None:
+            key = jnp.asarray(resume.shuffle_key)
+    for epoch_index in range(first_epoch, spec.fit.epochs):
+        if model.stop_training:
+            break  # a resumed run that early stopping had already ended
         key, epoch_key = jax.random.split(key)
         state, train_logs = run_epoch(state, epoch_key)
         logs = {name: float(value) for name, value in train_logs.items()}
@@ -115,8 +128,8 @@ def fit_fused(
         if observer.should_stop():
             raise JobCancelled("The job was cancelled while training.")
         callback_list.on_epoch_end(epoch_index, logs)
-        if model.stop_training:
-            break
+        if save_checkpoint is not None:
+            save_checkpoint(capture(model, epoch_index + 1, history, callbacks, key))
     callback_list.on_train_end()
     return history
 

@@ -2,9 +2,16 @@
 
 The API creates jobs and asks to cancel them; the worker moves them through
 their states and writes progress. Each writes only its own fields, and state
-changes go through one Lua script that checks the current state first, so the
+changes go through Lua scripts that check the current state first, so the
 two never overwrite each other (a cancelled queued job is never started, a
 finished job is never cancelled).
+
+A running job is owned through a lease: a key holding its worker's token,
+with an expiry the worker keeps renewing. Only a claim can start a job, and a
+claim succeeds on a queued job, or on a running one whose lease has lapsed
+(its worker died). So a duplicate delivery finds the lease held and stops, and
+a dead worker's job can be claimed again and resumed. Running jobs are also in
+a set, which is where a sweeper looks for lapsed leases.
 """
 
 from __future__ import annotations
@@ -12,9 +19,10 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import redis
 
@@ -22,9 +30,9 @@ from models.errors import Conflict, NotFound
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
-JSON_FIELDS = ("spec", "progress", "metrics", "history", "result", "error", "resumed_from_epoch")
 
-# KEYS[1] job hash, ARGV: new state, allowed current states (comma list), fields...
+# KEYS: job hash, running set. ARGV: new state, allowed current states (comma
+# list), field, value, ...  Every value is JSON, the states too ('"queued"').
 _TRANSITION = """
 local current = redis.call('HGET', KEYS[1], 'state')
 if not current then return {0, ''} end
@@ -32,8 +40,77 @@ local allowed = ',' .. ARGV[2] .. ','
 if not string.find(allowed, ',' .. current .. ',', 1, true) then return {0, current} end
 redis.call('HSET', KEYS[1], 'state', ARGV[1])
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local id = redis.call('HGET', KEYS[1], 'id')
+if ARGV[1] == '"running"' then redis.call('SADD', KEYS[2], id)
+else redis.call('SREM', KEYS[2], id) end
 return {1, current}
 """
+
+# KEYS: job hash, lease, running set. ARGV: token, lease ms, worker, device,
+# started_at (JSON). Returns {outcome, attempts so far, previous worker}.
+_CLAIM = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {'missing', 0, 'null'} end
+local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
+local previous = redis.call('HGET', KEYS[1], 'worker') or 'null'
+if state == '"running"' then
+  if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy', attempts, previous} end
+  return {'orphaned', attempts, previous}
+end
+if state ~= '"queued"' then return {'finished', attempts, previous} end
+redis.call('HSET', KEYS[1], 'state', '"running"', 'worker', ARGV[3], 'device', ARGV[4],
+           'started_at', ARGV[5], 'attempts', attempts + 1)
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[3], redis.call('HGET', KEYS[1], 'id'))
+return {'started', attempts + 1, previous}
+"""
+
+# KEYS: job hash, lease, running set. Takes over a running job whose lease
+# has lapsed. ARGV as for _CLAIM.
+_TAKE_OVER = """
+if redis.call('HGET', KEYS[1], 'state') ~= '"running"' then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'worker', ARGV[3], 'device', ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+# KEYS: lease. ARGV: token, lease ms (0 releases it).
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] == '0' then redis.call('DEL', KEYS[1])
+else redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
+# KEYS: job hash, lease, running set. ARGV: finished_at (JSON). Cancels a
+# queued job, or a running one whose worker is gone (no one else will).
+_CANCEL_IDLE = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state == '"running"' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if state ~= '"queued"' and state ~= '"running"' then return 0 end
+redis.call('HSET', KEYS[1], 'state', '"cancelled"', 'finished_at', ARGV[1])
+redis.call('SREM', KEYS[3], redis.call('HGET', KEYS[1], 'id'))
+return 1
+"""
+
+ClaimOutcome = Literal["started", "resumed", "busy", "finished", "missing", "cancelled", "gave_up"]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a delivery of a job found: `started` (or `resumed`, after a dead
+    worker) means this worker now holds the lease under `token`."""
+
+    outcome: ClaimOutcome
+    token: str
+    attempts: int
+    previous_worker: str | None
+
+    @property
+    def owned(self) -> bool:
+        return self.outcome in ("started", "resumed")
 
 
 def utc_now() -> str:
@@ -45,9 +122,20 @@ class JobStore:
         self.redis = client
         self.prefix = prefix
         self._transition = client.register_script(_TRANSITION)
+        self._claim = client.register_script(_CLAIM)
+        self._take_over = client.register_script(_TAKE_OVER)
+        self._renew = client.register_script(_RENEW)
+        self._cancel_idle = client.register_script(_CANCEL_IDLE)
 
     def _key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
+
+    def _lease(self, job_id: str) -> str:
+        return f"{self.prefix}:lease:{job_id}"
+
+    @property
+    def _running(self) -> str:
+        return f"{self.prefix}:running"
 
     @property
     def _index(self) -> str:
@@ -60,13 +148,13 @@ class JobStore:
         """A queued job: `train` (with a spec) or `predict` (with a model version)."""
         job_id = uuid.uuid4().hex
         epochs = spec["fit"]["epochs"] if spec else None
-        record = {
+        record: dict[str, Any] = {
             "id": job_id, "kind": kind, "model": model, "state": "queued", "spec": spec,
             "version": version, "dataset": dataset,
             "progress": {"epoch": 0 if epochs else None, "epochs": epochs, "fraction": 0.0,
                          "eta_s": None},
             "metrics": {}, "history": {}, "result": None, "error": None, "device": None,
-            "worker": None, "attempts": 0, "resumed_from_epoch": None,
+            "worker": None, "attempts": 0, "restarts": [], "resumed_from_epoch": None,
             "created_at": utc_now(), "started_at": None, "finished_at": None,
         }  # fmt: skip
         with self.redis.pipeline() as pipe:
@@ -118,15 +206,77 @@ class JobStore:
         arguments = [json.dumps(new_state), ",".join(json.dumps(state) for state in allowed)]
         for name, value in _encode(fields).items():
             arguments += [name, value]
-        moved, previous = self._transition(keys=[self._key(job_id)], args=arguments)
+        moved, previous = self._transition(keys=[self._key(job_id), self._running], args=arguments)
         return json.loads(previous) if moved else None
 
-    def count_attempt(self, job_id: str) -> None:
-        # attempts is stored as the JSON integer it is, which HINCRBY can add to.
-        self.redis.hincrby(self._key(job_id), "attempts", 1)
+    def claim(
+        self, job_id: str, worker: str, device: str, lease_s: float, max_attempts: int
+    ) -> Claim:
+        """Take job `job_id` for this delivery, if no live worker holds it.
+
+        A queued job starts. A running one whose lease lapsed (its worker died)
+        is taken over and `resumed`; or `cancelled`, if a cancel was asked for
+        meanwhile; or failed (`gave_up`) once it has had `max_attempts`
+        deliveries, so a job that kills its worker cannot loop forever.
+        Anything else is left alone. The caller renews the lease (`renew`)
+        more often than `lease_s` while it works.
+        """
+        token = uuid.uuid4().hex
+        keys = [self._key(job_id), self._lease(job_id), self._running]
+        arguments: list[str | int] = [
+            token, int(lease_s * 1000), json.dumps(worker), json.dumps(device),
+            json.dumps(utc_now()),
+        ]  # fmt: skip
+        found, count, before = self._claim(keys=keys, args=arguments)
+        outcome, attempts, previous = _text(found), int(count), json.loads(_text(before))
+        if outcome == "orphaned":
+            outcome = self._recover(job_id, keys, arguments, attempts, previous, max_attempts)
+            attempts += outcome == "resumed"
+        return Claim(cast(ClaimOutcome, outcome), token, attempts, previous)
+
+    def _recover(
+        self, job_id: str, keys: Sequence[str], arguments: Sequence[str | int], attempts: int,
+        previous: str | None, max_attempts: int,
+    ) -> str:  # fmt: skip
+        if self.cancel_requested(job_id):
+            moved = self.transition(job_id, "cancelled", ("running",), finished_at=utc_now())
+            return "cancelled" if moved else "finished"
+        if attempts >= max_attempts:
+            error = {
+                "code": "worker_lost",
+                "message": (
+                    f"Gave up after {attempts} deliveries: each time, the worker running this "
+                    f"job stopped before it finished (the last was {previous}). The job may "
+                    "crash its worker, e.g. by running out of memory."
+                ),
+            }
+            moved = self.transition(
+                job_id, "failed", ("running",), finished_at=utc_now(), error=error
+            )
+            return "gave_up" if moved else "finished"
+        return "resumed" if self._take_over(keys=keys, args=arguments) else "busy"
+
+    def renew(self, job_id: str, token: str, lease_s: float) -> bool:
+        """Extend the lease; False when it is no longer ours (it lapsed and
+        another worker took the job over)."""
+        return bool(self._renew(keys=[self._lease(job_id)], args=[token, int(lease_s * 1000)]))
+
+    def release(self, job_id: str, token: str) -> None:
+        self._renew(keys=[self._lease(job_id)], args=[token, 0])
+
+    def orphans(self) -> Sequence[str]:
+        """Running jobs whose lease has lapsed: their worker died."""
+        ids = [_text(cast(bytes, job_id)) for job_id in self.redis.smembers(self._running)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.exists(self._lease(job_id))
+            held = pipe.execute()
+        return [job_id for job_id, alive in zip(ids, held, strict=True) if not alive]
 
     def request_cancel(self, job_id: str) -> dict[str, Any]:
-        """Cancel a queued job now, or flag a running one to stop at its next batch."""
+        """Cancel a queued job now, or flag a running one to stop at its next
+        batch. A running job whose worker died is cancelled now too; the flag
+        stays, so a delivery already on its way does not start it again."""
         job = self.get(job_id)
         if job["state"] in FINAL_STATES:
             raise Conflict(
@@ -134,7 +284,10 @@ class JobStore:
                 f"Received: state={job['state']!r}"
             )
         self.update(job_id, cancel_requested=True)
-        self.transition(job_id, "cancelled", ("queued",), finished_at=utc_now())
+        self._cancel_idle(
+            keys=[self._key(job_id), self._lease(job_id), self._running],
+            args=[json.dumps(utc_now())],
+        )
         return self.get(job_id)
 
     def cancel_requested(self, job_id: str) -> bool:
@@ -144,6 +297,7 @@ class JobStore:
         with self.redis.pipeline() as pipe:
             pipe.delete(self._key(job_id))
             pipe.zrem(self._index, job_id)
+            pipe.srem(self._running, job_id)
             pipe.execute()
 
 

@@ -4,6 +4,12 @@ this and nothing more.
 State moves queued -> running -> succeeded | failed | cancelled in the job
 store; progress is written after every epoch; a succeeded training job has
 published its model version first, so `result.version` always exists when seen.
+
+Each delivery first claims the job (models.jobs): a duplicate delivery finds
+it taken and stops. The claim's lease is kept alive while the job runs; if
+the worker dies, the job is delivered again (worker.sweeper), resumes from
+its last checkpoint, and is published once: a version this job already
+published is found and reused, never published twice.
 """
 
 from __future__ import annotations
@@ -11,14 +17,21 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import redis
+
+from models.checkpoints import CheckpointStore
 from models.datasets import DatasetStore
 from models.errors import FitserveError, JobCancelled
-from models.jobs import JobStore, utc_now
+from models.jobs import Claim, JobStore, utc_now
+from models.leases import LeaseKeeper, LeaseLost
 from models.predictor import load_version
 from models.results import ResultStore
+from models.settings import Settings
 from models.spec import ModelSpec
 from models.store import ModelStore
 from models.training import TrainingResult, train
@@ -39,28 +52,56 @@ class WorkerContext:
     worker: str
     device: str
     backend: str
+    checkpoints: CheckpointStore
+    lease_s: float = 20.0
+    max_attempts: int = 3
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, client: redis.Redis, worker: str, device: str, backend: str
+    ) -> WorkerContext:
+        return cls(
+            jobs=JobStore(client, settings.redis_prefix),
+            datasets=DatasetStore(settings.datasets_dir),
+            models=ModelStore(settings.models_dir),
+            results=ResultStore(settings.results_dir),
+            worker=worker,
+            device=device,
+            backend=backend,
+            checkpoints=CheckpointStore(settings.checkpoints_dir),
+            lease_s=settings.jobs.lease_s,
+            max_attempts=settings.jobs.max_attempts,
+        )
 
 
 class JobProgress:
     """Writes each epoch's progress and metrics into the job record."""
 
-    def __init__(self, jobs: JobStore, job_id: str, epochs: int) -> None:
+    def __init__(
+        self, jobs: JobStore, job_id: str, epochs: int, lease: LeaseKeeper,
+        history: dict[str, list[float]] | None = None,
+    ) -> None:  # fmt: skip
         self.jobs = jobs
         self.job_id = job_id
         self.epochs = epochs
-        self.history: dict[str, list[float]] = {}
+        self.lease = lease
+        # A resumed job goes on from its checkpoint's curves.
+        self.history = {name: list(values) for name, values in (history or {}).items()}
+        self.first_epoch = len(self.history.get("loss", []))
         self.started = time.monotonic()
         self._next_poll = 0.0
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        self.lease.check()  # a worker that lost its job writes nothing more to it
         for name, value in logs.items():
             self.history.setdefault(name, []).append(value)
         elapsed = time.monotonic() - self.started
+        done_here = max(epoch - self.first_epoch, 1)
         progress = {
             "epoch": epoch,
             "epochs": self.epochs,
             "fraction": round(epoch / self.epochs, 4),
-            "eta_s": round(elapsed / epoch * (self.epochs - epoch), 2),
+            "eta_s": round(elapsed / done_here * (self.epochs - epoch), 2),
         }
         self.jobs.update(self.job_id, progress=progress, metrics=logs, history=self.history)
 
@@ -69,59 +110,121 @@ class JobProgress:
         if now < self._next_poll:
             return False
         self._next_poll = now + CANCEL_POLL_SECONDS
+        self.lease.check()
         return self.jobs.cancel_requested(self.job_id)
 
 
 def run_training_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
     """Train, publish and finish job `job_id`; returns the final job record."""
-    jobs = context.jobs
-    job = _start(job_id, context)
-    if job is None:
-        return jobs.get(job_id)
-    try:
-        spec = ModelSpec.model_validate(job["spec"])
-        dataset = context.datasets.load(job["dataset"])
-        result = train(spec, dataset, JobProgress(jobs, job_id, spec.fit.epochs))
-        if jobs.cancel_requested(job_id):
-            raise JobCancelled("The job was cancelled before its model was published.")
-        version = _publish(job, spec, result, context)
-    except Exception as exc:
-        return _stop(job_id, context, exc)
-    return _succeed(job_id, context, {
-        "model": job["model"], "version": version, "metrics": result.metrics,
-    })  # fmt: skip
+    with _owned(job_id, context) as lease:
+        if lease is None:
+            return context.jobs.get(job_id)
+        job = context.jobs.get(job_id)
+        try:
+            result = _already_published(job, context) or _train_and_publish(job, lease, context)
+        except LeaseLost:
+            return context.jobs.get(job_id)  # the job is another worker's now: touch nothing
+        except Exception as exc:
+            context.checkpoints.delete(job_id)
+            return _stop(job_id, context, exc)
+        context.checkpoints.delete(job_id)
+        return _succeed(job_id, context, result)
+
+
+def _already_published(job: dict[str, Any], context: WorkerContext) -> dict[str, Any] | None:
+    """The result of a job whose worker published its version and died
+    before it could say so."""
+    version = context.models.version_published_by(job["model"], job["id"])
+    if version is None:
+        return None
+    metrics = context.models.metadata(job["model"], version)["metrics"]
+    return {"model": job["model"], "version": version, "metrics": metrics}
+
+
+def _train_and_publish(
+    job: dict[str, Any], lease: LeaseKeeper, context: WorkerContext
+) -> dict[str, Any]:
+    job_id = job["id"]
+    spec = ModelSpec.model_validate(job["spec"])
+    dataset = context.datasets.load(job["dataset"])
+    resume = context.checkpoints.load(job_id)
+    if job["attempts"] > 1:
+        _record_restart(job, lease, resume.epoch if resume else 0, context)
+    progress = JobProgress(
+        context.jobs, job_id, spec.fit.epochs, lease, resume.history if resume else None
+    )
+    result = train(
+        spec, dataset, progress, resume=resume,
+        save_checkpoint=lambda state: context.checkpoints.save(job_id, state),
+    )  # fmt: skip
+    if context.jobs.cancel_requested(job_id):
+        raise JobCancelled("The job was cancelled before its model was published.")
+    lease.check()
+    version = _publish(job, spec, result, context)
+    return {"model": job["model"], "version": version, "metrics": result.metrics}
 
 
 def run_prediction_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
     """Predict every row of a stored dataset with one model version; the outputs
     and decoded labels go to the result store."""
-    job = _start(job_id, context)
-    if job is None:
-        return context.jobs.get(job_id)
-    try:
-        dataset = context.datasets.load(job["dataset"])
-        loaded = load_version(context.models, job["model"], job["version"])
-        outputs = loaded.predict(dataset.x)
-        context.results.save(job_id, outputs, loaded.encoding.decode(outputs))
-    except Exception as exc:
-        return _stop(job_id, context, exc)
-    context.jobs.update(job_id, progress={**job["progress"], "fraction": 1.0, "eta_s": 0.0})
-    return _succeed(job_id, context, {
-        "model": job["model"], "version": job["version"], "rows": len(outputs),
-    })  # fmt: skip
+    with _owned(job_id, context) as lease:
+        if lease is None:
+            return context.jobs.get(job_id)
+        job = context.jobs.get(job_id)
+        try:
+            dataset = context.datasets.load(job["dataset"])
+            loaded = load_version(context.models, job["model"], job["version"])
+            outputs = loaded.predict(dataset.x)
+            lease.check()
+            context.results.save(job_id, outputs, loaded.encoding.decode(outputs))
+        except LeaseLost:
+            return context.jobs.get(job_id)
+        except Exception as exc:
+            return _stop(job_id, context, exc)
+        context.jobs.update(job_id, progress={**job["progress"], "fraction": 1.0, "eta_s": 0.0})
+        return _succeed(job_id, context, {
+            "model": job["model"], "version": job["version"], "rows": len(outputs),
+        })  # fmt: skip
 
 
-def _start(job_id: str, context: WorkerContext) -> dict[str, Any] | None:
-    """Queued -> running; None when the job was cancelled or already taken."""
-    previous = context.jobs.transition(
-        job_id, "running", ("queued",),
-        started_at=utc_now(), worker=context.worker, device=context.device,
-    )  # fmt: skip
-    if previous is None:
-        log.info("job %s is no longer queued; not starting it", job_id)
-        return None
-    context.jobs.count_attempt(job_id)
-    return context.jobs.get(job_id)
+@contextmanager
+def _owned(job_id: str, context: WorkerContext) -> Iterator[LeaseKeeper | None]:
+    """Claim the job and keep its lease for the block; None when this
+    delivery must leave it alone (taken, finished, cancelled, given up)."""
+    claim = context.jobs.claim(
+        job_id, context.worker, context.device, context.lease_s, context.max_attempts
+    )
+    if not claim.owned:
+        _log_unclaimed(job_id, claim)
+        if claim.outcome in ("cancelled", "gave_up"):
+            context.checkpoints.delete(job_id)
+        yield None
+        return
+    with LeaseKeeper(context.jobs, job_id, claim, context.lease_s) as lease:
+        yield lease
+
+
+def _log_unclaimed(job_id: str, claim: Claim) -> None:
+    reasons = {
+        "busy": "another worker holds it (a duplicate delivery)",
+        "finished": "it has finished, or was cancelled before it started",
+        "missing": "it no longer exists",
+        "cancelled": "it was cancelled while its worker was gone",
+        "gave_up": f"its worker died on each of {claim.attempts} deliveries",
+    }
+    log.warning("job %s not run: %s", job_id, reasons.get(claim.outcome, claim.outcome))
+
+
+def _record_restart(
+    job: dict[str, Any], lease: LeaseKeeper, epoch: int, context: WorkerContext
+) -> None:
+    """The job record shows each time a dead worker's job was taken up again."""
+    restarts = [*job.get("restarts", []), {
+        "at": utc_now(), "attempt": job["attempts"], "worker": context.worker,
+        "lost_worker": lease.claim.previous_worker, "resumed_from_epoch": epoch,
+    }]  # fmt: skip
+    context.jobs.update(job["id"], restarts=restarts, resumed_from_epoch=epoch)
+    log.warning("job %s restarted (attempt %d), from epoch %d", job["id"], job["attempts"], epoch)
 
 
 def _stop(job_id: str, context: WorkerContext, exc: Exception) -> dict[str, Any]:

@@ -36,6 +36,15 @@ class Queues(BaseModel):
     gpu: str = "fitserve.gpu"
 
 
+class Jobs(BaseModel):
+    """How a job survives its worker: a running job holds a lease in Redis that
+    its worker renews; a job whose lease lapses is delivered again, and resumes
+    from its last checkpoint, until it has been delivered `max_attempts` times."""
+
+    lease_s: float = Field(default=20.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FITSERVE_", env_nested_delimiter="__")
 
@@ -49,6 +58,7 @@ class Settings(BaseSettings):
     limits: Limits = Field(default_factory=Limits)
     queues: Queues = Field(default_factory=Queues)
     server: Server = Field(default_factory=Server)
+    jobs: Jobs = Field(default_factory=Jobs)
     model_cache_size: int = 8
     # Load every model's latest version when an API process starts.
     preload_models: bool = True
@@ -71,3 +81,7 @@ class Settings(BaseSettings):
     @property
     def results_dir(self) -> Path:
         return self.data_dir / "results"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.data_dir / "checkpoints"

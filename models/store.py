@@ -89,6 +89,17 @@ class ModelStore:
             )
         return version
 
+    def version_published_by(self, name: str, job_id: str) -> int | None:
+        """The version that job `job_id` published, if any: a retried job must
+        not publish a second one."""
+        for version in reversed(self.versions(name)):
+            try:
+                if self.metadata(name, version).get("job") == job_id:
+                    return version
+            except (OSError, ValueError, NotFound):
+                continue  # deleted meanwhile, or not ours to read
+        return None
+
     def model_path(self, name: str, version: int) -> Path:
         return self.root / name / str(self.resolve(name, version)) / MODEL_FILE
 

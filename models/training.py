@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from models.builder import build_model
+from models.checkpoints import Checkpoint, capture, restore_callbacks, restore_variables
 from models.datasets import Dataset
 from models.errors import JobCancelled
 from models.fused import fit_fused
@@ -46,13 +48,19 @@ class TrainingResult:
     samples: int = field(default=0)
 
 
+SaveCheckpoint = Callable[[Checkpoint], None]
+
+
 def train(
-    spec: ModelSpec, dataset: Dataset, observer: TrainingObserver, fused: bool | None = None
-) -> TrainingResult:
+    spec: ModelSpec, dataset: Dataset, observer: TrainingObserver, fused: bool | None = None,
+    resume: Checkpoint | None = None, save_checkpoint: SaveCheckpoint | None = None,
+) -> TrainingResult:  # fmt: skip
     """Fit the network of `spec` on `dataset`; raises JobCancelled when asked to stop.
 
     On JAX the fit is fused (models.fused: one compiled call per epoch) unless
-    `fused` is False; other backends run Keras' `fit`.
+    `fused` is False; other backends run Keras' `fit`. With `resume`, training
+    goes on from that checkpoint's epoch; `save_checkpoint` is handed one after
+    every epoch.
     """
     import keras
 
@@ -62,6 +70,9 @@ def train(
     encoding = LabelEncoding.for_spec(spec, dataset.y)
     y = encoding.encode(dataset.y)
     model = build_model(spec)
+    model.optimizer.build(model.trainable_variables)
+    if resume is not None:
+        restore_variables(model, resume)
     callbacks: list[keras.callbacks.Callback] = []
     if spec.fit.early_stopping is not None:
         stop = spec.fit.early_stopping
@@ -77,20 +88,9 @@ def train(
         fused = keras.backend.backend() == "jax"
     started = time.perf_counter()
     if fused:
-        curves = fit_fused(model, spec, dataset.x, y, observer, callbacks)
+        curves = fit_fused(model, spec, dataset.x, y, observer, callbacks, resume, save_checkpoint)
     else:
-        history = model.fit(
-            dataset.x,
-            y,
-            epochs=spec.fit.epochs,
-            batch_size=spec.fit.batch_size,
-            validation_split=spec.fit.validation_split,
-            shuffle=spec.fit.shuffle,
-            callbacks=[_observer_callback(observer), *callbacks],
-            verbose=0,
-        )
-        curves = {name: [float(value) for value in values]
-                  for name, values in history.history.items()}  # fmt: skip
+        curves = _fit(model, spec, dataset.x, y, observer, callbacks, resume, save_checkpoint)
     fit_seconds = time.perf_counter() - started
     return TrainingResult(
         model=model,
@@ -120,6 +120,63 @@ def warm_up() -> None:
     )
     x = np.zeros((4, 2), dtype=np.float32)
     train(spec, Dataset(x, np.zeros(4, dtype=np.float32)), SilentObserver())
+
+
+def _fit(
+    model: keras.Model, spec: ModelSpec, x: np.ndarray, y: np.ndarray,
+    observer: TrainingObserver, callbacks: list[keras.callbacks.Callback],
+    resume: Checkpoint | None, save_checkpoint: SaveCheckpoint | None,
+) -> dict[str, list[float]]:  # fmt: skip
+    """Keras' own `fit`, with the observer and checkpoints as callbacks."""
+    import keras
+
+    curves = {name: list(values) for name, values in (resume.history if resume else {}).items()}
+    if resume is not None and (resume.stop_training or resume.epoch >= spec.fit.epochs):
+        # Nothing left to fit (the worker died while publishing), but the
+        # callbacks' end must still run: early stopping restores the best weights there.
+        finish = keras.callbacks.CallbackList(callbacks, model=model)
+        finish.on_train_begin()
+        restore_callbacks(model, resume, callbacks)
+        finish.on_train_end()
+        return curves
+    history = model.fit(
+        x,
+        y,
+        epochs=spec.fit.epochs,
+        initial_epoch=resume.epoch if resume else 0,
+        batch_size=spec.fit.batch_size,
+        validation_split=spec.fit.validation_split,
+        shuffle=spec.fit.shuffle,
+        callbacks=[
+            _observer_callback(observer),
+            *callbacks,
+            # Last: it saves what early stopping decided this epoch.
+            _checkpoint_callback(curves, callbacks, resume, save_checkpoint),
+        ],
+        verbose=0,
+    )
+    del history  # the checkpoint callback kept the curves, resumed epochs included
+    return curves
+
+
+def _checkpoint_callback(
+    curves: dict[str, list[float]], callbacks: list[Any], resume: Checkpoint | None,
+    save_checkpoint: SaveCheckpoint | None,
+) -> keras.callbacks.Callback:  # fmt: skip
+    import keras
+
+    class CheckpointCallback(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            if resume is not None:
+                restore_callbacks(self.model, resume, callbacks)
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            for name, value in _floats(logs or {}).items():
+                curves.setdefault(name, []).append(value)
+            if save_checkpoint is not None:
+                save_checkpoint(capture(self.model, epoch + 1, curves, callbacks))
+
+    return CheckpointCallback()
 
 
 def _observer_callback(observer: TrainingObserver) -> keras.callbacks.Callback:

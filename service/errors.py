@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import kombu.exceptions
 import redis
 from flask import Flask, Response, current_app, jsonify
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -19,6 +20,8 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(RequestEntityTooLarge, _too_large)
     app.register_error_handler(redis.ConnectionError, _redis_down)
     app.register_error_handler(redis.TimeoutError, _redis_down)
+    # What Celery raises when it cannot hand a job to the broker.
+    app.register_error_handler(kombu.exceptions.OperationalError, _redis_down)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
 
@@ -38,7 +41,7 @@ def _too_large(error: RequestEntityTooLarge) -> tuple[Response, int]:
     return error_response(PayloadTooLarge(upload_limit_message(limit)))
 
 
-def _redis_down(error: redis.RedisError) -> tuple[Response, int]:
+def _redis_down(error: Exception) -> tuple[Response, int]:
     # Job state and the queue live in Redis; datasets and prediction do not.
     log.error("Redis unreachable: %s", error)
     return error_response(

@@ -3,6 +3,8 @@ so the API can use it to enqueue jobs."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Celery
 
 from models.settings import Settings
@@ -37,3 +39,10 @@ def queue_for(settings: Settings, device: str, gpu_online: bool) -> str:
     if device == "gpu" or (device == "auto" and gpu_online):
         return settings.queues.gpu
     return settings.queues.cpu
+
+
+def enqueue(app: Celery, settings: Settings, job: dict[str, Any], gpu_online: bool) -> None:
+    """Send job `job` to the queue its kind and device call for."""
+    task = TRAIN_TASK if job["kind"] == "train" else PREDICT_TASK
+    device = job["spec"]["device"] if job.get("spec") else "auto"
+    app.send_task(task, args=[job["id"]], queue=queue_for(settings, device, gpu_online))

@@ -16,16 +16,14 @@ import sys
 import redis
 
 from models.backend import configure_backend, enable_compilation_cache
-from models.datasets import DatasetStore
-from models.jobs import JobStore, utc_now
-from models.results import ResultStore
+from models.jobs import utc_now
 from models.runner import WorkerContext
 from models.settings import Settings
-from models.store import ModelStore
 from models.training import warm_up
 from models.workers import Heartbeat, WorkerRegistry
 from worker.celery_app import make_celery
 from worker.devices import detect_devices
+from worker.sweeper import Sweeper
 from worker.tasks import register_tasks
 
 
@@ -45,15 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     # control channel), and Celery wants distinct node names.
     name = f"fitserve-{device.replace(':', '')}-{os.getpid()}@{socket.gethostname()}"
     client = redis.Redis.from_url(settings.redis_url)
-    context = WorkerContext(
-        jobs=JobStore(client, settings.redis_prefix),
-        datasets=DatasetStore(settings.datasets_dir),
-        models=ModelStore(settings.models_dir),
-        results=ResultStore(settings.results_dir),
-        worker=name,
-        device=device,
-        backend=keras.backend.backend(),
-    )
+    context = WorkerContext.from_settings(settings, client, name, device, keras.backend.backend())
     heartbeat = Heartbeat(
         WorkerRegistry(client, settings.redis_prefix),
         {"name": name, "hostname": socket.gethostname(), "pid": os.getpid(), "device": device,
@@ -61,7 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     )  # fmt: skip
     app = make_celery(settings)
     register_tasks(app, context, heartbeat)
+    sweeper = Sweeper(app, settings, context.jobs, heartbeat.registry, context.checkpoints)
     heartbeat.start()
+    sweeper.start()
     arguments = [
         "worker", "--pool=solo", "--concurrency=1", f"--queues={queue}", f"--hostname={name}",
         "--loglevel=INFO", "--without-mingle", "--without-gossip",
@@ -69,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         app.worker_main(arguments + list(argv if argv is not None else sys.argv[1:]))
     finally:
+        sweeper.stop()
         heartbeat.stop()
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
+import redis
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from models.errors import Conflict, MalformedBody, NotFound, ValidationFailed, problem
@@ -14,7 +16,7 @@ from service.bodies import dataset_upload, parse_json, request_body
 from service.context import services
 from service.render import render_predictions
 from service.schemas import JobRequest, TrainingSpec
-from worker.celery_app import TRAIN_TASK, queue_for
+from worker.celery_app import enqueue
 
 blueprint = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
@@ -33,8 +35,7 @@ def create() -> tuple[Response, int, dict[str, str]]:
     check_dataset_fits_spec(job_request.spec, record)
     spec = job_request.spec.model_dump(mode="json")
     job = parts.jobs.create("train", job_request.model, record["id"], spec=spec)
-    queue = queue_for(parts.settings, job_request.spec.device, parts.workers.gpu_online())
-    parts.celery.send_task(TRAIN_TASK, args=[job["id"]], queue=queue)
+    submit(job)
     location = url_for("jobs.show", job_id=job["id"])
     return jsonify(job), 202, {"Location": location}
 
@@ -79,6 +80,18 @@ def result(job_id: str) -> Response:
 @blueprint.post("/<job_id>:cancel")
 def cancel(job_id: str) -> Response:
     return jsonify(services().jobs.request_cancel(job_id))
+
+
+def submit(job: dict[str, Any]) -> None:
+    """Queue a job just created. If the broker refuses, the job is deleted and
+    the client told (503), so a job acknowledged with 202 is always queued."""
+    parts = services()
+    try:
+        enqueue(parts.celery, parts.settings, job, parts.workers.gpu_online())
+    except Exception:
+        with suppress(redis.RedisError):
+            parts.jobs.delete(job["id"])
+        raise
 
 
 def dataset_record(dataset_id: str) -> dict[str, Any]:

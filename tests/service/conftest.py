@@ -30,10 +30,9 @@ def publish(app: Flask) -> Callable[..., dict[str, Any]]:
     def run(model: str, spec: dict[str, Any], body: bytes, media_type: str) -> dict[str, Any]:
         record, _ = parts.datasets.save(body, media_type)
         job = parts.jobs.create("train", model, record["id"], spec=spec)
-        context = WorkerContext(
-            jobs=parts.jobs, datasets=parts.datasets, models=parts.models, results=parts.results,
-            worker="test", device="cpu", backend=parts.settings.keras_backend,
-        )  # fmt: skip
+        context = WorkerContext.from_settings(
+            parts.settings, parts.jobs.redis, "test", "cpu", parts.settings.keras_backend
+        )
         finished = run_training_job(job["id"], context)
         assert finished["state"] == "succeeded", finished["error"]
         return finished

@@ -1,0 +1,173 @@
+"""Training checkpoints: what a job needs to go on from its last finished
+epoch after its worker died.
+
+A checkpoint holds every variable of the model and of its optimizer, the
+epoch count, the curves so far, early stopping's state and the shuffle key of
+the fused trainer. Resuming from it on JAX gives the same weights as a run
+that was never interrupted. One `.npz` file per job, replaced atomically
+(write beside, then rename), so a crash while saving leaves the previous
+checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+# The early-stopping attributes that carry from one epoch to the next.
+EARLY_STOPPING_STATE = ("wait", "stopped_epoch", "best", "best_epoch")
+
+
+@dataclass
+class Checkpoint:
+    epoch: int  # epochs finished
+    history: dict[str, list[float]]
+    trainable: list[np.ndarray]
+    non_trainable: list[np.ndarray]
+    optimizer: list[np.ndarray]
+    stop_training: bool = False
+    early_stopping: dict[str, Any] = field(default_factory=dict)
+    best_weights: list[np.ndarray] | None = None
+    shuffle_key: np.ndarray | None = None
+
+
+def capture(
+    model: Any, epoch: int, history: dict[str, list[float]], callbacks: list[Any],
+    shuffle_key: Any = None,
+) -> Checkpoint:  # fmt: skip
+    """The state of `model` (variables already current) after `epoch` epochs."""
+    from keras import ops
+
+    def values(variables: list[Any]) -> list[np.ndarray]:
+        return [ops.convert_to_numpy(variable.value) for variable in variables]
+
+    stopper = _early_stopping(callbacks)
+    state = {} if stopper is None else {name: _plain(getattr(stopper, name, None))
+                                        for name in EARLY_STOPPING_STATE}  # fmt: skip
+    best = None if stopper is None else getattr(stopper, "best_weights", None)
+    return Checkpoint(
+        epoch=epoch,
+        history={name: list(curve) for name, curve in history.items()},
+        trainable=values(model.trainable_variables),
+        non_trainable=values(model.non_trainable_variables),
+        optimizer=values(model.optimizer.variables),
+        stop_training=bool(model.stop_training),
+        early_stopping=state,
+        best_weights=None if best is None else [np.asarray(weight) for weight in best],
+        shuffle_key=None if shuffle_key is None else np.asarray(shuffle_key),
+    )
+
+
+def restore_variables(model: Any, checkpoint: Checkpoint) -> None:
+    """Put the checkpoint's values into `model` and its (built) optimizer."""
+    for variables, values in ((model.trainable_variables, checkpoint.trainable),
+                              (model.non_trainable_variables, checkpoint.non_trainable),
+                              (model.optimizer.variables, checkpoint.optimizer)):  # fmt: skip
+        if len(variables) != len(values):
+            raise ValueError(
+                f"The checkpoint holds {len(values)} values where the model has "
+                f"{len(variables)} variables: it belongs to another network."
+            )
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
+
+
+def restore_callbacks(model: Any, checkpoint: Checkpoint, callbacks: list[Any]) -> None:
+    """After `on_train_begin` (which resets them): early stopping's counters."""
+    stopper = _early_stopping(callbacks)
+    if stopper is not None:
+        for name, value in checkpoint.early_stopping.items():
+            setattr(stopper, name, value)
+        stopper.best_weights = checkpoint.best_weights
+    model.stop_training = checkpoint.stop_training
+
+
+class CheckpointStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, job_id: str) -> Path:
+        if not JOB_ID.match(job_id):
+            raise ValueError(f"Job ids are 32 hex digits. Received: {job_id!r}")
+        return self.root / f"{job_id}.npz"
+
+    def save(self, job_id: str, checkpoint: Checkpoint) -> None:
+        path = self._path(job_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        for group in ("trainable", "non_trainable", "optimizer", "best_weights"):
+            for index, value in enumerate(getattr(checkpoint, group) or []):
+                arrays[f"{group}/{index}"] = value
+        if checkpoint.shuffle_key is not None:
+            arrays["shuffle_key"] = checkpoint.shuffle_key
+        meta = {
+            "epoch": checkpoint.epoch,
+            "history": checkpoint.history,
+            "stop_training": checkpoint.stop_training,
+            "early_stopping": checkpoint.early_stopping,
+            "has_best_weights": checkpoint.best_weights is not None,
+            "counts": {group: len(getattr(checkpoint, group) or [])
+                       for group in ("trainable", "non_trainable", "optimizer", "best_weights")},
+        }  # fmt: skip
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        partial = path.with_name(f".{path.stem}-{uuid.uuid4().hex}.npz")
+        try:
+            with partial.open("wb") as handle:
+                np.savez(handle, **cast(dict[str, Any], arrays))
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def load(self, job_id: str) -> Checkpoint | None:
+        path = self._path(job_id)
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as saved:
+            meta = json.loads(saved["meta"].tobytes())
+
+            def group(name: str) -> list[np.ndarray]:
+                return [saved[f"{name}/{index}"] for index in range(meta["counts"][name])]
+
+            return Checkpoint(
+                epoch=meta["epoch"],
+                history=meta["history"],
+                trainable=group("trainable"),
+                non_trainable=group("non_trainable"),
+                optimizer=group("optimizer"),
+                stop_training=meta["stop_training"],
+                early_stopping=meta["early_stopping"],
+                best_weights=group("best_weights") if meta["has_best_weights"] else None,
+                shuffle_key=saved["shuffle_key"] if "shuffle_key" in saved.files else None,
+            )
+
+    def delete(self, job_id: str) -> None:
+        self._path(job_id).unlink(missing_ok=True)
+
+    def job_ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return [path.stem for path in self.root.glob("*.npz") if JOB_ID.match(path.stem)]
+
+
+def _early_stopping(callbacks: list[Any]) -> Any:
+    import keras
+
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.EarlyStopping):
+            return callback
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able form of an early-stopping attribute (numpy and backend scalars)."""
+    if value is None or isinstance(value, bool | int | str):
+        return value
+    return float(np.asarray(value))

@@ -1,0 +1,87 @@
+"""Finding the jobs whose worker died, and delivering them again.
+
+Celery's own redelivery cannot be relied on for this: with `acks_late` on
+Redis, a killed worker's message comes back only after the broker's
+visibility timeout (hours here, so long jobs do not run twice), and a message
+acknowledged before a crash never comes back. Instead every worker sweeps:
+a running job whose lease has lapsed is sent to its queue again, where a
+claim (models.jobs) lets exactly one delivery take it over and resume it from
+its checkpoint. A stray duplicate message is harmless: its claim finds the
+job taken or finished.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+from celery import Celery
+
+from models.checkpoints import CheckpointStore
+from models.errors import NotFound
+from models.jobs import FINAL_STATES, JobStore
+from models.settings import Settings
+from models.workers import WorkerRegistry
+from worker.celery_app import enqueue
+
+log = logging.getLogger(__name__)
+
+
+class Sweeper:
+    def __init__(
+        self, app: Celery, settings: Settings, jobs: JobStore, registry: WorkerRegistry,
+        checkpoints: CheckpointStore,
+    ) -> None:  # fmt: skip
+        self.app = app
+        self.settings = settings
+        self.jobs = jobs
+        self.registry = registry
+        self.checkpoints = checkpoints
+        self.interval_s = settings.jobs.lease_s / 2
+        self._stopped = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="sweeper", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    def sweep(self) -> list[str]:
+        """Send every orphaned job to its queue again; returns their ids."""
+        sent = []
+        for job_id in self.jobs.orphans():
+            # One sweeper (of all the workers) sends it per lease period.
+            marker = f"{self.settings.redis_prefix}:redelivered:{job_id}"
+            if not self.jobs.redis.set(marker, 1, nx=True, px=int(self.interval_s * 4000)):
+                continue
+            try:
+                job = self.jobs.get(job_id)
+            except NotFound:
+                continue
+            enqueue(self.app, self.settings, job, self.registry.gpu_online())
+            log.warning("job %s: its worker %s is gone; delivered again", job_id, job["worker"])
+            sent.append(job_id)
+        self._forget_finished_checkpoints()
+        return sent
+
+    def _forget_finished_checkpoints(self) -> None:
+        # A job cancelled by the API while its worker was gone leaves one.
+        for job_id in self.checkpoints.job_ids():
+            try:
+                finished = self.jobs.get(job_id)["state"] in FINAL_STATES
+            except NotFound:
+                finished = True
+            if finished:
+                self.checkpoints.delete(job_id)
+
+    def _run(self) -> None:
+        while True:
+            try:
+                self.sweep()
+            except redis.RedisError as exc:
+                log.warning("sweep skipped: %s", exc)
+            except Exception:  # a sweep must never stop the sweeping
+                log.exception("sweep failed")
+            if self._stopped.wait(self.interval_s):
+                return
