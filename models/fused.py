@@ -19,6 +19,7 @@ from one gives the same weights as a run never interrupted.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -32,7 +33,7 @@ Observer = Any  # models.training.TrainingObserver (imported there; avoids a cyc
 
 def fit_fused(
     model: Any, spec: ModelSpec, x: np.ndarray, y: np.ndarray, observer: Observer,
-    callbacks: list[Any], resume: Checkpoint | None = None, save_checkpoint: Any = None,
+    callbacks: list[Any], resume: Checkpoint | None = None, checkpoints: Any = None,
 ) -> dict[str, list[float]]:  # fmt: skip
     """Train `model` (its optimizer built, its variables restored when resuming)."""
     import jax
@@ -128,8 +129,11 @@ def fit_fused(
         if observer.should_stop():
             raise JobCancelled("The job was cancelled while training.")
         callback_list.on_epoch_end(epoch_index, logs)
-        if save_checkpoint is not None:
-            save_checkpoint(capture(model, epoch_index + 1, history, callbacks, key))
+        if checkpoints is not None:  # a CheckpointSink
+            checkpoints.offer(
+                partial(capture, model, epoch_index + 1, history, callbacks, key),
+                final=epoch_index + 1 == spec.fit.epochs or model.stop_training,
+            )
     callback_list.on_train_end()
     return history
 

@@ -40,7 +40,7 @@ local allowed = ',' .. ARGV[2] .. ','
 if not string.find(allowed, ',' .. current .. ',', 1, true) then return {0, current} end
 redis.call('HSET', KEYS[1], 'state', ARGV[1])
 for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
-local id = redis.call('HGET', KEYS[1], 'id')
+local id = cjson.decode(redis.call('HGET', KEYS[1], 'id'))
 if ARGV[1] == '"running"' then redis.call('SADD', KEYS[2], id)
 else redis.call('SREM', KEYS[2], id) end
 return {1, current}
@@ -61,7 +61,7 @@ if state ~= '"queued"' then return {'finished', attempts, previous} end
 redis.call('HSET', KEYS[1], 'state', '"running"', 'worker', ARGV[3], 'device', ARGV[4],
            'started_at', ARGV[5], 'attempts', attempts + 1)
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-redis.call('SADD', KEYS[3], redis.call('HGET', KEYS[1], 'id'))
+redis.call('SADD', KEYS[3], cjson.decode(redis.call('HGET', KEYS[1], 'id')))
 return {'started', attempts + 1, previous}
 """
 
@@ -91,7 +91,7 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if state == '"running"' and redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 if state ~= '"queued"' and state ~= '"running"' then return 0 end
 redis.call('HSET', KEYS[1], 'state', '"cancelled"', 'finished_at', ARGV[1])
-redis.call('SREM', KEYS[3], redis.call('HGET', KEYS[1], 'id'))
+redis.call('SREM', KEYS[3], cjson.decode(redis.call('HGET', KEYS[1], 'id')))
 return 1
 """
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from models.checkpoints import CheckpointStore
+from models.checkpoints import Checkpointer, CheckpointStore
 from models.datasets import DatasetStore
 from models.errors import FitserveError, JobCancelled
 from models.jobs import Claim, JobStore, utc_now
@@ -103,7 +103,12 @@ class JobProgress:
             "fraction": round(epoch / self.epochs, 4),
             "eta_s": round(elapsed / done_here * (self.epochs - epoch), 2),
         }
-        self.jobs.update(self.job_id, progress=progress, metrics=logs, history=self.history)
+        try:
+            self.jobs.update(self.job_id, progress=progress, metrics=logs, history=self.history)
+        except redis.RedisError as exc:
+            # Training goes on through a Redis outage: the next epoch writes the
+            # whole history again, and the lease says whether the job is still ours.
+            log.warning("job %s: progress not written: %s", self.job_id, exc)
 
     def should_stop(self) -> bool:
         now = time.monotonic()
@@ -111,7 +116,10 @@ class JobProgress:
             return False
         self._next_poll = now + CANCEL_POLL_SECONDS
         self.lease.check()
-        return self.jobs.cancel_requested(self.job_id)
+        try:
+            return self.jobs.cancel_requested(self.job_id)
+        except redis.RedisError:
+            return False  # asked again at the next poll
 
 
 def run_training_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
@@ -155,7 +163,7 @@ def _train_and_publish(
     )
     result = train(
         spec, dataset, progress, resume=resume,
-        save_checkpoint=lambda state: context.checkpoints.save(job_id, state),
+        checkpoints=Checkpointer(context.checkpoints, job_id),
     )  # fmt: skip
     if context.jobs.cancel_requested(job_id):
         raise JobCancelled("The job was cancelled before its model was published.")

@@ -37,7 +37,11 @@ class ModelStore:
         check_model_name(name)
         folder = self.root / name
         folder.mkdir(parents=True, exist_ok=True)
-        staging = folder / f".tmp-{uuid.uuid4().hex}"
+        # Named after the job, so its retry can clear what a crash left behind.
+        owner = metadata.get("job") or "unowned"
+        for debris in folder.glob(f".tmp-{owner}-*"):
+            shutil.rmtree(debris, ignore_errors=True)
+        staging = folder / f".tmp-{owner}-{uuid.uuid4().hex}"
         staging.mkdir()
         try:
             write_model(staging / MODEL_FILE)

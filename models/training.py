@@ -48,18 +48,22 @@ class TrainingResult:
     samples: int = field(default=0)
 
 
-SaveCheckpoint = Callable[[Checkpoint], None]
+class CheckpointSink(Protocol):
+    """Where checkpoints go (models.checkpoints.Checkpointer): offered one
+    after each epoch, it decides whether to build and keep it."""
+
+    def offer(self, make: Callable[[], Checkpoint], final: bool) -> None: ...
 
 
 def train(
     spec: ModelSpec, dataset: Dataset, observer: TrainingObserver, fused: bool | None = None,
-    resume: Checkpoint | None = None, save_checkpoint: SaveCheckpoint | None = None,
+    resume: Checkpoint | None = None, checkpoints: CheckpointSink | None = None,
 ) -> TrainingResult:  # fmt: skip
     """Fit the network of `spec` on `dataset`; raises JobCancelled when asked to stop.
 
     On JAX the fit is fused (models.fused: one compiled call per epoch) unless
     `fused` is False; other backends run Keras' `fit`. With `resume`, training
-    goes on from that checkpoint's epoch; `save_checkpoint` is handed one after
+    goes on from that checkpoint's epoch; `checkpoints` is offered one after
     every epoch.
     """
     import keras
@@ -88,9 +92,9 @@ def train(
         fused = keras.backend.backend() == "jax"
     started = time.perf_counter()
     if fused:
-        curves = fit_fused(model, spec, dataset.x, y, observer, callbacks, resume, save_checkpoint)
+        curves = fit_fused(model, spec, dataset.x, y, observer, callbacks, resume, checkpoints)
     else:
-        curves = _fit(model, spec, dataset.x, y, observer, callbacks, resume, save_checkpoint)
+        curves = _fit(model, spec, dataset.x, y, observer, callbacks, resume, checkpoints)
     fit_seconds = time.perf_counter() - started
     return TrainingResult(
         model=model,
@@ -125,7 +129,7 @@ def warm_up() -> None:
 def _fit(
     model: keras.Model, spec: ModelSpec, x: np.ndarray, y: np.ndarray,
     observer: TrainingObserver, callbacks: list[keras.callbacks.Callback],
-    resume: Checkpoint | None, save_checkpoint: SaveCheckpoint | None,
+    resume: Checkpoint | None, checkpoints: CheckpointSink | None,
 ) -> dict[str, list[float]]:  # fmt: skip
     """Keras' own `fit`, with the observer and checkpoints as callbacks."""
     import keras
@@ -151,7 +155,7 @@ def _fit(
             _observer_callback(observer),
             *callbacks,
             # Last: it saves what early stopping decided this epoch.
-            _checkpoint_callback(curves, callbacks, resume, save_checkpoint),
+            _checkpoint_callback(curves, callbacks, resume, checkpoints, spec.fit.epochs),
         ],
         verbose=0,
     )
@@ -161,7 +165,7 @@ def _fit(
 
 def _checkpoint_callback(
     curves: dict[str, list[float]], callbacks: list[Any], resume: Checkpoint | None,
-    save_checkpoint: SaveCheckpoint | None,
+    checkpoints: CheckpointSink | None, epochs: int,
 ) -> keras.callbacks.Callback:  # fmt: skip
     import keras
 
@@ -173,8 +177,11 @@ def _checkpoint_callback(
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             for name, value in _floats(logs or {}).items():
                 curves.setdefault(name, []).append(value)
-            if save_checkpoint is not None:
-                save_checkpoint(capture(self.model, epoch + 1, curves, callbacks))
+            if checkpoints is not None:
+                checkpoints.offer(
+                    lambda: capture(self.model, epoch + 1, curves, callbacks),
+                    final=epoch + 1 == epochs or bool(self.model.stop_training),
+                )
 
     return CheckpointCallback()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from models.checkpoints import Checkpoint, CheckpointStore
+from models.checkpoints import Checkpoint, Checkpointer, CheckpointStore
 from models.datasets import Dataset
 from models.spec import ModelSpec
 from models.training import SilentObserver, TrainingResult, train
@@ -30,21 +31,37 @@ def spec(**fit: Any) -> ModelSpec:
                 {"type": "batch_normalization"},
                 {"type": "dense", "units": 1, "activation": "sigmoid"},
             ],
-            "compile": {"loss": "binary_crossentropy", "optimizer": "adam",
-                        "metrics": ["accuracy"]},
+            "compile": {
+                "loss": "binary_crossentropy",
+                "optimizer": "adam",
+                "metrics": ["accuracy"],
+            },
             "fit": {"epochs": 8, "batch_size": 8, "validation_split": 0.2, **fit},
             "seed": 3,
         }  # fmt: skip
     )
 
 
+class EveryEpoch:
+    """Keeps a checkpoint of every epoch."""
+
+    def __init__(self) -> None:
+        self.saved: list[Checkpoint] = []
+        self.finals: list[bool] = []
+
+    def offer(self, make: Callable[[], Checkpoint], final: bool) -> None:
+        self.saved.append(make())
+        self.finals.append(final)
+
+
 def run(
     model_spec: ModelSpec, fused: bool | None = None, resume: Checkpoint | None = None
 ) -> tuple[TrainingResult, list[Checkpoint]]:
-    saved: list[Checkpoint] = []
+    sink = EveryEpoch()
     result = train(model_spec, Dataset(X, LABELS), SilentObserver(), fused=fused,
-                   resume=resume, save_checkpoint=saved.append)  # fmt: skip
-    return result, saved
+                   resume=resume, checkpoints=sink)  # fmt: skip
+    assert sink.finals == [False] * (len(sink.finals) - 1) + [True] * bool(sink.finals)
+    return result, sink.saved
 
 
 def assert_same_run(resumed: TrainingResult, whole: TrainingResult, exact: bool) -> None:
@@ -130,3 +147,21 @@ def test_store_round_trip_replace_and_delete(tmp_path: Path) -> None:
 def test_store_refuses_names_that_are_not_job_ids(tmp_path: Path, job_id: str) -> None:
     with pytest.raises(ValueError, match="32 hex digits"):
         CheckpointStore(tmp_path).load(job_id)
+
+
+def test_checkpointer_keeps_saves_to_a_small_share_of_the_time(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path)
+    checkpointer = Checkpointer(store, JOB, share=0.05)
+    _, (checkpoint, *_) = run(spec(epochs=1))
+    made = []
+
+    def make() -> Checkpoint:
+        made.append(1)
+        return checkpoint
+
+    checkpointer.offer(make, final=False)  # the first is always due
+    for _ in range(50):  # epochs far faster than twenty saves
+        checkpointer.offer(make, final=False)
+    assert len(made) == 1  # not even built while not due
+    checkpointer.offer(make, final=True)
+    assert len(made) == 2 and checkpointer.saved == 2 and store.load(JOB) is not None

@@ -1,0 +1,106 @@
+"""A service whose workers the fault tests can kill and start again: the API
+under gunicorn, any number of real worker processes, one data folder, and
+short job leases so a dead worker's job comes back within seconds."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from models.settings import Settings
+from tests.conftest import API_KEY
+from tests.live import Service, api_answers, free_port, settings_environment, worker_answers
+
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+LEASE_S = 3.0
+
+
+class Cluster:
+    def __init__(self, settings: Settings, folder: Path, **environment: str) -> None:
+        self.settings = settings
+        self.folder = folder
+        port = free_port()
+        self.environment = {
+            **settings_environment(settings, port),
+            "FITSERVE_JOBS__LEASE_S": str(LEASE_S),
+            **environment,
+        }
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.http = requests.Session()
+        self.http.headers["Authorization"] = f"Bearer {API_KEY}"
+        self.api: Service | None = None
+        self.workers: list[Service] = []
+        self.started = 0
+        self.dataset = ""  # a dataset the tests share, once uploaded
+
+    def start_api(self) -> None:
+        self.api = Service.entry_point(["fitserve-api"], self.environment, self.folder / "api.log")
+        self.api.wait_until(api_answers(self.base_url))
+
+    def start_worker(self, wait: bool = True) -> Service:
+        """A new worker process; with `wait`, once it answers on the broker.
+        (A worker busy with a job does not answer until the job ends: the solo
+        pool runs the job on the thread that would reply.)"""
+        self.started += 1
+        log = self.folder / f"worker-{self.started}.log"
+        worker = Service.entry_point(["fitserve-worker"], self.environment, log)
+        self.workers.append(worker)
+        if wait:
+            worker.wait_until(worker_answers(self.settings.redis_url, worker.process.pid))
+        return worker
+
+    def kill(self, worker: Service) -> None:
+        """SIGKILL: no handler runs, no message is acknowledged, nothing is cleaned up."""
+        os.killpg(worker.process.pid, signal.SIGKILL)
+        worker.process.wait()
+
+    def stop(self) -> None:
+        self.http.close()
+        for service in [*self.workers, *([self.api] if self.api else [])]:
+            service.stop()
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}{path}"
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return dict(self.http.get(self.url(f"/v1/jobs/{job_id}")).json())
+
+    def wait_for(
+        self, job_id: str, done: Callable[[dict[str, Any]], bool], timeout_s: float = 120
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        job = self.job(job_id)
+        while not done(job):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still not there after {timeout_s} s: {job}")
+            time.sleep(0.02)
+            job = self.job(job_id)
+        return job
+
+    def wait_until_final(self, job_id: str, timeout_s: float = 120) -> dict[str, Any]:
+        return self.wait_for(job_id, lambda job: job["state"] in FINAL_STATES, timeout_s)
+
+    def upload(self, body: dict[str, Any]) -> str:
+        response = self.http.post(self.url("/v1/datasets"), json=body)
+        assert response.status_code in (200, 201), response.text
+        return str(response.json()["id"])
+
+    def submit(self, model: str, spec: dict[str, Any], dataset: str) -> dict[str, Any]:
+        response = self.http.post(
+            self.url("/v1/jobs"), json={"model": model, "spec": spec, "dataset": dataset}
+        )
+        assert response.status_code == 202, response.text
+        return dict(response.json())
+
+    def versions(self, model: str) -> list[int]:
+        listing = self.http.get(self.url("/v1/models")).json()["models"]
+        return next((entry["versions"] for entry in listing if entry["name"] == model), [])
+
+    def worker_logs(self) -> str:
+        return "\n".join(worker.log_path.read_text(errors="replace") for worker in self.workers)

@@ -1,0 +1,208 @@
+"""Workers die, messages arrive twice, a job kills its worker every time:
+real worker processes, killed with SIGKILL, on the real Redis.
+
+Jobs here train a wide network with a small batch, so an epoch takes most of
+a second and a test can kill a worker in the middle of a job."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from celery import Celery
+
+from models.checkpoints import CheckpointStore
+from tests.conftest import forget_redis_state, isolated_settings
+from tests.e2e.cluster import Cluster
+from worker.celery_app import TRAIN_TASK
+
+X = np.random.default_rng(0).normal(size=(4000, 16)).round(4)
+Y = X @ np.random.default_rng(1).normal(size=16)
+SLOW_SPEC = {
+    "input_shape": [16],
+    "layers": [
+        {"type": "dense", "units": 1024, "activation": "relu"},
+        {"type": "dense", "units": 1024, "activation": "relu"},
+        {"type": "dense", "units": 1},
+    ],  # fmt: skip
+    "compile": {"loss": "mse", "optimizer": "adam"},
+    "fit": {"epochs": 10, "batch_size": 4, "shuffle": True},
+    "seed": 5,
+}
+MAX_ATTEMPTS = 3
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    folder = tmp_path_factory.mktemp("faults")
+    settings = isolated_settings(folder / "var")
+    cluster = Cluster(settings, folder, FITSERVE_JOBS__MAX_ATTEMPTS=str(MAX_ATTEMPTS))
+    try:
+        cluster.start_api()
+        cluster.dataset = cluster.upload({"x": X.tolist(), "y": Y.tolist()})
+        yield cluster
+    finally:
+        cluster.stop()
+        forget_redis_state(settings)
+
+
+@pytest.fixture
+def workers(cluster: Cluster) -> Iterator[Cluster]:
+    """The cluster, with every worker a test starts stopped after it."""
+    yield cluster
+    for worker in cluster.workers:
+        worker.stop()
+    cluster.workers.clear()
+
+
+def spec(**fit: Any) -> dict[str, Any]:
+    return {**SLOW_SPEC, "fit": {**SLOW_SPEC["fit"], **fit}}
+
+
+def checkpoints(cluster: Cluster) -> list[str]:
+    return CheckpointStore(cluster.settings.checkpoints_dir).job_ids()
+
+
+def test_a_killed_worker_s_job_resumes_and_publishes_once(workers: Cluster) -> None:
+    first = workers.start_worker()
+    job = workers.submit("resumed", spec(), workers.dataset)
+    running = workers.wait_for(job["id"], lambda job: (job["progress"]["epoch"] or 0) >= 3)
+    workers.kill(first)
+    at_death = workers.job(job["id"])
+    assert at_death["state"] == "running"  # nobody has noticed yet
+
+    workers.start_worker(wait=False)
+    resumed = workers.wait_until_final(job["id"])
+    assert resumed["state"] == "succeeded", resumed["error"]
+    assert resumed["attempts"] == 2
+    (restart,) = resumed["restarts"]
+    assert restart["lost_worker"] == running["worker"]
+    # From the last completed epoch: the epoch the record showed when the
+    # worker died (or the one before, if it died between the two writes).
+    assert at_death["progress"]["epoch"] - 1 <= restart["resumed_from_epoch"]
+    assert restart["resumed_from_epoch"] <= at_death["progress"]["epoch"]
+    assert resumed["resumed_from_epoch"] == restart["resumed_from_epoch"] >= 2
+    assert len(resumed["history"]["loss"]) == 10
+    assert workers.versions("resumed") == [1]
+    assert checkpoints(workers) == []
+
+    # The same job never interrupted: resuming restored the weights, the
+    # optimizer and the shuffle, so the curves are the same numbers.
+    whole = workers.wait_until_final(workers.submit("uninterrupted", spec(), workers.dataset)["id"])
+    np.testing.assert_allclose(resumed["history"]["loss"], whole["history"]["loss"], rtol=1e-5)
+
+
+def test_a_duplicate_delivery_trains_once(workers: Cluster) -> None:
+    workers.start_worker()
+    workers.start_worker()
+    job = workers.submit("delivered-twice", spec(epochs=4), workers.dataset)
+    workers.wait_for(job["id"], lambda job: job["state"] == "running")
+    app = Celery(broker=workers.settings.redis_url, set_as_current=False)
+    app.send_task(TRAIN_TASK, args=[job["id"]], queue=workers.settings.queues.cpu)
+
+    finished = workers.wait_until_final(job["id"])
+    assert finished["state"] == "succeeded", finished["error"]
+    assert finished["attempts"] == 1 and finished["restarts"] == []
+    assert workers.versions("delivered-twice") == [1]
+    deadline = time.monotonic() + 30
+    while "another worker holds it" not in workers.worker_logs():
+        assert time.monotonic() < deadline, workers.worker_logs()[-3000:]
+        time.sleep(0.1)
+
+
+def test_a_job_that_kills_its_worker_every_time_fails_after_bounded_deliveries(
+    workers: Cluster,
+) -> None:
+    job = workers.submit("poison", spec(epochs=50), workers.dataset)
+    lost = []
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        worker = workers.start_worker(wait=False)  # it takes the job before it would answer
+        # It crashes each time it runs: here, the test is what kills it.
+        taken = workers.wait_for(job["id"], lambda job, n=attempt: job["attempts"] == n
+                                 and len(job["restarts"]) == n - 1)  # fmt: skip
+        lost.append(taken["worker"])
+        workers.kill(worker)
+
+    survivor = workers.start_worker(wait=False)
+    failed = workers.wait_until_final(job["id"])
+    assert failed["state"] == "failed"
+    assert failed["attempts"] == MAX_ATTEMPTS
+    assert failed["error"]["code"] == "worker_lost"
+    assert f"after {MAX_ATTEMPTS} deliveries" in failed["error"]["message"]
+    assert lost[-1] in failed["error"]["message"]
+    assert [restart["attempt"] for restart in failed["restarts"]] == [2, 3]
+    assert workers.versions("poison") == []
+
+    # The worker that gave up on it goes on serving other jobs.
+    other = workers.wait_until_final(workers.submit("after-poison", spec(epochs=1),
+                                                    workers.dataset)["id"])  # fmt: skip
+    assert other["state"] == "succeeded", other["error"]
+    assert survivor.process.poll() is None
+    assert "poison" not in [job_id for job_id in checkpoints(workers)]
+
+
+def test_a_cancel_sent_while_the_worker_is_dead_holds_after_restart(workers: Cluster) -> None:
+    worker = workers.start_worker()
+    job = workers.submit("cancelled-in-between", spec(epochs=50), workers.dataset)
+    workers.wait_for(job["id"], lambda job: (job["progress"]["epoch"] or 0) >= 1)
+    workers.kill(worker)
+    asked = workers.http.post(workers.url(f"/v1/jobs/{job['id']}:cancel"))
+    assert asked.status_code == 200, asked.text
+    # The dead worker's lease has not lapsed yet: the job still looks owned.
+    assert asked.json()["state"] == "running"
+
+    workers.start_worker(wait=False)
+    cancelled = workers.wait_until_final(job["id"])
+    assert cancelled["state"] == "cancelled"
+    assert cancelled["attempts"] == 1  # it never ran again
+    assert workers.versions("cancelled-in-between") == []
+    deadline = time.monotonic() + 30
+    while job["id"] in checkpoints(workers):  # the sweeper forgets its checkpoint
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def test_a_worker_killed_while_publishing_leaves_no_partial_version(workers: Cluster) -> None:
+    # A big model takes a while to write: long enough to kill its worker mid-write.
+    big = {**spec(epochs=2, batch_size=256),
+           "layers": [{"type": "dense", "units": 2048, "activation": "relu"},
+                      {"type": "dense", "units": 2048, "activation": "relu"},
+                      {"type": "dense", "units": 1}]}  # fmt: skip
+    worker = workers.start_worker()
+    job = workers.submit("killed-publishing", big, workers.dataset)
+    folder = workers.settings.models_dir / "killed-publishing"
+    staging = _wait_for_staging(folder)
+    workers.kill(worker)
+
+    assert staging.exists()  # the half-written version, left behind
+    assert workers.versions("killed-publishing") == []
+    assert workers.http.get(workers.url("/v1/models/killed-publishing")).status_code == 404
+    workers.start_worker(wait=False)
+    finished = workers.wait_until_final(job["id"])
+    assert finished["state"] == "succeeded", finished["error"]
+    # It resumed after its last epoch: no epoch ran twice.
+    assert finished["restarts"][0]["resumed_from_epoch"] == 2
+    assert len(finished["history"]["loss"]) == 2
+    assert workers.versions("killed-publishing") == [1]
+    assert not staging.exists()  # the retried job cleared its own debris
+    predicted = workers.http.post(workers.url("/v1/models/killed-publishing:predict"),
+                                  json={"instances": X[:3].tolist()})  # fmt: skip
+    assert predicted.status_code == 200, predicted.text
+    assert len(predicted.json()["predictions"]) == 3
+
+
+def _wait_for_staging(folder: Path, timeout_s: float = 120) -> Path:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if folder.is_dir():
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.name.startswith(".tmp-"):
+                        return Path(entry.path)
+        time.sleep(0.001)
+    raise AssertionError(f"no version was being written under {folder}")
