@@ -132,6 +132,11 @@ def run_training_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
             result = _already_published(job, context) or _train_and_publish(job, lease, context)
         except LeaseLost:
             return context.jobs.get(job_id)  # the job is another worker's now: touch nothing
+        except redis.RedisError:
+            # The job store is away. The job stays running, its checkpoint kept;
+            # once Redis is back its lease lapses and it is delivered again.
+            log.error("job %s: Redis unreachable; it will be delivered again", job_id)
+            raise
         except Exception as exc:
             context.checkpoints.delete(job_id)
             return _stop(job_id, context, exc)

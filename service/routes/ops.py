@@ -29,7 +29,7 @@ def readyz() -> tuple[Response, int]:
     try:
         parts.redis.ping()
     except Exception as exc:  # any failure to reach the broker means not ready
-        problems.append(f"broker unreachable: {exc}")
+        problems.append(f"Redis (the job store and queue) unreachable: {exc}")
     try:
         parts.settings.models_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=parts.settings.models_dir):

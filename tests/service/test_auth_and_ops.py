@@ -44,4 +44,4 @@ def test_readyz_reports_an_unreachable_broker(settings, auth) -> None:  # type: 
     broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
     response = create_app(broken).test_client().get("/readyz")
     assert response.status_code == 503
-    assert "broker unreachable" in response.json["reasons"][0]
+    assert "Redis (the job store and queue) unreachable" in response.json["reasons"][0]

@@ -1,0 +1,122 @@
+"""Redis dies (SIGKILL) under a running service and comes back: a Redis of
+our own on another port, with the append-only file Redis needs to keep what
+it acknowledged; never the shared one."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import redis
+
+from tests.conftest import isolated_settings
+from tests.e2e.cluster import Cluster
+from tests.live import Service, free_port
+
+X = np.random.default_rng(3).normal(size=(4000, 16)).round(4)
+Y = X @ np.random.default_rng(4).normal(size=16)
+SPEC = {
+    "input_shape": [16],
+    "layers": [
+        {"type": "dense", "units": 1024, "activation": "relu"},
+        {"type": "dense", "units": 1024, "activation": "relu"},
+        {"type": "dense", "units": 1},
+    ],  # fmt: skip
+    "compile": {"loss": "mse", "optimizer": "adam"},
+    "fit": {"epochs": 14, "batch_size": 4},  # longer than the outage
+    "seed": 2,
+}
+QUICK = {**SPEC, "fit": {"epochs": 1, "batch_size": 64}}
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+
+
+class OwnRedis:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.server: Service | None = None
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                   "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
+                   "--save", ""]  # fmt: skip
+        self.server = Service(command, {}, self.folder / f"redis-{self.port}.log")
+        self.server.wait_until(self._answers, timeout_s=30)
+
+    def kill(self) -> None:
+        assert self.server is not None
+        self.server.process.kill()
+        self.server.process.wait()
+
+    def _answers(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.url, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+
+@pytest.fixture
+def outage(tmp_path: Path) -> Iterator[tuple[Cluster, OwnRedis]]:
+    own = OwnRedis(tmp_path)
+    own.start()
+    settings = isolated_settings(tmp_path / "var").model_copy(update={"redis_url": own.url})
+    cluster = Cluster(settings, tmp_path)
+    try:
+        cluster.start_api()
+        cluster.start_worker()
+        yield cluster, own
+    finally:
+        cluster.stop()
+        if own.server is not None:
+            own.server.stop()
+
+
+def test_service_rides_out_a_redis_crash(outage: tuple[Cluster, OwnRedis]) -> None:
+    cluster, own = outage
+    dataset = cluster.upload({"x": X.tolist(), "y": Y.tolist()})
+    served = cluster.wait_until_final(cluster.submit("served", QUICK, dataset)["id"])
+    assert served["state"] == "succeeded", served["error"]
+    instances = {"instances": X[:4].tolist()}
+    before = cluster.http.post(cluster.url("/v1/models/served:predict"), json=instances)
+    assert before.status_code == 200
+
+    running = cluster.submit("running-at-crash", SPEC, dataset)
+    cluster.wait_for(running["id"], lambda job: (job["progress"]["epoch"] or 0) >= 1)
+    queued = cluster.submit("queued-at-crash", QUICK, dataset)  # acknowledged: 202
+    own.kill()
+
+    refused = cluster.http.post(cluster.url("/v1/jobs"),
+                                json={"model": "m", "spec": QUICK, "dataset": dataset})  # fmt: skip
+    assert refused.status_code == 503
+    assert "Redis" in refused.json()["error"]["message"]
+    ready = cluster.http.get(cluster.url("/readyz"))
+    assert ready.status_code == 503 and "Redis" in ready.text
+    # Outlast the job lease, so the running job's worker loses it.
+    outage_ends = time.monotonic() + 5
+    while time.monotonic() < outage_ends:
+        during = cluster.http.post(cluster.url("/v1/models/served:predict"), json=instances)
+        assert during.status_code == 200
+        assert during.json() == before.json()
+        time.sleep(0.2)
+
+    own.start()  # the same port and append-only file
+    for job in (running, queued):
+        finished = cluster.wait_until_final(job["id"], timeout_s=180)
+        assert finished["state"] == "succeeded", finished
+    # The running job's lease lapsed during the outage: its worker stopped it,
+    # and it was taken up again from its checkpoint.
+    resumed = cluster.job(running["id"])
+    assert resumed["attempts"] == 2
+    assert resumed["restarts"][0]["resumed_from_epoch"] >= 1
+    assert len(resumed["history"]["loss"]) == 14
+    assert cluster.versions("running-at-crash") == [1]
+    assert cluster.versions("queued-at-crash") == [1]
+    assert cluster.http.get(cluster.url("/readyz")).status_code == 200
+    after = cluster.wait_until_final(cluster.submit("after-crash", QUICK, dataset)["id"])
+    assert after["state"] == "succeeded", after["error"]
