@@ -26,7 +26,8 @@ class Server(BaseModel):
     # One gunicorn worker process per core: each answers from its own model
     # cache, and numpy releases the GIL inside the matrix products.
     workers: int = Field(default_factory=lambda: os.cpu_count() or 2)
-    threads: int = 4
+    # Threads per process: event streams (SSE) hold one each while they last.
+    threads: int = 16
 
 
 class Queues(BaseModel):

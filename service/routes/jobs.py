@@ -6,7 +6,7 @@ from contextlib import suppress
 from typing import Any
 
 import redis
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
 from models.errors import Conflict, MalformedBody, NotFound, ValidationFailed, problem
 from models.jobs import STATES
@@ -14,6 +14,7 @@ from models.labels import check_dataset_fits_spec
 from models.validation import validate
 from service.bodies import dataset_upload, parse_json, request_body
 from service.context import services
+from service.events import job_events
 from service.render import render_predictions
 from service.schemas import JobRequest, TrainingSpec
 from worker.celery_app import enqueue
@@ -75,6 +76,18 @@ def result(job_id: str) -> Response:
         )
     outputs, labels = parts.results.load(job_id)
     return render_predictions(request, outputs, labels, "predictions", default="text/csv")
+
+
+@blueprint.get("/<job_id>/events")
+def events(job_id: str) -> Response:
+    """Server-Sent Events: the job's epochs and state changes as they happen."""
+    stream = job_events(services().jobs, job_id)
+    return Response(
+        stream_with_context(stream),
+        mimetype="text/event-stream",
+        # No caching, and no buffering by proxies (nginx honours this header).
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 @blueprint.post("/<job_id>:cancel")

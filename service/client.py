@@ -1,0 +1,109 @@
+"""A small HTTP client for the API, for the `fitserve` CLI and for scripts.
+
+It imports neither Flask nor Keras, so the CLI starts at once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+MEDIA_TYPES = {".csv": "text/csv", ".json": "application/json", ".npz": "application/x-npz",
+               ".npy": "application/x-npy"}  # fmt: skip
+
+
+class ApiError(Exception):
+    """An error answer from the API, with its status and message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Event:
+    name: str
+    data: dict[str, Any]
+    id: str | None = None
+
+
+class Client:
+    def __init__(self, url: str | None = None, key: str | None = None, timeout: float = 60) -> None:
+        self.url = (url or os.environ.get("FITSERVE_URL") or DEFAULT_URL).rstrip("/")
+        key = key if key is not None else os.environ.get("FITSERVE_API_KEY")
+        self.http = requests.Session()
+        if key:
+            self.http.headers["Authorization"] = f"Bearer {key}"
+        self.timeout = timeout
+
+    def request(self, method: str, path: str, **arguments: Any) -> requests.Response:
+        arguments.setdefault("timeout", self.timeout)
+        try:
+            response = self.http.request(method, f"{self.url}{path}", **arguments)
+        except requests.ConnectionError as exc:
+            raise ApiError(0, f"Cannot reach the fitserve API at {self.url}: {exc}") from None
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, _error_message(response))
+        return response
+
+    def json(self, method: str, path: str, **arguments: Any) -> Any:
+        return self.request(method, path, **arguments).json()
+
+    def upload(self, path: Path, target: str | None = None) -> dict[str, Any]:
+        media_type = MEDIA_TYPES.get(path.suffix.lower())
+        if media_type is None:
+            raise ApiError(0, f"Datasets are .csv, .json or .npz files. Received: {str(path)!r}")
+        params = {"target": target} if target else None
+        with path.open("rb") as body:
+            return dict(self.json("POST", "/v1/datasets", data=body, params=params,
+                                  headers={"Content-Type": media_type}))  # fmt: skip
+
+    def submit(self, model: str, spec: dict[str, Any], dataset: str) -> dict[str, Any]:
+        body = {"model": model, "spec": spec, "dataset": dataset}
+        return dict(self.json("POST", "/v1/jobs", json=body))
+
+    def events(self, job_id: str) -> Iterator[Event]:
+        """The job's Server-Sent Events, until the stream ends."""
+        response = self.request("GET", f"/v1/jobs/{job_id}/events", stream=True,
+                                timeout=(10, 120))  # fmt: skip
+        with response:
+            lines = (line.decode() if isinstance(line, bytes) else line
+                     for line in response.iter_lines(decode_unicode=True))  # fmt: skip
+            yield from parse_events(lines)
+
+
+def parse_events(lines: Iterator[str]) -> Iterator[Event]:
+    """Server-Sent Events from the stream's lines (the WHATWG format, the parts we send)."""
+    name, event_id = "message", None
+    data: list[str] = []
+    for line in lines:
+        if line == "":
+            if data:
+                yield Event(name, json.loads("\n".join(data)), event_id)
+            name, event_id, data = "message", None, []
+        elif line.startswith(":"):
+            continue  # a comment: keep-alive
+        else:
+            field, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if field == "event":
+                name = value
+            elif field == "data":
+                data.append(value)
+            elif field == "id":
+                event_id = value
+
+
+def _error_message(response: requests.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:500] or response.reason
