@@ -1,5 +1,5 @@
-# fitserve: one image for the API (`fitserve-api`, the default) and the training
-# workers (`fitserve-worker`); docker-compose.yml picks the command per service.
+# fitserve: one image for the API (`fitserve serve`, the default) and the training
+# workers (`fitserve worker`); docker-compose.yml picks the command per service.
 #
 #   docker build -t fitserve:cpu .
 #   docker build -t fitserve:gpu --build-arg JAX_EXTRA=cuda12 .
@@ -46,4 +46,4 @@ USER fitserve
 WORKDIR /home/fitserve
 
 EXPOSE 8000
-CMD ["fitserve-api"]
+CMD ["fitserve", "serve"]

@@ -17,8 +17,8 @@ if [ -z "${FITSERVE_API_KEYS:-}" ]; then
   echo "API key (kept in var/api-key): $FITSERVE_API_KEYS"
 fi
 
-fitserve-worker &
+fitserve worker &
 worker=$!
 trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null' EXIT INT TERM
 echo "Serving on http://${FITSERVE_SERVER__HOST:-127.0.0.1}:${FITSERVE_SERVER__PORT:-8000}"
-fitserve-api
+fitserve serve

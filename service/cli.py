@@ -1,0 +1,246 @@
+"""`fitserve`: train, follow, list, predict and cancel from a terminal, and
+start the service's parts.
+
+    fitserve train examples/iris.json examples/data/iris.csv --model iris
+    fitserve jobs | fitserve models | fitserve predict iris rows.csv | fitserve cancel ID
+    fitserve serve | fitserve worker
+
+The server and key come from --url/--key, else FITSERVE_URL and
+FITSERVE_API_KEY, else http://127.0.0.1:8000 and the key `make run` keeps in
+var/api-key. Exit status: 0 done, 1 the job failed or was cancelled, 2 the
+request was refused (the API's message is printed), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+from rich.table import Table
+
+from service.client import ApiError, Client, Event
+
+DATASET_ID = re.compile(r"^[0-9a-f]{24}$")
+PREDICT_TYPES = {".csv": "text/csv", ".json": "application/json", ".npy": "application/x-npy"}
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+
+console = Console(stderr=True)  # progress and messages; results go to stdout
+out = Console()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    arguments = _parser().parse_args(argv)
+    try:
+        return int(arguments.run(arguments))
+    except ApiError as exc:
+        console.print(f"[red]error[/red] {exc.message}" + (f" (HTTP {exc.status})"
+                                                          if exc.status else ""))  # fmt: skip
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fitserve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--url", help="the API (env FITSERVE_URL; default http://127.0.0.1:8000)")
+    parser.add_argument("--key", help="an API key (env FITSERVE_API_KEY, or var/api-key)")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    def command(name: str, run: Callable[[argparse.Namespace], int], summary: str) -> Any:
+        sub = commands.add_parser(name, help=summary, description=summary)
+        sub.set_defaults(run=run)
+        return sub
+
+    train = command("train", _train, "Upload a dataset, train a model on it and follow the job.")
+    train.add_argument("spec", type=Path, help='a spec file: the spec, or {"model", "spec"}')
+    train.add_argument("data", help="a .csv, .json or .npz file, or the id of an uploaded dataset")
+    train.add_argument("--model", help="the model's name (default: the spec file's 'model')")
+    train.add_argument("--target", help="the CSV column holding the labels")
+    train.add_argument("--detach", action="store_true", help="submit, print the job, return")
+    watch = command("watch", _watch, "Follow a job until it ends.")
+    watch.add_argument("job")
+    jobs = command("jobs", _jobs, "List jobs, newest first.")
+    jobs.add_argument("--state", choices=["queued", "running", *FINAL_STATES])
+    jobs.add_argument("--model")
+    jobs.add_argument("--limit", type=int, default=20)
+    command("models", _models, "List models and their versions.")
+    predict = command("predict", _predict, "Predict the samples in a CSV, NPY or JSON file.")
+    predict.add_argument("model")
+    predict.add_argument("file", type=Path)
+    predict.add_argument("--version", type=int)
+    predict.add_argument("--output", "-o", type=Path,
+                         help="write the predictions to this .csv, .npy or .json file")  # fmt: skip
+    cancel = command("cancel", _cancel, "Cancel a queued or running job.")
+    cancel.add_argument("job")
+    command("serve", _serve, "Run the API (gunicorn), as `make run` does.")
+    command("worker", _worker, "Run a training worker.")
+    return parser
+
+
+def _client(arguments: argparse.Namespace) -> Client:
+    key = arguments.key or os.environ.get("FITSERVE_API_KEY") or _local_key()
+    return Client(arguments.url, key)
+
+
+def _local_key() -> str | None:
+    """The key `make run` made, when the CLI runs beside it."""
+    folder = Path(os.environ.get("FITSERVE_DATA_DIR", "var"))
+    path = folder / "api-key"
+    return path.read_text().strip() if path.is_file() else None
+
+
+def _train(arguments: argparse.Namespace) -> int:
+    client = _client(arguments)
+    document = json.loads(arguments.spec.read_text())
+    spec = document.get("spec", document)
+    model = arguments.model or document.get("model")
+    if not model:
+        raise ApiError(0, "Name the model: --model NAME (the spec file has no 'model').")
+    dataset = arguments.data
+    if not (DATASET_ID.match(dataset) and not Path(dataset).exists()):
+        record = client.upload(Path(dataset), arguments.target)
+        console.print(f"dataset {record['id']}: {record['rows']} rows")
+        dataset = record["id"]
+    job = client.submit(model, spec, dataset)
+    console.print(f"job {job['id']}: training {model!r}")
+    if arguments.detach:
+        out.print_json(data=job)
+        return 0
+    return _follow(client, job["id"])
+
+
+def _watch(arguments: argparse.Namespace) -> int:
+    return _follow(_client(arguments), arguments.job)
+
+
+def _follow(client: Client, job_id: str) -> int:
+    """A live progress bar from the job's event stream, until the job ends."""
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("epoch {task.completed:.0f}/{task.total:.0f}"),
+               TextColumn("{task.fields[logs]}"), TextColumn("ETA {task.fields[eta]}"))  # fmt: skip
+    job: dict[str, Any] = {}
+    with Progress(*columns, console=console, transient=False) as progress:
+        bar = progress.add_task("queued", total=1, logs="", eta="-")
+        while job.get("state") not in FINAL_STATES:
+            for event in client.events(job_id):  # reconnects if the stream ends early
+                job = _show(event, job, progress, bar)
+    return _summary(job)
+
+
+def _show(event: Event, job: dict[str, Any], progress: Progress, bar: TaskID) -> dict[str, Any]:
+    if event.name == "snapshot":
+        job = event.data
+        done, epochs = job["progress"]["epoch"] or 0, job["progress"]["epochs"] or 1
+        progress.update(bar, description=job["state"], total=epochs, completed=done,
+                        logs=_logs(job["metrics"]))  # fmt: skip
+    elif event.name == "epoch":
+        data = event.data
+        eta = "-" if data["eta_s"] is None else f"{data['eta_s']:.1f}s"
+        progress.update(bar, description="running", total=data["epochs"],
+                        completed=data["epoch"], logs=_logs(data["logs"]), eta=eta)  # fmt: skip
+    elif event.name == "state":
+        job = {**job, **event.data}
+        progress.update(bar, description=event.data["state"])
+        if event.data["state"] == "succeeded":
+            progress.update(bar, completed=progress.tasks[0].total, eta="0s")
+    return job
+
+
+def _summary(job: dict[str, Any]) -> int:
+    if job["state"] == "succeeded":
+        result = job["result"]
+        console.print(f"[green]succeeded[/green]: {result['model']} version {result['version']}"
+                      f"  {_logs(result.get('metrics') or {})}")  # fmt: skip
+        return 0
+    reason = (job.get("error") or {}).get("message", "")
+    console.print(f"[red]{job['state']}[/red] {reason}")
+    return 1
+
+
+def _logs(logs: dict[str, float]) -> str:
+    return "  ".join(f"{name} {value:.4g}" for name, value in logs.items())
+
+
+def _jobs(arguments: argparse.Namespace) -> int:
+    params = {"state": arguments.state, "model": arguments.model, "limit": arguments.limit}
+    listing = _client(arguments).json("GET", "/v1/jobs", params=params)["jobs"]
+    table = Table("id", "model", "state", "epoch", "created", "metrics")
+    for job in listing:
+        progress = job["progress"]
+        epoch = f"{progress['epoch']}/{progress['epochs']}" if progress.get("epochs") else ""
+        table.add_row(job["id"], job["model"], job["state"], epoch, job["created_at"],
+                      _logs(job.get("metrics") or {}))  # fmt: skip
+    out.print(table)
+    return 0
+
+
+def _models(arguments: argparse.Namespace) -> int:
+    listing = _client(arguments).json("GET", "/v1/models")["models"]
+    table = Table("name", "task", "latest", "versions")
+    for model in listing:
+        table.add_row(model["name"], model["task"], str(model["latest_version"]),
+                      ", ".join(map(str, model["versions"])))  # fmt: skip
+    out.print(table)
+    return 0
+
+
+def _predict(arguments: argparse.Namespace) -> int:
+    media_type = PREDICT_TYPES.get(arguments.file.suffix.lower())
+    if media_type is None:
+        raise ApiError(0, f"Samples are .csv, .npy or .json files. Received: {arguments.file}")
+    path = f"/v1/models/{arguments.model}"
+    if arguments.version is not None:
+        path += f"/versions/{arguments.version}"
+    output = arguments.output
+    accept = PREDICT_TYPES.get(output.suffix.lower(), "") if output else "application/json"
+    if output and not accept:
+        raise ApiError(0, f"Predictions are written as .csv, .npy or .json. Received: {output}")
+    response = _client(arguments).request(
+        "POST", f"{path}:predict", data=arguments.file.read_bytes(),
+        headers={"Content-Type": media_type, "Accept": accept},
+    )  # fmt: skip
+    if output:
+        output.write_bytes(response.content)
+        console.print(f"wrote {output}")
+        return 0
+    answer = response.json()
+    labels = answer.get("labels")
+    table = Table("#", "prediction", *(["label"] if labels is not None else []))
+    for index, prediction in enumerate(answer["predictions"]):
+        values = ", ".join(f"{value:.4g}" for value in prediction)
+        table.add_row(str(index), values, *([str(labels[index])] if labels is not None else []))
+    out.print(table)
+    return 0
+
+
+def _cancel(arguments: argparse.Namespace) -> int:
+    job = _client(arguments).json("POST", f"/v1/jobs/{arguments.job}:cancel")
+    console.print(f"job {job['id']}: {job['state']}")
+    return 0
+
+
+def _serve(arguments: argparse.Namespace) -> int:
+    from service.main import main as serve
+
+    serve([])
+    return 0
+
+
+def _worker(arguments: argparse.Namespace) -> int:
+    from worker.main import main as work
+
+    work([])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
