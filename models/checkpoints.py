@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -51,17 +52,22 @@ class Checkpoint:
 class Checkpointer:
     """Saves one job's checkpoints, when they are due (see above)."""
 
-    def __init__(self, store: CheckpointStore, job_id: str, share: float = 0.05) -> None:
+    def __init__(
+        self, store: CheckpointStore, job_id: str, share: float = 0.05,
+        force: threading.Event | None = None,
+    ) -> None:  # fmt: skip
         self.store = store
         self.job_id = job_id
         self.share = share
+        # Set when the worker is stopping: the job's next epoch is saved, whatever it costs.
+        self.force = force or threading.Event()
         self.saved = 0
         self._next = 0.0
 
     def offer(self, make: Callable[[], Checkpoint], final: bool) -> None:
         """After an epoch: save `make()` if it is the last epoch or one is due."""
         started = time.monotonic()
-        if not final and started < self._next:
+        if not final and started < self._next and not self.force.is_set():
             return
         self.store.save(self.job_id, make())
         self.saved += 1

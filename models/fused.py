@@ -126,14 +126,15 @@ def fit_fused(
             history.setdefault(name, []).append(value)
         _assign(model, state)  # callbacks (and early stopping's best weights) see the model
         observer.on_epoch_end(epoch_index + 1, logs)
-        if observer.should_stop():
-            raise JobCancelled("The job was cancelled while training.")
         callback_list.on_epoch_end(epoch_index, logs)
         if checkpoints is not None:  # a CheckpointSink
             checkpoints.offer(
                 partial(capture, model, epoch_index + 1, history, callbacks, key),
                 final=epoch_index + 1 == spec.fit.epochs or model.stop_training,
             )
+        # After the checkpoint: a job stopped here resumes from this epoch.
+        if observer.should_stop():
+            raise JobCancelled("The job was cancelled while training.")
     callback_list.on_train_end()
     return history
 

@@ -77,6 +77,9 @@ class Predictor:
         self._lock = threading.Lock()
         self._loading = threading.Lock()
 
+    def loaded_count(self) -> int:
+        return len(self._cache)
+
     def get(self, name: str, version: int | None = None) -> LoadedModel:
         if version is not None:
             return self._get_exact(name, self.store.resolve(name, version))

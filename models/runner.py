@@ -15,11 +15,12 @@ published is found and reused, never published twice.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -38,6 +39,11 @@ from models.training import TrainingResult, train
 
 log = logging.getLogger(__name__)
 
+
+class WorkerStopping(Exception):
+    """The worker was asked to stop while a job ran."""
+
+
 # How often a running job looks for a cancel request: often enough to stop
 # within a fraction of a second, rarely enough to cost nothing per batch.
 CANCEL_POLL_SECONDS = 0.2
@@ -55,11 +61,16 @@ class WorkerContext:
     checkpoints: CheckpointStore
     lease_s: float = 20.0
     max_attempts: int = 3
+    # Set when the worker is asked to stop (SIGTERM): the running job hands
+    # itself back through `requeue` instead of running on.
+    stopping: threading.Event = field(default_factory=threading.Event)
+    requeue: Callable[[dict[str, Any]], None] | None = None
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, client: redis.Redis, worker: str, device: str, backend: str
-    ) -> WorkerContext:
+        cls, settings: Settings, client: redis.Redis, worker: str, device: str, backend: str,
+        requeue: Callable[[dict[str, Any]], None] | None = None,
+    ) -> WorkerContext:  # fmt: skip
         return cls(
             jobs=JobStore(client, settings.redis_prefix),
             datasets=DatasetStore(settings.datasets_dir),
@@ -71,6 +82,7 @@ class WorkerContext:
             checkpoints=CheckpointStore(settings.checkpoints_dir),
             lease_s=settings.jobs.lease_s,
             max_attempts=settings.jobs.max_attempts,
+            requeue=requeue,
         )
 
 
@@ -80,11 +92,13 @@ class JobProgress:
     def __init__(
         self, jobs: JobStore, job_id: str, epochs: int, lease: LeaseKeeper,
         history: dict[str, list[float]] | None = None,
+        stopping: threading.Event | None = None,
     ) -> None:  # fmt: skip
         self.jobs = jobs
         self.job_id = job_id
         self.epochs = epochs
         self.lease = lease
+        self.stopping = stopping or threading.Event()
         # A resumed job goes on from its checkpoint's curves.
         self.history = {name: list(values) for name, values in (history or {}).items()}
         self.first_epoch = len(self.history.get("loss", []))
@@ -111,6 +125,10 @@ class JobProgress:
             log.warning("job %s: progress not written: %s", self.job_id, exc)
 
     def should_stop(self) -> bool:
+        if self.stopping.is_set():
+            raise WorkerStopping(
+                f"The worker is stopping; job {self.job_id} goes back to its queue."
+            )
         now = time.monotonic()
         if now < self._next_poll:
             return False
@@ -132,6 +150,8 @@ def run_training_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
             result = _already_published(job, context) or _train_and_publish(job, lease, context)
         except LeaseLost:
             return context.jobs.get(job_id)  # the job is another worker's now: touch nothing
+        except WorkerStopping:
+            return _hand_back(job, context)
         except redis.RedisError:
             # The job store is away. The job stays running, its checkpoint kept;
             # once Redis is back its lease lapses and it is delivered again.
@@ -142,6 +162,16 @@ def run_training_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
             return _stop(job_id, context, exc)
         context.checkpoints.delete(job_id)
         return _succeed(job_id, context, result)
+
+
+def _hand_back(job: dict[str, Any], context: WorkerContext) -> dict[str, Any]:
+    """Queue the job again, its checkpoint kept, for another worker (or this
+    one, restarted) to resume: a worker asked to stop does not sit on a long job."""
+    moved = context.jobs.transition(job["id"], "queued", ("running",), worker=None)
+    if moved and context.requeue is not None:
+        context.requeue(job)
+        log.warning("job %s handed back to its queue: the worker is stopping", job["id"])
+    return context.jobs.get(job["id"])
 
 
 def _already_published(job: dict[str, Any], context: WorkerContext) -> dict[str, Any] | None:
@@ -163,17 +193,19 @@ def _train_and_publish(
     resume = context.checkpoints.load(job_id)
     if job["attempts"] > 1:
         _record_restart(job, lease, resume.epoch if resume else 0, context)
-    progress = JobProgress(
-        context.jobs, job_id, spec.fit.epochs, lease, resume.history if resume else None
-    )
+    progress = JobProgress(context.jobs, job_id, spec.fit.epochs, lease,
+                           resume.history if resume else None, context.stopping)  # fmt: skip
     result = train(
         spec, dataset, progress, resume=resume,
-        checkpoints=Checkpointer(context.checkpoints, job_id),
+        checkpoints=Checkpointer(context.checkpoints, job_id, force=context.stopping),
     )  # fmt: skip
     if context.jobs.cancel_requested(job_id):
         raise JobCancelled("The job was cancelled before its model was published.")
     lease.check()
     version = _publish(job, spec, result, context)
+    context.jobs.record_training(
+        context.device, result.samples * result.epochs_run, result.fit_seconds
+    )
     return {"model": job["model"], "version": version, "metrics": result.metrics}
 
 
@@ -213,6 +245,7 @@ def _owned(job_id: str, context: WorkerContext) -> Iterator[LeaseKeeper | None]:
             context.checkpoints.delete(job_id)
         yield None
         return
+    log.info("job %s on %s (attempt %d)", claim.outcome, context.device, claim.attempts)
     with LeaseKeeper(context.jobs, job_id, claim, context.lease_s) as lease:
         yield lease
 
@@ -255,6 +288,7 @@ def _stop(job_id: str, context: WorkerContext, exc: Exception) -> dict[str, Any]
 def _succeed(job_id: str, context: WorkerContext, result: dict[str, Any]) -> dict[str, Any]:
     context.jobs.transition(job_id, "succeeded", ("running",), finished_at=utc_now(),
                             result=result)  # fmt: skip
+    log.info("job succeeded: %s version %s", result["model"], result["version"])
     return context.jobs.get(job_id)
 
 

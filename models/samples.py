@@ -56,6 +56,7 @@ def to_array(samples: Any, input_shape: list[int], *where: str) -> np.ndarray:
 
 def from_npy(body: bytes, input_shape: list[int]) -> np.ndarray:
     try:
+        _refuse_missing_data(body)
         array = np.load(io.BytesIO(body), allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise MalformedBody(f"The body is not a readable .npy array. Received: {exc}") from None
@@ -89,6 +90,23 @@ def from_csv(body: bytes, input_shape: list[int]) -> np.ndarray:
     if not rows:
         raise MalformedBody("The CSV body holds no samples.")
     return _finite(np.asarray(rows, dtype=np.float32).reshape(-1, *input_shape))
+
+
+def _refuse_missing_data(body: bytes) -> None:
+    """A .npy body holds its data uncompressed after the header, so a header that
+    declares more bytes than the body has is refused before numpy allocates them
+    (a 100-byte body can declare terabytes: a MemoryError, not a 400)."""
+    stream = io.BytesIO(body)
+    if np.lib.format.read_magic(stream) == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if declared > len(body) - stream.tell():
+        raise ValueError(
+            f"the header declares shape {list(shape)} of {dtype} ({declared:,} bytes), "
+            f"but only {len(body) - stream.tell():,} bytes of data follow it"
+        )
 
 
 def _finite(array: np.ndarray) -> np.ndarray:

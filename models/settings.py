@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     queues: Queues = Field(default_factory=Queues)
     server: Server = Field(default_factory=Server)
     jobs: Jobs = Field(default_factory=Jobs)
+    # One JSON object per log line (for log collectors), or "text" for people.
+    log_format: Literal["json", "text"] = "json"
     model_cache_size: int = 8
     # Load every model's latest version when an API process starts.
     preload_models: bool = True

@@ -9,7 +9,7 @@ import redis
 from flask import Flask
 
 from models.backend import configure_backend
-from models.datasets import DatasetStore
+from models.datasets import UNPACK_RATIO, DatasetStore
 from models.jobs import JobStore
 from models.predictor import Predictor
 from models.results import ResultStore
@@ -17,11 +17,13 @@ from models.settings import Settings
 from models.store import ModelStore
 from models.workers import WorkerRegistry
 from service.auth import install_auth
+from service.bodies import FitserveRequest
 from service.context import Services
 from service.converters import ModelNameConverter
 from service.errors import register_error_handlers
 from service.json_provider import OrjsonProvider
-from service.routes import datasets, docs, jobs, models, ops, v2
+from service.metrics import install_metrics
+from service.routes import dashboard, datasets, docs, jobs, models, ops, v2
 from worker.celery_app import make_celery
 
 
@@ -30,6 +32,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     configure_backend(settings.keras_backend)
     logging.basicConfig(level=logging.INFO)
     app = Flask(__name__)
+    app.request_class = FitserveRequest
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_upload_bytes
     app.url_map.converters["model"] = ModelNameConverter
@@ -39,7 +42,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         settings=settings,
         redis=client,
         jobs=JobStore(client, settings.redis_prefix),
-        datasets=DatasetStore(settings.datasets_dir),
+        # An NPZ upload unpacks to at most UNPACK_RATIO times the upload limit.
+        datasets=DatasetStore(
+            settings.datasets_dir, UNPACK_RATIO * settings.limits.max_upload_bytes
+        ),
         models=model_store,
         predictor=Predictor(model_store, settings.model_cache_size),
         results=ResultStore(settings.results_dir),
@@ -48,6 +54,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     register_error_handlers(app)
     install_auth(app, settings.api_keys)
+    install_metrics(app)
     if settings.preload_models:
         # In the background: the worker answers health checks at once.
         threading.Thread(target=services.predictor.preload_latest, daemon=True).start()
@@ -58,6 +65,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         jobs.blueprint,
         models.blueprint,
         v2.blueprint,
+        dashboard.blueprint,
     ):
         app.register_blueprint(blueprint)
     return app

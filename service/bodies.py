@@ -2,15 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import IO, Any
 
 import orjson
 from flask import Request
+from werkzeug.datastructures import MultiDict
+from werkzeug.formparser import FormDataParser
 
 from models.datasets import media_type_for_filename
 from models.errors import MalformedBody, PayloadTooLarge, problem
 
 GENERIC_TYPES = ("", "application/octet-stream", "text/plain")
+
+
+class NamedPartsParser(FormDataParser):
+    """Werkzeug keys a multipart part that has no name as None, and every reader
+    that sorts or prints the part names then fails (a 500 for a malformed
+    upload). RFC 7578 gives every part a name: a nameless one is keyed ''."""
+
+    def parse(
+        self,
+        stream: IO[bytes],
+        mimetype: str,
+        content_length: int | None,
+        options: dict[str, str] | None = None,
+    ) -> tuple[IO[bytes], MultiDict[str, Any], MultiDict[str, Any]]:
+        stream, form, files = super().parse(stream, mimetype, content_length, options)
+        return stream, _named(form), _named(files)
+
+
+def _named(parts: MultiDict[str, Any]) -> MultiDict[str, Any]:
+    if None not in parts:
+        return parts
+    return type(parts)(
+        ("" if key is None else key, value) for key, value in parts.items(multi=True)
+    )
+
+
+class FitserveRequest(Request):
+    form_data_parser_class = NamedPartsParser
 
 
 def dataset_upload(request: Request) -> tuple[bytes, str]:
@@ -41,14 +71,15 @@ def request_body(request: Request) -> bytes:
     if request.content_length is None and getattr(stream, "is_exhausted", False):
         raw = request.environ["wsgi.input"]
         if raw.read(1):
-            _drain(raw)
+            drain(raw)
             raise PayloadTooLarge(upload_limit_message(request.max_content_length))
     return body
 
 
-def _drain(raw: Any, most: int = 2**20) -> None:
-    # Read a little of what is left so a client that overshot by a little gets
-    # the 413 rather than a connection reset; a huge body is cut off regardless.
+def drain(raw: Any, most: int = 2**20) -> None:
+    """Read a little of what is left of a refused body, so that a client that
+    overshot by a little gets the 413 rather than a connection reset (the
+    server closing on unread bytes); a huge body is cut off regardless."""
     drained = 0
     while drained < most and (chunk := raw.read(64 * 1024)):
         drained += len(chunk)

@@ -3,8 +3,26 @@
 
 from __future__ import annotations
 
+from werkzeug.exceptions import NotFound
 from werkzeug.routing import BaseConverter
+
+from models.store import MODEL_NAME
 
 
 class ModelNameConverter(BaseConverter):
-    regex = r"[a-z0-9][a-z0-9._-]{0,63}"
+    """Any path segment without ':' routes to the model routes, and a segment
+    that is no model name is a 404 that says so. A converter regex that only
+    matched valid names would leave `..`, `a%00b` or `Iris` to Werkzeug's bare
+    "URL not found", which does not say what was wrong with the URL."""
+
+    regex = r"[^/:]+"
+
+    def to_python(self, value: str) -> str:
+        # fullmatch: MODEL_NAME's `$` also matches before a trailing newline.
+        if not MODEL_NAME.fullmatch(value):
+            # Werkzeug's NotFound, not ours: routing only turns HTTPExceptions into responses.
+            raise NotFound(
+                f"No model has this name: model names match {MODEL_NAME.pattern}. "
+                f"Received: {value!r}"
+            )
+        return value

@@ -1,5 +1,12 @@
 """The OpenAPI document, generated from the routes Flask knows and the same
-pydantic models that validate the requests."""
+pydantic models that validate the requests.
+
+Bodies that a pydantic model validates are described by that model. Dataset
+uploads and prediction inputs are parsed by hand (models.datasets,
+models.samples), so service.openapi_bodies describes them; responses say
+every status a route answers with and the media types it answers in, so a
+client (or a fuzzer) can hold the server to them.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,17 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel
 
+from models.datasets.store import DATASET_ID
+from models.results import JOB_ID
+from models.store import MODEL_NAME
+from service.openapi_bodies import (
+    JSON_OBJECT,
+    MEDIA_BODIES,
+    QUERY_PARAMETERS,
+    SUCCESSES,
+    UNAVAILABLE_DESCRIPTION,
+    WITHOUT_UNAVAILABLE,
+)
 from service.schemas import BatchPredictRequest, JobRequest, TrainingSpec
 
 # The JSON bodies each route validates with a pydantic model.
@@ -16,6 +34,13 @@ REQUEST_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/v1/jobs"): JobRequest,
     ("POST", "/v1/models/{name}:batchPredict"): BatchPredictRequest,
     ("POST", "/v1/models/{name}/versions/{version}:batchPredict"): BatchPredictRequest,
+}
+# What each path parameter accepts; anything else is a 404 that says why.
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "name": {"type": "string", "pattern": MODEL_NAME.pattern},
+    "version": {"type": "integer", "minimum": 1},
+    "dataset_id": {"type": "string", "pattern": f"^{DATASET_ID.pattern}$"},
+    "job_id": {"type": "string", "pattern": JOB_ID.pattern},
 }
 ERROR = {
     "type": "object",
@@ -69,25 +94,40 @@ def _operation(app: Flask, rule: Any, path: str, method: str) -> dict[str, Any]:
     operation: dict[str, Any] = {
         "operationId": f"{rule.endpoint}.{method.lower()}.{len(path)}",
         "summary": summary,
-        "responses": {
-            "200": {"description": "OK"},
-            "4XX": {"description": "A client mistake, said where", "content": ERROR_CONTENT},
-        },
-    }  # fmt: skip
+        "responses": _responses(path, method),
+    }
     parameters = [
-        {"name": name, "in": "path", "required": True,
-         "schema": {"type": "integer" if name == "version" else "string"}}
-        for name in rule.arguments
-    ]  # fmt: skip
+        {"name": name, "in": "path", "required": True, "schema": PATH_PARAMETERS[name]}
+        for name in sorted(rule.arguments)
+    ]
+    parameters += QUERY_PARAMETERS.get((method, path), [])
     if parameters:
         operation["parameters"] = parameters
-    model = REQUEST_MODELS.get((method, path))
-    if model is not None:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
-        }  # fmt: skip
+    content = _request_content(path, method)
+    if content is not None:
+        operation["requestBody"] = {"required": True, "content": content}
     if path in OPEN_PATHS:
         operation["security"] = []
     return operation
+
+
+def _responses(path: str, method: str) -> dict[str, Any]:
+    successes = SUCCESSES.get((method, path), [("200", "OK", JSON_OBJECT)])
+    responses: dict[str, Any] = {}
+    for status, description, content in successes:
+        responses[status] = {"description": description}
+        if content is not None:
+            responses[status]["content"] = content
+    responses["4XX"] = {"description": "A client mistake, said where", "content": ERROR_CONTENT}
+    if path not in WITHOUT_UNAVAILABLE:
+        responses["503"] = {"description": UNAVAILABLE_DESCRIPTION, "content": JSON_OBJECT}
+    return responses
+
+
+def _request_content(path: str, method: str) -> dict[str, Any] | None:
+    content: dict[str, Any] = {}
+    model = REQUEST_MODELS.get((method, path))
+    if model is not None:
+        content["application/json"] = {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+    content.update(MEDIA_BODIES.get((method, path), {}))
+    return content or None

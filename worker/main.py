@@ -8,20 +8,21 @@ device at a time is what a training host wants anyway.
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import sys
 
 import redis
+from celery.signals import worker_shutting_down
 
 from models.backend import configure_backend, enable_compilation_cache
 from models.jobs import utc_now
+from models.logs import configure_logging
 from models.runner import WorkerContext
 from models.settings import Settings
 from models.training import warm_up
 from models.workers import Heartbeat, WorkerRegistry
-from worker.celery_app import make_celery
+from worker.celery_app import enqueue, make_celery
 from worker.devices import detect_devices
 from worker.sweeper import Sweeper
 from worker.tasks import register_tasks
@@ -30,7 +31,7 @@ from worker.tasks import register_tasks
 def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     configure_backend(settings.keras_backend)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_format)
     import keras  # once, here: every job in this process reuses it
 
     enable_compilation_cache(settings.data_dir / "cache" / "xla")
@@ -43,13 +44,20 @@ def main(argv: list[str] | None = None) -> None:
     # control channel), and Celery wants distinct node names.
     name = f"fitserve-{device.replace(':', '')}-{os.getpid()}@{socket.gethostname()}"
     client = redis.Redis.from_url(settings.redis_url)
-    context = WorkerContext.from_settings(settings, client, name, device, keras.backend.backend())
+    app = make_celery(settings)
+    registry = WorkerRegistry(client, settings.redis_prefix)
+    context = WorkerContext.from_settings(
+        settings, client, name, device, keras.backend.backend(),
+        requeue=lambda job: enqueue(app, settings, job, registry.gpu_online()),
+    )  # fmt: skip
+    # SIGTERM (Celery's warm shutdown) lets the running job hand itself back
+    # at its next batch or epoch, rather than be waited for or cut off.
+    worker_shutting_down.connect(lambda **_: context.stopping.set(), weak=False)
     heartbeat = Heartbeat(
-        WorkerRegistry(client, settings.redis_prefix),
+        registry,
         {"name": name, "hostname": socket.gethostname(), "pid": os.getpid(), "device": device,
          "gpus": gpus, "backend": context.backend, "queue": queue, "started_at": utc_now()},
     )  # fmt: skip
-    app = make_celery(settings)
     register_tasks(app, context, heartbeat)
     sweeper = Sweeper(app, settings, context.jobs, heartbeat.registry, context.checkpoints)
     heartbeat.start()

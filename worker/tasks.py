@@ -8,6 +8,7 @@ from typing import Any
 
 from celery import Celery
 
+from models.logs import job_context
 from models.runner import WorkerContext, run_prediction_job, run_training_job
 from models.workers import Heartbeat
 from worker.celery_app import PREDICT_TASK, TRAIN_TASK
@@ -17,7 +18,8 @@ def register_tasks(app: Celery, context: WorkerContext, heartbeat: Heartbeat) ->
     def run(runner: Callable[[str, WorkerContext], dict[str, Any]], job_id: str) -> dict[str, Any]:
         heartbeat.job_started(job_id)
         try:
-            job = runner(job_id, context)
+            with job_context(job_id):  # every log line of the job carries its id
+                job = runner(job_id, context)
         finally:
             heartbeat.job_finished()
             gc.collect()  # let the backend hand the job's device memory back

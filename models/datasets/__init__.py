@@ -15,11 +15,13 @@ from __future__ import annotations
 import os as os
 
 from models.datasets.dataset import Dataset
+from models.datasets.npz_format import UNPACK_RATIO
 from models.datasets.parsing import media_type_for_filename, parse_dataset
 from models.datasets.store import DatasetStore
 from models.datasets.target import describe_target
 
 __all__ = [
+    "UNPACK_RATIO",
     "Dataset",
     "DatasetStore",
     "describe_target",

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 
 import numpy as np
 
 from models.datasets.dataset import Dataset, checked_float32, numeric_labels
-from models.datasets.problems import MAX_PROBLEMS, Problem, fail, problem, raise_first
+from models.datasets.problems import MAX_PROBLEMS, Problem, fail, preview, problem, raise_first
 from models.errors import InvalidDataset, Loc, MalformedBody
 
 
@@ -72,6 +73,8 @@ def parse_csv(body: bytes, target: str | None) -> tuple[Dataset, str, str]:
         try:
             x[r] = [float(row[i]) for i in features]
         except ValueError:
+            # At most MAX_PROBLEMS per row: a row of a million words is not a million problems.
+            bad = itertools.islice((i for i in features if not _is_float(row[i])), MAX_PROBLEMS)
             problems += [
                 problem(
                     ["body", "line", line, header[i]],
@@ -79,8 +82,7 @@ def parse_csv(body: bytes, target: str | None) -> tuple[Dataset, str, str]:
                     "a number",
                     repr(row[i]),
                 )
-                for i in features
-                if not _is_float(row[i])
+                for i in bad
             ]
         labels.append(row[label_at].strip())
         if not labels[-1]:
@@ -119,15 +121,17 @@ def _label_column(header: list[str], target: str | None) -> int:
             "at least one feature column and a label column",
             header,
         )
+    seen: set[str] = set()  # a set: `name in header[:i]` is quadratic in a wide header
     for i, name in enumerate(header):
-        if not name or name in header[:i]:
+        if not name or name in seen:
             fail(
                 InvalidDataset,
                 ["body", "line", 1],
                 f"The CSV header's column {i + 1} is empty or repeated",
                 "unique column names",
-                header,
+                f"{name!r} in {preview(header)}",
             )
+        seen.add(name)
     if target is None:
         return len(header) - 1
     if target.strip() not in header:
@@ -135,7 +139,7 @@ def _label_column(header: list[str], target: str | None) -> int:
             InvalidDataset,
             ["query", "target"],
             f"The target column {target!r} is not in the CSV header",
-            f"one of {header}",
+            f"one of {preview(header)}",
             repr(target),
         )
     return header.index(target.strip())

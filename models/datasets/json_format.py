@@ -11,6 +11,10 @@ from models.datasets.problems import MAX_PROBLEMS, fail, problem, raise_first
 from models.errors import InvalidDataset, MalformedBody
 
 _JSON_SHAPE = 'a JSON object {"x": [...], "y": [...]}'
+# Deeper than any sample (rank 0 to 4) or label (a number list) nests. The shape
+# checks below recurse once per level, so lists nested a few hundred deep, which
+# json.loads still reads, would otherwise exhaust Python's stack.
+_MAX_NESTING = 4
 
 
 def parse_json(body: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -45,6 +49,7 @@ def _json_x(x: list[Any]) -> np.ndarray:
             return array
     except ValueError:  # numpy refuses ragged nesting
         pass
+    _refuse_deep_nesting(x, "x")
     problems = []
     first = _nested_shape(x[0])
     for i, sample in enumerate(x):
@@ -80,6 +85,25 @@ def _json_x(x: list[Any]) -> np.ndarray:
     )
 
 
+def _refuse_deep_nesting(values: list[Any], key: str) -> None:
+    for i, value in enumerate(values):
+        if _nested_deeper_than(value, _MAX_NESTING):
+            fail(
+                InvalidDataset,
+                ["body", key, i],
+                f"{'Sample' if key == 'x' else 'Label'} {i} of {key} nests lists more than "
+                f"{_MAX_NESTING} deep",
+                "samples of rank 0 to 4" if key == "x" else "a number, string or number list",
+                f"lists nested more than {_MAX_NESTING} deep",
+            )
+
+
+def _nested_deeper_than(value: Any, levels: int) -> bool:
+    if not isinstance(value, list):
+        return False
+    return levels == 0 or any(_nested_deeper_than(item, levels - 1) for item in value)
+
+
 def _nested_shape(value: Any) -> tuple[int, ...] | None:
     """The shape of nested lists: () for a scalar, None when ragged."""
     if not isinstance(value, list):
@@ -101,6 +125,7 @@ def _non_number(value: Any) -> tuple[Any] | None:
 
 
 def _json_y(y: list[Any]) -> np.ndarray:
+    _refuse_deep_nesting(y, "y")
     expected = _label_kind(y[0]) if y else "a number"
     for i, value in enumerate(y):
         if (kind := _label_kind(value)) is None or kind != expected:

@@ -7,57 +7,72 @@ from typing import Any
 
 import numpy as np
 
-from models.datasets.problems import fail
+from models.datasets.problems import fail, preview
 from models.errors import InvalidDataset, MalformedBody
 
-# What the arrays of one upload may unpack to. A compressed archive of a few
-# kilobytes can declare gigabytes of zeros; its headers are read first.
-MAX_ARRAY_BYTES = 2 * 2**30
+# What the arrays of one upload may unpack to, as a multiple of the upload limit
+# (the API passes UNPACK_RATIO times its limit). A compressed archive of a few
+# kilobytes can declare gigabytes of zeros, so the headers are read first.
+UNPACK_RATIO = 8
+MAX_ARRAY_BYTES = UNPACK_RATIO * 256 * 2**20  # for the default upload limit, 256 MiB
+# The members numpy.savez writes. Arrays are read by these exact names: numpy
+# would also take a member named plain `x`, whose header nobody checked.
+MEMBERS = {"x": "x.npy", "y": "y.npy"}
+_EXPECTED = "an NPZ archive (numpy.savez) with arrays x and y"
 
 
-def _refuse_bombs(npz: Any) -> None:
-    total = 0
-    for name in ("x", "y"):
-        try:
-            with npz.zip.open(f"{name}.npy") as member:
-                version = np.lib.format.read_magic(member)
-                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                               else np.lib.format.read_array_header_2_0)  # fmt: skip
-                shape, _, dtype = read_header(member)
-        except Exception:  # an unreadable header: loading the array says what is wrong
-            continue
-        total += int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-    if total > MAX_ARRAY_BYTES:
+def _declared_bytes(npz: Any, name: str) -> int:
+    """The bytes the member's .npy header says its array holds, read without loading it."""
+    try:
+        with npz.zip.open(MEMBERS[name]) as member:
+            version = np.lib.format.read_magic(member)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)  # fmt: skip
+            shape, _, dtype = read_header(member)
+    except Exception as exc:  # untrusted bytes fail in many ways; all mean "no .npy header"
+        fail(
+            MalformedBody,
+            ["body", name],
+            f"The NPZ archive's member {MEMBERS[name]!r} is not a .npy array",
+            _EXPECTED,
+            exc,
+        )
+    return int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+
+
+def _refuse_bombs(npz: Any, max_array_bytes: int) -> None:
+    total = sum(_declared_bytes(npz, name) for name in MEMBERS)
+    if total > max_array_bytes:
         fail(
             InvalidDataset,
             ["body"],
             f"The NPZ archive's arrays would unpack to {total:,} bytes",
-            f"at most {MAX_ARRAY_BYTES:,} bytes of arrays",
+            f"at most {max_array_bytes:,} bytes of arrays",
             f"{total:,} bytes declared",
         )
 
 
-def parse_npz(body: bytes) -> tuple[np.ndarray, np.ndarray]:
-    expected = "an NPZ archive (numpy.savez) with arrays x and y"
+def parse_npz(body: bytes, max_array_bytes: int = MAX_ARRAY_BYTES) -> tuple[np.ndarray, np.ndarray]:
     try:
         npz = np.load(io.BytesIO(body), allow_pickle=False)
     except Exception as exc:  # untrusted bytes fail in many ways; all mean "not an NPZ"
-        fail(MalformedBody, ["body"], "The body is not a readable NPZ archive", expected, exc)
+        fail(MalformedBody, ["body"], "The body is not a readable NPZ archive", _EXPECTED, exc)
     if not isinstance(npz, np.lib.npyio.NpzFile):
-        fail(MalformedBody, ["body"], "The body is a single .npy array", expected, "one array")
+        fail(MalformedBody, ["body"], "The body is a single .npy array", _EXPECTED, "one array")
     with npz:
-        missing = [name for name in ("x", "y") if name not in npz.files]
+        present = npz.zip.namelist() if npz.zip is not None else []  # None once closed
+        missing = [name for name, member in MEMBERS.items() if member not in present]
         if missing:
             fail(
                 MalformedBody,
                 ["body", missing[0]],
-                f"The NPZ archive has no array {missing[0]!r}",
-                expected,
-                f"arrays {npz.files}",
+                f"The NPZ archive has no array {missing[0]!r} (member {MEMBERS[missing[0]]!r})",
+                _EXPECTED,
+                f"members {preview(present)}",
             )
-        _refuse_bombs(npz)
+        _refuse_bombs(npz, max_array_bytes)
         try:
-            x, y = npz["x"], npz["y"]
+            x, y = npz[MEMBERS["x"]], npz[MEMBERS["y"]]
         except ValueError as exc:
             if "allow_pickle" in str(exc):  # numpy's refusal to unpickle object arrays
                 fail(
@@ -67,9 +82,9 @@ def parse_npz(body: bytes) -> tuple[np.ndarray, np.ndarray]:
                     "numeric arrays (or strings for y)",
                     "dtype object",
                 )
-            fail(MalformedBody, ["body"], "The NPZ archive is corrupt", expected, exc)
+            fail(MalformedBody, ["body"], "The NPZ archive is corrupt", _EXPECTED, exc)
         except Exception as exc:  # zlib or zip errors inside an otherwise valid archive
-            fail(MalformedBody, ["body"], "The NPZ archive is corrupt", expected, exc)
+            fail(MalformedBody, ["body"], "The NPZ archive is corrupt", _EXPECTED, exc)
     if x.dtype.kind not in "iuf":
         fail(
             InvalidDataset,

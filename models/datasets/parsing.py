@@ -8,7 +8,7 @@ from models import errors
 from models.datasets.csv_format import parse_csv
 from models.datasets.dataset import Dataset, finish
 from models.datasets.json_format import parse_json
-from models.datasets.npz_format import parse_npz
+from models.datasets.npz_format import MAX_ARRAY_BYTES, parse_npz
 from models.datasets.problems import fail
 from models.errors import InvalidDataset
 
@@ -43,9 +43,11 @@ def format_of(content_type: str) -> str:
 
 
 def parse_upload(
-    body: bytes, content_type: str, target: str | None
+    body: bytes, content_type: str, target: str | None, max_array_bytes: int = MAX_ARRAY_BYTES
 ) -> tuple[Dataset, str, str | None]:
-    """The dataset, its format, and (for CSV only) the name of its label column."""
+    """The dataset, its format, and (for CSV only) the name of its label column.
+
+    `max_array_bytes` bounds what a compressed NPZ may unpack to."""
     fmt = format_of(content_type)
     if not body or body.isspace():
         fail(
@@ -57,4 +59,5 @@ def parse_upload(
         )
     if fmt == "csv":
         return parse_csv(body, target)
-    return finish(*(parse_json(body) if fmt == "json" else parse_npz(body))), fmt, None
+    arrays = parse_json(body) if fmt == "json" else parse_npz(body, max_array_bytes)
+    return finish(*arrays), fmt, None

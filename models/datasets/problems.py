@@ -9,12 +9,26 @@ from models import errors
 from models.errors import InvalidDataset, Loc
 
 MAX_PROBLEMS = 20
+MAX_RECEIVED_ITEMS = 10  # of a received row or header, listed in a message
+MAX_RECEIVED_CHARS = 300
 Problem = dict[str, Any]
 Locate = Callable[[tuple[int, ...]], tuple[Loc, str]]  # array index -> (loc, "where" text)
 
 
 def problem(loc: Loc, what: str, expected: str, received: object) -> Problem:
-    return errors.problem(loc, f"{what}: expected {expected}. Received: {received}")
+    return errors.problem(loc, f"{what}: expected {expected}. Received: {preview(received)}")
+
+
+def preview(received: object) -> str:
+    """What was received, cut short: a hostile header or row of a million
+    fields would otherwise come back as a multi-megabyte error body."""
+    if isinstance(received, list) and len(received) > MAX_RECEIVED_ITEMS:
+        head = ", ".join(map(repr, received[:MAX_RECEIVED_ITEMS]))
+        return f"[{head}, ... ({len(received):,} items)]"
+    text = str(received)
+    if len(text) <= MAX_RECEIVED_CHARS:
+        return text
+    return f"{text[:MAX_RECEIVED_CHARS]}... ({len(text):,} characters)"
 
 
 def error(

@@ -16,19 +16,24 @@ import numpy as np
 
 from models import errors
 from models.datasets.dataset import Dataset
+from models.datasets.npz_format import MAX_ARRAY_BYTES
 from models.datasets.parsing import format_of, parse_upload
 from models.datasets.problems import error
 from models.datasets.target import describe_target
 from models.errors import NotFound
 
-_ID = re.compile(r"[0-9a-f]{24}")
+DATASET_ID = re.compile(r"[0-9a-f]{24}")  # the first 24 hex digits of a SHA-256
 
 
 class DatasetStore:
-    """Datasets under `<root>/<id>/`, where the id is derived from the uploaded bytes."""
+    """Datasets under `<root>/<id>/`, where the id is derived from the uploaded bytes.
 
-    def __init__(self, root: Path) -> None:
+    `max_array_bytes` bounds what one compressed NPZ upload may unpack to (and be
+    stored as): the API sets it from its upload limit."""
+
+    def __init__(self, root: Path, max_array_bytes: int = MAX_ARRAY_BYTES) -> None:
         self.root = Path(root)
+        self.max_array_bytes = max_array_bytes
 
     def save(
         self, body: bytes, content_type: str, target: str | None = None
@@ -40,7 +45,7 @@ class DatasetStore:
         dataset_id = keyed.hexdigest()[:24]
         if (self.root / dataset_id).is_dir():
             return self.get(dataset_id), False
-        dataset, fmt, column = parse_upload(body, content_type, target)
+        dataset, fmt, column = parse_upload(body, content_type, target, self.max_array_bytes)
         record = {
             "id": dataset_id,
             "rows": len(dataset.x),
@@ -92,14 +97,14 @@ class DatasetStore:
         shutil.rmtree(trash, ignore_errors=True)
 
     def _path(self, dataset_id: str) -> Path:
-        if not isinstance(dataset_id, str) or not _ID.fullmatch(dataset_id):
+        if not isinstance(dataset_id, str) or not DATASET_ID.fullmatch(dataset_id):
             raise _not_found(dataset_id)  # before any path is built from user input
         return self.root / dataset_id
 
     def list(self) -> list[dict[str, Any]]:
         records = []
         for entry in self.root.iterdir() if self.root.is_dir() else []:
-            if _ID.fullmatch(entry.name):
+            if DATASET_ID.fullmatch(entry.name):
                 try:
                     records.append(json.loads((entry / "record.json").read_text()))
                 except (FileNotFoundError, NotADirectoryError):  # deleted while listing

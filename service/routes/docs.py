@@ -31,12 +31,13 @@ fetch("/openapi.json").then(r => r.json()).then(doc => {
       const p = document.createElement("code"); p.textContent = path;
       const s = document.createElement("span"); s.textContent = " " + op.summary;
       row.append(m, p, s);
-      if (op.requestBody) {
-        const ref = op.requestBody.content["application/json"].schema["$ref"].split("/").pop();
+      for (const [media, body] of Object.entries((op.requestBody || {}).content || {})) {
+        const ref = (body.schema["$ref"] || "").split("/").pop();
         const d = document.createElement("details");
-        const sum = document.createElement("summary"); sum.textContent = "body: " + ref;
+        const sum = document.createElement("summary");
+        sum.textContent = "body: " + media + (ref ? " (" + ref + ")" : "");
         const pre = document.createElement("pre");
-        pre.textContent = JSON.stringify(doc.components.schemas[ref], null, 2);
+        pre.textContent = JSON.stringify(ref ? doc.components.schemas[ref] : body.schema, null, 2);
         d.append(sum, pre); row.append(d);
       }
       ops.append(row);

@@ -11,6 +11,7 @@ from models.errors import SpecDatasetMismatch, UnsupportedMediaType, problem
 from models.validation import validate
 from service.bodies import parse_json, request_body
 from service.context import services
+from service.metrics import count_predictions
 from service.render import render_predictions
 from service.routes.jobs import dataset_record
 from service.schemas import BatchPredictRequest
@@ -90,6 +91,7 @@ def predict(name: str, version: int | None = None) -> Response:
             f"Received: {request.mimetype!r}"
         )
     prediction = loaded.run(x)  # the version resolved above: one lookup per request
+    count_predictions(name, len(prediction.outputs))
     # TF Serving answers the row format with "predictions", the columnar with "outputs".
     key = "predictions" if layout == "row" else "outputs"
     response = render_predictions(request, prediction.outputs, prediction.labels, key)

@@ -20,6 +20,7 @@ from models.predictor import LoadedModel, Prediction
 from service.bodies import parse_json, request_body
 from service.context import services
 from service.json_provider import dump_bytes
+from service.metrics import count_predictions
 
 blueprint = Blueprint("v2", __name__, url_prefix="/v2")
 
@@ -78,6 +79,7 @@ def infer(name: str, version: int | None = None) -> Response:
     loaded = parts.predictor.get(name, version)
     x = _input_tensor(payload, loaded)
     prediction = loaded.run(x)
+    count_predictions(name, len(prediction.outputs))
     outputs = _output_tensors(prediction)
     wanted = _requested_outputs(payload, [tensor["name"] for tensor in outputs])
     body: dict[str, Any] = {

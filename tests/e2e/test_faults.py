@@ -7,6 +7,7 @@ a second and a test can kill a worker in the middle of a job."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,8 @@ import pytest
 from celery import Celery
 
 from models.checkpoints import CheckpointStore
-from tests.conftest import forget_redis_state, isolated_settings
+from service.client import ApiError, Client
+from tests.conftest import API_KEY, forget_redis_state, isolated_settings
 from tests.e2e.cluster import Cluster
 from worker.celery_app import TRAIN_TASK
 
@@ -206,3 +208,39 @@ def _wait_for_staging(folder: Path, timeout_s: float = 120) -> Path:
                         return Path(entry.path)
         time.sleep(0.001)
     raise AssertionError(f"no version was being written under {folder}")
+
+
+def test_sigterm_hands_the_running_job_back_to_its_queue(workers: Cluster) -> None:
+    stopping = workers.start_worker()
+    job = workers.submit("handed-back", spec(epochs=12), workers.dataset)
+    workers.wait_for(job["id"], lambda job: (job["progress"]["epoch"] or 0) >= 2)
+    assert stopping.stop() == 0  # a warm shutdown: it did not wait out the job
+    handed_back = workers.job(job["id"])
+    assert handed_back["state"] == "queued"
+    assert job["id"] in checkpoints(workers)
+
+    workers.start_worker(wait=False)
+    finished = workers.wait_until_final(job["id"])
+    assert finished["state"] == "succeeded", finished["error"]
+    (restart,) = finished["restarts"]
+    # The worker saved the epoch it stopped after: nothing ran twice.
+    assert restart["resumed_from_epoch"] == handed_back["progress"]["epoch"]
+    assert len(finished["history"]["loss"]) == 12
+    assert workers.versions("handed-back") == [1]
+
+
+def test_sigterm_lets_the_api_finish_requests_in_flight(workers: Cluster) -> None:
+    workers.start_worker()
+    job = workers.submit("watched-through-shutdown", spec(epochs=6), workers.dataset)
+    workers.wait_for(job["id"], lambda job: (job["progress"]["epoch"] or 0) >= 1)
+    client = Client(workers.base_url, API_KEY)
+    events = client.events(job["id"])
+    assert next(events).name == "snapshot"  # the stream is open
+    assert workers.api is not None
+    workers.api.process.send_signal(signal.SIGTERM)
+    rest = list(events)  # the open stream runs to the job's end
+    assert rest[-1].name == "state" and rest[-1].data["state"] == "succeeded"
+    assert workers.api.process.wait(60) == 0
+    with pytest.raises(ApiError):  # and no new request is taken
+        client.json("GET", "/healthz")
+    workers.start_api()  # for the tests after this one

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,32 @@ def test_csv_bad_header_is_invalid(header: bytes) -> None:
     assert info.value.details[0]["loc"] == ["body", "line", 1]
 
 
+def test_csv_wide_header_with_a_late_repeat_names_the_column_briefly() -> None:
+    """50,000 distinct names, then a repeat: found in one pass (a check that
+    compares each name with all before it takes minutes on such a header), and
+    the message quotes a few names, not all of them."""
+    names = [f"c{i}" for i in range(50_000)] + ["c7"]
+    with pytest.raises(InvalidDataset) as info:
+        parse_dataset(csv_body(names, [[0] * len(names)]), CSV)
+    message = info.value.message
+    assert "column 50001 is empty or repeated" in message and "'c7'" in message
+    assert "(50,001 items)" in message and len(message) < 500
+
+
+def test_csv_problems_quote_a_long_row_briefly() -> None:
+    with pytest.raises(InvalidDataset) as info:
+        parse_dataset(b"a,label\n" + b"0," * 100_000 + b"1\n", CSV)
+    message = info.value.message
+    assert message.startswith("Line 2 has 100001 fields") and len(message) < 500
+
+
+def test_csv_a_row_of_words_is_at_most_twenty_problems() -> None:
+    header = [f"c{i}" for i in range(1000)] + ["label"]
+    with pytest.raises(InvalidDataset) as info:
+        parse_dataset(csv_body(header, [["word"] * 1000 + [1]]), CSV)
+    assert len(info.value.details) == 20
+
+
 # --- JSON --------------------------------------------------------------------------------
 
 
@@ -286,6 +313,23 @@ def test_json_row_count_mismatch_is_invalid() -> None:
         parse_dataset(json_body([[1], [2], [3]], [0, 1]), JSON)
 
 
+@pytest.mark.parametrize(
+    ("body", "loc"),
+    [
+        (b'{"x": [[1], ' + b"[" * 600 + b"1" + b"]" * 600 + b'], "y": [1, 2]}', ["body", "x", 1]),
+        (b'{"x": [[1], [2]], "y": [1, ' + b"[" * 600 + b"1" + b"]" * 600 + b"]}", ["body", "y", 1]),
+    ],
+    ids=["x", "y"],
+)
+def test_json_lists_nested_hundreds_deep_are_refused_where_they_are(
+    body: bytes, loc: list[str | int]
+) -> None:
+    """json.loads reads 600 levels; the shape checks would exhaust the stack (a 500)."""
+    with pytest.raises(InvalidDataset, match="nests lists more than 4 deep") as info:
+        parse_dataset(body, JSON)
+    assert info.value.details[0]["loc"] == loc
+
+
 # --- NPZ ---------------------------------------------------------------------------------
 
 
@@ -317,6 +361,34 @@ def test_npz_object_array_is_refused() -> None:
 def test_npz_corrupt_or_missing_arrays_is_malformed(body: bytes) -> None:
     with pytest.raises(MalformedBody, match="Received:"):
         parse_dataset(body, NPZ)
+
+
+def npz_members(members: dict[str, bytes]) -> bytes:
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for name, data in members.items():
+            bundle.writestr(name, data)
+    return archive.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_npz_arrays_are_read_only_from_the_members_numpy_savez_writes() -> None:
+    """numpy would also read a member named plain `x`: one whose header the bomb check skipped."""
+    body = npz_members({"x": npy_bytes(np.zeros((2, 1))), "y.npy": npy_bytes(np.zeros(2))})
+    with pytest.raises(MalformedBody, match="no array 'x' \\(member 'x.npy'\\)"):
+        parse_dataset(body, NPZ)
+
+
+def test_npz_member_that_is_not_an_npy_array_is_malformed() -> None:
+    body = npz_members({"x.npy": b"not an array", "y.npy": npy_bytes(np.zeros(2))})
+    with pytest.raises(MalformedBody, match="member 'x.npy' is not a .npy array") as info:
+        parse_dataset(body, NPZ)
+    assert info.value.details[0]["loc"] == ["body", "x"]
 
 
 def test_npz_single_npy_array_is_malformed() -> None:
@@ -567,6 +639,17 @@ def test_store_losing_the_rename_race_returns_the_winner(
     assert created is False
     assert record == winner
     assert [path.name for path in tmp_path.iterdir()] == [record["id"]]
+
+
+def test_store_refuses_an_npz_that_unpacks_beyond_its_limit(tmp_path: Path) -> None:
+    """The API sets the limit from its upload limit: a few kilobytes of deflated
+    zeros can declare far more than any upload it accepts."""
+    store = DatasetStore(tmp_path, max_array_bytes=10_000)
+    body = npz_body(x=np.zeros((100, 100)), y=np.zeros(100))
+    with pytest.raises(InvalidDataset, match="expected at most 10,000 bytes of arrays"):
+        store.save(body, NPZ)
+    assert list(tmp_path.iterdir()) == []
+    assert DatasetStore(tmp_path).save(body, NPZ)[1] is True
 
 
 def test_an_npz_bomb_is_refused_before_it_unpacks() -> None:

@@ -230,3 +230,20 @@ def test_npy_object_arrays_are_not_unpickled():
     np.save(body, np.array([[1, 2, 3]], dtype=object), allow_pickle=True)
     with pytest.raises(MalformedBody):
         from_npy(body.getvalue(), VECTOR)
+
+
+def test_an_npy_header_that_declares_more_than_the_body_holds_is_refused():
+    """A 100-byte body declaring terabytes: refused from its header, before numpy allocates."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f8", "fortran_order": False, "shape": (10**12, 3)}
+    )
+    with pytest.raises(MalformedBody, match="only 64 bytes of data follow"):
+        from_npy(header.getvalue() + bytes(64), VECTOR)
+
+
+def test_an_npz_archive_is_not_an_npy_array():
+    archive = io.BytesIO()
+    np.savez(archive, x=np.zeros((2, 3)))
+    with pytest.raises(MalformedBody, match="npy"):
+        from_npy(archive.getvalue(), VECTOR)

@@ -1,0 +1,129 @@
+"""`/metrics` in Prometheus' text format, and a JSON access log line per request.
+
+Counted in each API process: request latency by route, predicted samples by
+model, loaded models. Under gunicorn the processes write these to files in
+PROMETHEUS_MULTIPROC_DIR (set by service.main) and a scrape adds them up.
+Read from Redis at scrape time, so every API process answers the same: jobs
+by state, queue depth, online workers, and the samples the workers trained.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from models.jobs import STATES
+from service.context import Services, services
+
+log = logging.getLogger("fitserve.access")
+
+REQUEST_SECONDS = Histogram(
+    "fitserve_http_request_duration_seconds", "Time to answer an HTTP request.",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)  # fmt: skip
+PREDICTIONS = Counter("fitserve_predictions_total", "Samples predicted.", ["model"])
+LOADED_MODELS = Gauge(
+    "fitserve_loaded_models", "Model versions loaded in the API's caches.",
+    multiprocess_mode="livesum",
+)  # fmt: skip
+
+
+def count_predictions(model: str, samples: int) -> None:
+    PREDICTIONS.labels(model=model).inc(samples)
+
+
+def install_metrics(app: Flask) -> None:
+    @app.before_request
+    def start_timer() -> None:
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        started = g.pop("request_started", None)
+        if started is None:
+            return response
+        seconds = time.perf_counter() - started
+        # The route's pattern, not the path: one series per endpoint, not per model.
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        REQUEST_SECONDS.labels(request.method, route, str(response.status_code)).observe(seconds)
+        log.info("%s %s %s", request.method, request.path, response.status_code, extra={
+            "method": request.method, "path": request.path, "route": route,
+            "status": response.status_code, "duration_ms": round(seconds * 1000, 3),
+        })  # fmt: skip
+        return response
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        parts = services()
+        LOADED_MODELS.set(parts.predictor.loaded_count())
+        registry = CollectorRegistry()
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            MultiProcessCollector(registry)
+        else:
+            registry.register(_ThisProcess())
+        registry.register(_StoreCollector(parts))
+        return Response(generate_latest(registry), mimetype="text/plain; version=0.0.4")
+
+
+class _ThisProcess:
+    """The default registry's metrics (one process: the tests, the dev server)."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from REGISTRY.collect()
+
+
+class _StoreCollector:
+    def __init__(self, parts: Services) -> None:
+        self.parts = parts
+
+    def collect(self) -> Iterator[Metric]:
+        parts = self.parts
+        jobs = GaugeMetricFamily("fitserve_jobs", "Jobs by state.", labels=["state"])
+        counts = parts.jobs.count_by_state()
+        for state in STATES:
+            jobs.add_metric([state], counts.get(state, 0))
+        yield jobs
+        depth = GaugeMetricFamily("fitserve_queue_depth", "Jobs waiting in each queue.",
+                                  labels=["queue"])  # fmt: skip
+        for queue in (parts.settings.queues.cpu, parts.settings.queues.gpu):
+            depth.add_metric([queue], parts.redis.llen(queue))
+        yield depth
+        workers = GaugeMetricFamily("fitserve_workers", "Online workers.", labels=["device"])
+        online: dict[str, int] = {}
+        for worker in parts.workers.online():
+            online[worker["device"]] = online.get(worker["device"], 0) + 1
+        for device, count in sorted(online.items()):
+            workers.add_metric([device], count)
+        yield workers
+        yield from _training(parts.jobs.training_totals())
+
+
+def _training(totals: dict[str, dict[str, Any]]) -> Iterator[Metric]:
+    samples = CounterMetricFamily("fitserve_training_samples", "Samples trained (rows x epochs).",
+                                  labels=["device"])  # fmt: skip
+    seconds = CounterMetricFamily("fitserve_training_seconds", "Time spent fitting.",
+                                  labels=["device"])  # fmt: skip
+    rate = GaugeMetricFamily("fitserve_training_samples_per_second",
+                             "Training throughput of the last job on each device.",
+                             labels=["device"])  # fmt: skip
+    for device, values in sorted(totals.items()):
+        samples.add_metric([device], values.get("samples", 0.0))
+        seconds.add_metric([device], values.get("seconds", 0.0))
+        rate.add_metric([device], values.get("last_samples_per_s", 0.0))
+    yield from (samples, seconds, rate)

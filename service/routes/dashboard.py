@@ -1,0 +1,22 @@
+"""`/`: the dashboard, a static page (service/static) that calls this API.
+
+The page and its assets need no key (service.auth lets `/` and `/static/`
+through); the page asks for the key and sends it on every API call. Its
+assets are served by the app's own static route (`/static/`), which the
+OpenAPI document leaves out.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app
+
+blueprint = Blueprint("dashboard", __name__)
+
+
+@blueprint.get("/")
+def index() -> Response:
+    """The dashboard: jobs and their curves, models, prediction and training forms."""
+    response = current_app.send_static_file("index.html")
+    # The page is small and changes with the code: always revalidate.
+    response.cache_control.no_cache = True
+    return response

@@ -1,0 +1,675 @@
+// The fitserve dashboard: plain DOM and fetch(), no framework and no build step.
+//
+// Every API call sends the key kept in localStorage. A job's curves come from
+// GET /v1/jobs/{id}/events, read with fetch() because EventSource cannot send
+// an Authorization header: `snapshot` (the whole record), one `epoch` per
+// epoch, then `state` events; the stream ends after a final state, and is
+// read again (a fresh snapshot) if it ends before one.
+"use strict";
+
+(() => {
+  const KEY_STORAGE = "fitserve.apiKey";
+  const FINAL_STATES = new Set(["succeeded", "failed", "cancelled"]);
+  const JOBS_EVERY_MS = 2000;
+  const MODELS_EVERY_MS = 10000;
+  const RECONNECT_MS = 1000;
+  const SVG = "http://www.w3.org/2000/svg";
+  const EXAMPLE_SPEC = {
+    input_shape: [4],
+    layers: [
+      { type: "dense", units: 16, activation: "relu" },
+      { type: "dense", units: 3, activation: "softmax" },
+    ],
+    compile: { loss: "categorical_crossentropy", optimizer: "adam", metrics: ["accuracy"] },
+    fit: { epochs: 50, batch_size: 5, validation_split: 0.2 },
+    seed: 7,
+  };
+
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    key: localStorage.getItem(KEY_STORAGE) || "",
+    job: null, // the selected job's record, kept current by its event stream
+    jobId: null,
+    stream: null, // the AbortController of the stream being read
+    epochEvents: 0,
+    pointHistory: [], // how many points the curves had at each redraw
+    renderPending: false,
+    model: null,
+    metadata: null,
+  };
+
+  // ---- HTTP -------------------------------------------------------------
+
+  class ApiError extends Error {
+    constructor(status, body) {
+      const error = (body && body.error) || {};
+      const details = (error.details || [])
+        .filter((detail) => detail.msg && !(error.message || "").includes(detail.msg))
+        .map((detail) => `${(detail.loc || []).join(".")}: ${detail.msg}`);
+      super([error.message || `HTTP ${status}`, ...details].join("\n"));
+      this.status = status;
+    }
+  }
+
+  function authHeaders(extra) {
+    const headers = new Headers(extra || {});
+    if (state.key) headers.set("Authorization", `Bearer ${state.key}`);
+    return headers;
+  }
+
+  async function api(path, options = {}) {
+    let response;
+    try {
+      response = await fetch(path, { ...options, headers: authHeaders(options.headers) });
+    } catch (error) {
+      setConnection("error", "Server unreachable");
+      throw error;
+    }
+    const text = await response.text();
+    let body = null;
+    if ((response.headers.get("Content-Type") || "").includes("json") && text) {
+      body = JSON.parse(text);
+    }
+    if (response.status === 401) setConnection("error", "Key rejected (401)");
+    else setConnection("ok", "Connected");
+    if (!response.ok) throw new ApiError(response.status, body);
+    return { body, response };
+  }
+
+  function setConnection(name, text) {
+    const element = $("connection");
+    element.dataset.state = name;
+    element.textContent = text;
+  }
+
+  // ---- formatting -------------------------------------------------------
+
+  function percent(fraction) {
+    return Math.round(Math.max(0, Math.min(1, fraction || 0)) * 100);
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    if (seconds < 60) return `${seconds.toFixed(1)} s`;
+    return `${Math.floor(seconds / 60)} min ${Math.round(seconds % 60)} s`;
+  }
+
+  function number(value) {
+    if (typeof value !== "number") return String(value);
+    return Math.abs(value) >= 1e4 || (value !== 0 && Math.abs(value) < 1e-3)
+      ? value.toExponential(2)
+      : String(Number(value.toPrecision(4)));
+  }
+
+  function clock(iso) {
+    return iso ? new Date(iso).toLocaleTimeString() : "";
+  }
+
+  function progressOf(job) {
+    const progress = job.progress || {};
+    const fraction = job.state === "succeeded" ? 1 : progress.fraction || 0;
+    const parts = [`${percent(fraction)}%`];
+    if (progress.epochs) parts.unshift(`epoch ${progress.epoch || 0}/${progress.epochs}`);
+    if (job.state === "running" && progress.eta_s !== null && progress.eta_s !== undefined) {
+      parts.push(`ETA ${duration(progress.eta_s)}`);
+    }
+    return { fraction, text: parts.join(" · ") };
+  }
+
+  function paintProgress(bar, job) {
+    const { fraction, text } = progressOf(job);
+    bar.dataset.fraction = String(fraction);
+    bar.dataset.state = job.state;
+    bar.setAttribute("aria-valuenow", String(percent(fraction)));
+    bar.setAttribute("aria-valuetext", text);
+    bar.firstElementChild.style.width = `${percent(fraction)}%`;
+    return text;
+  }
+
+  function element(tag, attributes = {}, text = "") {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+    if (text) node.textContent = text;
+    return node;
+  }
+
+  function showError(id, error) {
+    const node = $(id);
+    node.hidden = !error;
+    node.textContent = error ? error.message || String(error) : "";
+  }
+
+  // ---- jobs list --------------------------------------------------------
+
+  async function refreshJobs() {
+    const { body } = await api("/v1/jobs?limit=25");
+    const rows = $("jobs");
+    rows.replaceChildren(...body.jobs.map(jobRow));
+    $("jobs-empty").hidden = body.jobs.length > 0;
+  }
+
+  function jobRow(job) {
+    const selected = job.id === state.jobId;
+    const row = element("tr", {
+      "data-testid": "job-row", "data-job-id": job.id, "data-state": job.state,
+      tabindex: "0", "aria-selected": String(selected),
+    });
+    const name = element("td", {}, job.model);
+    name.append(element("div", { class: "hint" }, `${job.kind} ${job.id.slice(0, 8)}`));
+    const stateCell = element("td");
+    stateCell.append(element("span", { class: `badge ${job.state}` }, job.state));
+    const progressCell = element("td");
+    const bar = element("div", {
+      class: "progress", role: "progressbar", "data-testid": "job-row-progress",
+      "aria-label": `Progress of job ${job.id}`, "aria-valuemin": "0", "aria-valuemax": "100",
+    });
+    bar.append(element("div", { class: "bar" }));
+    const text = paintProgress(bar, job);
+    progressCell.append(bar, element("p", { class: "progress-text" }, text));
+    row.append(name, stateCell, progressCell, element("td", { class: "when" }, clock(job.created_at)));
+    row.addEventListener("click", () => selectJob(job.id));
+    row.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") selectJob(job.id);
+    });
+    return row;
+  }
+
+  // ---- one job: its event stream and curves -------------------------------
+
+  function selectJob(jobId) {
+    if (state.stream) state.stream.abort();
+    Object.assign(state, { jobId, job: null, epochEvents: 0, pointHistory: [] });
+    for (const row of document.querySelectorAll("#jobs tr")) {
+      row.setAttribute("aria-selected", String(row.dataset.jobId === jobId));
+    }
+    const detail = $("job-detail");
+    detail.dataset.jobId = jobId;
+    detail.dataset.state = "";
+    $("curves").replaceChildren();
+    showError("job-error", null);
+    $("job-summary").textContent = `Job ${jobId}: connecting…`;
+    const controller = new AbortController();
+    state.stream = controller;
+    follow(jobId, controller.signal);
+  }
+
+  async function follow(jobId, signal) {
+    while (!signal.aborted) {
+      try {
+        const response = await fetch(`/v1/jobs/${encodeURIComponent(jobId)}/events`, {
+          headers: authHeaders({ Accept: "text/event-stream" }),
+          signal,
+          cache: "no-store",
+        });
+        if (!response.ok) {
+          const body = await response.json().catch(() => null);
+          const error = new ApiError(response.status, body);
+          if (response.status < 500) return showError("job-error", error);
+          throw error;
+        }
+        await readEvents(response.body, (name, data) => onJobEvent(jobId, name, data));
+      } catch (error) {
+        if (signal.aborted) return;
+        console.warn("job stream interrupted", error);
+      }
+      if (signal.aborted || (state.job && FINAL_STATES.has(state.job.state))) return;
+      await new Promise((resolve) => setTimeout(resolve, RECONNECT_MS));
+    }
+  }
+
+  // Server-Sent Events, parsed by hand: blocks split by a blank line, each
+  // line `field: value`; lines starting with ':' are comments (keep-alives).
+  async function readEvents(body, dispatch) {
+    const reader = body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true }).replace(/\r\n?/g, "\n");
+      let end;
+      while ((end = buffer.indexOf("\n\n")) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let name = "message";
+        const data = [];
+        for (const line of block.split("\n")) {
+          if (!line || line.startsWith(":")) continue;
+          const colon = line.indexOf(":");
+          const field = colon < 0 ? line : line.slice(0, colon);
+          const text = colon < 0 ? "" : line.slice(colon + 1).replace(/^ /, "");
+          if (field === "event") name = text;
+          else if (field === "data") data.push(text);
+        }
+        if (data.length) dispatch(name, JSON.parse(data.join("\n")));
+      }
+    }
+  }
+
+  function onJobEvent(jobId, name, data) {
+    if (jobId !== state.jobId) return;
+    if (name === "snapshot") {
+      state.job = data;
+      state.job.history = state.job.history || {};
+    } else if (name === "epoch" && state.job) {
+      const history = state.job.history;
+      for (const [metric, value] of Object.entries(data.logs || {})) {
+        (history[metric] = history[metric] || [])[data.epoch - 1] = value;
+      }
+      state.job.progress = {
+        epoch: data.epoch, epochs: data.epochs, fraction: data.fraction, eta_s: data.eta_s,
+      };
+      state.job.metrics = data.logs;
+      state.epochEvents += 1;
+    } else if (name === "state" && state.job) {
+      Object.assign(state.job, data);
+      if (FINAL_STATES.has(data.state)) finished(jobId);
+    }
+    scheduleRender();
+  }
+
+  async function finished(jobId) {
+    // The final record: progress as the worker left it (early stopping included).
+    try {
+      const { body } = await api(`/v1/jobs/${encodeURIComponent(jobId)}`);
+      if (jobId === state.jobId) {
+        state.job = { ...body, history: { ...state.job.history, ...body.history } };
+        scheduleRender();
+      }
+      refreshJobs().catch(() => {});
+      if (body.state === "succeeded") loadModels().catch(() => {});
+    } catch (error) {
+      console.warn(error);
+    }
+  }
+
+  function scheduleRender() {
+    // Several epochs can arrive in one read: draw them together.
+    if (state.renderPending) return;
+    state.renderPending = true;
+    setTimeout(() => {
+      state.renderPending = false;
+      renderJob();
+    }, 30);
+  }
+
+  function renderJob() {
+    const job = state.job;
+    if (!job) return;
+    const detail = $("job-detail");
+    detail.dataset.state = job.state;
+    const badge = $("job-state");
+    badge.className = `badge ${job.state}`;
+    badge.textContent = job.state;
+    $("job-cancel").hidden = FINAL_STATES.has(job.state);
+    const where = [job.device, job.worker].filter(Boolean).join(" on ");
+    $("job-summary").textContent =
+      `${job.kind || "train"} job ${job.id} · model ${job.model}` +
+      (job.result ? ` · published version ${job.result.version}` : "") +
+      (where ? ` · ${where}` : "") +
+      (job.attempts > 1 ? ` · attempt ${job.attempts}` : "");
+    $("job-summary").classList.remove("empty");
+    $("job-progress-text").textContent = paintProgress($("job-progress"), job);
+    showError("job-error", job.error ? new Error(`${job.error.code}: ${job.error.message}`) : null);
+    drawCurves(job);
+  }
+
+  function drawCurves(job) {
+    const history = job.history || {};
+    const names = Object.keys(history).filter((name) => !name.startsWith("val_"));
+    names.sort((a, b) => (a === "loss" ? -1 : b === "loss" ? 1 : a.localeCompare(b)));
+    const points = (history.loss || []).filter((value) => value !== undefined).length;
+    const epochs = Math.max((job.progress && job.progress.epochs) || 0, points);
+    const curves = $("curves");
+    curves.replaceChildren(...names.map((name) => chart(name, history, epochs)));
+    curves.dataset.points = String(points);
+    curves.dataset.epochs = String(epochs);
+    curves.dataset.epochEvents = String(state.epochEvents);
+    if (state.pointHistory[state.pointHistory.length - 1] !== points) {
+      state.pointHistory.push(points);
+    }
+    curves.dataset.pointHistory = state.pointHistory.join(",");
+  }
+
+  function chart(name, history, epochs) {
+    const width = 340, height = 190;
+    const box = { left: 46, right: 10, top: 10, bottom: 26 };
+    const plotWidth = width - box.left - box.right;
+    const plotHeight = height - box.top - box.bottom;
+    const series = [["train", history[name] || []], ["val", history[`val_${name}`] || []]]
+      .filter(([, values]) => values.length > 0);
+    const values = series.flatMap(([, list]) => list).filter(Number.isFinite);
+    let low = values.length ? Math.min(...values) : 0;
+    let high = values.length ? Math.max(...values) : 1;
+    if (high - low < 1e-12) {
+      const pad = Math.abs(high) * 0.1 || 1;
+      low -= pad;
+      high += pad;
+    }
+    const x = (epoch) => box.left + ((epoch - 1) / Math.max(epochs - 1, 1)) * plotWidth;
+    const y = (value) => box.top + (1 - (value - low) / (high - low)) * plotHeight;
+
+    const figure = element("figure", { class: "chart", "data-testid": `chart-${name}` });
+    figure.style.margin = "0";
+    const title = element("h3", {}, name);
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+    svg.setAttribute("role", "img");
+    svg.setAttribute("aria-label", `${name} per epoch, train and validation`);
+    const add = (tag, attributes, text) => {
+      const node = document.createElementNS(SVG, tag);
+      for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
+      if (text !== undefined) node.textContent = text;
+      svg.append(node);
+      return node;
+    };
+    for (const value of [low, (low + high) / 2, high]) {
+      add("line", { class: "grid-line", x1: box.left, x2: width - box.right, y1: y(value), y2: y(value) });
+      add("text", { class: "tick", x: box.left - 4, y: y(value) + 3, "text-anchor": "end" }, number(value));
+    }
+    add("line", { class: "axis", x1: box.left, x2: box.left, y1: box.top, y2: height - box.bottom });
+    add("line", { class: "axis", x1: box.left, x2: width - box.right,
+                  y1: height - box.bottom, y2: height - box.bottom });
+    const ticks = [...new Set([1, Math.ceil(epochs / 2), Math.max(epochs, 1)])];
+    for (const epoch of ticks) {
+      const anchor = epoch === 1 ? "start" : epoch === epochs ? "end" : "middle";
+      add("text", { class: "tick", x: x(epoch), y: height - box.bottom + 14, "text-anchor": anchor },
+          String(epoch));
+    }
+    for (const [kind, list] of series) {
+      const drawn = list
+        .map((value, index) => [index + 1, value])
+        .filter(([, value]) => Number.isFinite(value));
+      const coordinates = drawn.map(([epoch, value]) => `${x(epoch).toFixed(1)},${y(value).toFixed(1)}`);
+      add("polyline", {
+        class: `series ${kind}`, points: coordinates.join(" "),
+        "data-testid": `series-${kind}`, "data-points": String(drawn.length),
+      });
+      if (drawn.length) {
+        const [epoch, value] = drawn[drawn.length - 1];
+        add("circle", { class: `series ${kind}`, cx: x(epoch), cy: y(value), r: 2.2 });
+      }
+    }
+    const legend = element("div", { class: "legend" });
+    for (const [kind, list] of series) {
+      const latest = list[list.length - 1];
+      const label = element("span");
+      label.append(element("span", { class: `swatch ${kind}` }),
+        `${kind === "val" ? `val_${name}` : name} ${number(latest)}`);
+      legend.append(label);
+    }
+    figure.dataset.points = String((history[name] || []).length);
+    figure.append(title, svg, legend);
+    return figure;
+  }
+
+  async function cancelJob() {
+    if (!state.jobId) return;
+    try {
+      await api(`/v1/jobs/${encodeURIComponent(state.jobId)}:cancel`, { method: "POST" });
+      refreshJobs().catch(() => {});
+    } catch (error) {
+      showError("job-error", error);
+    }
+  }
+
+  // ---- models and prediction ------------------------------------------------
+
+  async function loadModels() {
+    const { body } = await api("/v1/models");
+    const list = $("models");
+    list.replaceChildren(...body.models.map((model) => {
+      const item = element("li", {
+        "data-testid": "model-row", "data-model": model.name, tabindex: "0",
+        "aria-selected": String(model.name === state.model),
+      });
+      item.append(
+        element("span", { class: "name" }, model.name),
+        element("span", { class: "badge" }, model.task),
+        element("span", { class: "meta" },
+          `latest v${model.latest_version} · versions ${model.versions.join(", ")}`),
+      );
+      item.addEventListener("click", () => selectModel(model.name));
+      item.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") selectModel(model.name);
+      });
+      return item;
+    }));
+    $("models-empty").hidden = body.models.length > 0;
+  }
+
+  async function selectModel(name) {
+    state.model = name;
+    for (const item of document.querySelectorAll("#models li")) {
+      item.setAttribute("aria-selected", String(item.dataset.model === name));
+    }
+    try {
+      const { body } = await api(`/v1/models/${encodeURIComponent(name)}/metadata`);
+      if (state.model !== name) return;
+      state.metadata = { ...body.metadata, version: body.model_spec.version };
+      renderModel(name, state.metadata);
+    } catch (error) {
+      showError("predict-error", error);
+    }
+  }
+
+  function renderModel(name, metadata) {
+    const detail = $("model-detail");
+    detail.hidden = false;
+    detail.dataset.model = name;
+    detail.dataset.version = metadata.version;
+    $("model-title").textContent = `${name} · version ${metadata.version}`;
+    const facts = [
+      ["task", metadata.task],
+      ["input shape", JSON.stringify(metadata.input_shape)],
+      ["classes", (metadata.classes || []).length ? metadata.classes.join(", ") : "—"],
+      ["metrics", Object.entries(metadata.metrics || {})
+        .map(([key, value]) => `${key} ${number(value)}`).join(" · ")],
+      ["epochs run", metadata.epochs_run],
+      ["dataset", metadata.dataset],
+      ["device", [metadata.device, metadata.backend].filter(Boolean).join(", ")],
+      ["fit time", metadata.timings ? duration(metadata.timings.fit_s) : ""],
+      ["published", metadata.created_at ? new Date(metadata.created_at).toLocaleString() : ""],
+    ];
+    $("model-facts").replaceChildren(...facts.flatMap(([term, value]) => [
+      element("dt", {}, term), element("dd", { "data-fact": term }, String(value ?? "")),
+    ]));
+    const size = metadata.input_shape.reduce((a, b) => a * b, 1);
+    $("predict-shape").textContent =
+      `${size} numbers, comma-separated (shape ${JSON.stringify(metadata.input_shape)})`;
+    $("predict-input").placeholder = Array(Math.min(size, 64)).fill("0").join(", ") +
+      (size > 64 ? ", …" : "");
+    $("predict-label").textContent = "";
+    $("predict-probabilities").replaceChildren();
+    showError("predict-error", null);
+  }
+
+  function reshape(flat, shape) {
+    if (shape.length === 1) return flat;
+    const step = flat.length / shape[0];
+    return Array.from({ length: shape[0] }, (_, index) =>
+      reshape(flat.slice(index * step, (index + 1) * step), shape.slice(1)));
+  }
+
+  function parseSample(text, shape) {
+    const cells = text.split(/[\s,;\[\]]+/).filter(Boolean);
+    const values = cells.map(Number);
+    const bad = cells.find((cell, index) => !Number.isFinite(values[index]));
+    if (bad !== undefined) throw new Error(`Not a number: ${JSON.stringify(bad)}`);
+    const size = shape.reduce((a, b) => a * b, 1);
+    if (values.length !== size) {
+      throw new Error(`The model takes ${size} numbers (shape ${JSON.stringify(shape)}). ` +
+        `Received: ${values.length}`);
+    }
+    return reshape(values, shape);
+  }
+
+  async function predict(event) {
+    event.preventDefault();
+    const name = state.model;
+    const metadata = state.metadata;
+    if (!name || !metadata) return;
+    const button = $("predict-submit");
+    button.disabled = true;
+    try {
+      const sample = parseSample($("predict-input").value, metadata.input_shape);
+      const { body, response } = await api(`/v1/models/${encodeURIComponent(name)}:predict`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", Accept: "application/json" },
+        body: JSON.stringify({ instances: [sample] }),
+      });
+      showPrediction(metadata, body, response.headers.get("Fitserve-Model-Version"));
+      showError("predict-error", null);
+    } catch (error) {
+      showError("predict-error", error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function showPrediction(metadata, body, version) {
+    const outputs = body.predictions[0];
+    const classes = metadata.classes || [];
+    const label = body.labels ? String(body.labels[0]) : outputs.map(number).join(", ");
+    const labelNode = $("predict-label");
+    labelNode.textContent = label;
+    labelNode.dataset.version = version || "";
+    let rows;
+    if (metadata.task === "binary") {
+      rows = [[classes[0], 1 - outputs[0]], [classes[1], outputs[0]]];
+    } else if (metadata.task === "categorical") {
+      rows = outputs.map((value, index) => [classes[index], value]);
+    } else {
+      rows = outputs.map((value, index) => [`output ${index}`, value]);
+    }
+    const probabilities = metadata.task !== "regression";
+    const best = Math.max(...rows.map(([, value]) => value));
+    $("predict-probabilities").replaceChildren(...rows.map(([name, value]) => {
+      const item = element("li", {
+        "data-testid": "probability", "data-class": String(name), "data-value": String(value),
+        class: probabilities && value === best ? "best" : "",
+      });
+      const track = element("span");
+      if (probabilities) {
+        const fill = element("span", { class: "fill" });
+        fill.style.display = "block";
+        fill.style.width = `${Math.round(value * 100)}%`;
+        track.append(fill);
+      }
+      item.append(element("span", {}, String(name)), track,
+        element("span", { class: "value" }, probabilities ? `${(value * 100).toFixed(1)}%` : number(value)));
+      return item;
+    }));
+  }
+
+  // ---- training form ------------------------------------------------------
+
+  async function loadDatasets() {
+    const { body } = await api("/v1/datasets");
+    const select = $("train-dataset");
+    const chosen = select.value;
+    const options = body.datasets.map((record) => {
+      const target = record.target || {};
+      const classes = (target.classes || []).length ? ` (${target.classes.length} classes)` : "";
+      return element("option", { value: record.id },
+        `${record.id.slice(0, 10)}… · ${record.rows} rows · x ${JSON.stringify(record.x_shape)} · ` +
+        `${target.kind || "?"}${classes}`);
+    });
+    select.replaceChildren(element("option", { value: "" }, "(upload a file below)"), ...options);
+    select.value = body.datasets.some((record) => record.id === chosen) ? chosen : "";
+  }
+
+  async function submitTraining(event) {
+    event.preventDefault();
+    const button = $("train-submit");
+    button.disabled = true;
+    $("train-result").textContent = "";
+    showError("train-error", null);
+    try {
+      let parsed;
+      try {
+        parsed = JSON.parse($("train-spec").value);
+      } catch (error) {
+        throw new Error(`The spec is not valid JSON: ${error.message}`);
+      }
+      // A {"model", "spec"} file (as in examples/) or a bare spec.
+      const spec = parsed.spec && !parsed.layers ? parsed.spec : parsed;
+      const model = $("train-model").value.trim() || parsed.model || "";
+      const file = $("train-file").files[0];
+      const dataset = $("train-dataset").value;
+      let options;
+      if (file) {
+        const form = new FormData();
+        form.append("spec", JSON.stringify({ model, spec }));
+        form.append("file", file, file.name);
+        options = { method: "POST", body: form };
+      } else if (dataset) {
+        options = {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify({ model, spec, dataset }),
+        };
+      } else {
+        throw new Error("Choose a stored dataset or a file to upload.");
+      }
+      const { body } = await api("/v1/jobs", options);
+      const result = $("train-result");
+      result.textContent = `Job ${body.id} queued for model ${body.model}.`;
+      result.dataset.jobId = body.id;
+      selectJob(body.id);
+      refreshJobs().catch(() => {});
+      if (file) loadDatasets().catch(() => {});
+    } catch (error) {
+      showError("train-error", error);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---- start --------------------------------------------------------------
+
+  function keyFromFragment() {
+    const match = /(?:^#|&)key=([^&]*)/.exec(location.hash);
+    if (!match) return;
+    state.key = decodeURIComponent(match[1]);
+    localStorage.setItem(KEY_STORAGE, state.key);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+
+  function refreshAll() {
+    if (!state.key) return setConnection("no-key", "No key");
+    for (const load of [refreshJobs, loadModels, loadDatasets]) {
+      load().catch((error) => console.warn(error));
+    }
+  }
+
+  function every(milliseconds, work) {
+    const tick = async () => {
+      if (state.key && !document.hidden) await work().catch((error) => console.warn(error));
+      setTimeout(tick, milliseconds);
+    };
+    setTimeout(tick, milliseconds);
+  }
+
+  function start() {
+    keyFromFragment();
+    $("api-key").value = state.key;
+    $("train-spec").value = JSON.stringify(EXAMPLE_SPEC, null, 2);
+    $("key-form").addEventListener("submit", (event) => {
+      event.preventDefault();
+      state.key = $("api-key").value.trim();
+      localStorage.setItem(KEY_STORAGE, state.key);
+      refreshAll();
+      if (state.jobId) selectJob(state.jobId);
+    });
+    $("models-refresh").addEventListener("click", () => loadModels().catch(() => {}));
+    $("predict-form").addEventListener("submit", predict);
+    $("train-form").addEventListener("submit", submitTraining);
+    $("job-cancel").addEventListener("click", cancelJob);
+    refreshAll();
+    every(JOBS_EVERY_MS, refreshJobs);
+    every(MODELS_EVERY_MS, loadModels);
+  }
+
+  start();
+})();

@@ -1,0 +1,215 @@
+"""The dashboard at `/` in a real browser (Debian's Chromium, headless, driven by
+Selenium through Debian's chromedriver) against the live API and worker.
+
+The page trains a model through its form, follows the job's event stream until
+the progress bar is full and the loss curve has a point per epoch, then
+predicts one sample through its form and shows the decoded class. A screenshot
+of the whole page is left in $FITSERVE_ARTIFACTS_DIR (default: test-artifacts/
+in the repository).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options as ChromeOptions
+from selenium.webdriver.chrome.service import Service as ChromeService
+from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.select import Select
+from selenium.webdriver.support.ui import WebDriverWait
+from sklearn.datasets import load_iris
+
+from tests.conftest import API_KEY
+from tests.e2e.conftest import Live
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+REPOSITORY = Path(__file__).parents[2]
+ARTIFACTS = Path(os.environ.get("FITSERVE_ARTIFACTS_DIR") or REPOSITORY / "test-artifacts")
+MODEL = "dashboard-iris"
+EPOCHS = 50
+# Iris repeated, one sample per batch: on this 2-core machine the worker takes
+# ~2 s to start the job and ~1 s to fit it, so the page, following the job
+# from when it is queued, reads the epochs off the stream in several parts.
+REPEAT = 60
+SPEC: dict[str, Any] = {
+    "input_shape": [4],
+    "layers": [
+        {"type": "dense", "units": 16, "activation": "relu"},
+        {"type": "dense", "units": 3, "activation": "softmax"},
+    ],
+    "compile": {"loss": "categorical_crossentropy", "optimizer": "adam", "metrics": ["accuracy"]},
+    "fit": {"epochs": EPOCHS, "batch_size": 1, "validation_split": 0.2},
+    "seed": 5,
+}
+SETOSA = [5.1, 3.5, 1.4, 0.2]
+WAIT_S = 180.0
+FINAL_STATES = ("succeeded", "failed", "cancelled")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[WebDriver]:
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not Path(path).is_file()]
+    if missing:
+        pytest.fail(
+            f"The dashboard test needs Debian's Chromium and its driver; missing: {missing}. "
+            "Install them with `apt-get install -y chromium chromium-driver` (.ci/run does).",
+            pytrace=False,
+        )
+    options = ChromeOptions()
+    options.binary_location = CHROMIUM
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                     "--disable-gpu", "--window-size=1400,1000"):  # fmt: skip
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    # An explicit driver path: Selenium Manager (which downloads drivers) never runs.
+    driver = webdriver.Chrome(options=options, service=ChromeService(CHROMEDRIVER))
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def test_dashboard_trains_follows_and_predicts(live: Live, browser: WebDriver) -> None:
+    for path in ("/", "/static/dashboard.js", "/static/dashboard.css"):
+        assert requests.get(live.url(path), timeout=10).status_code == 200, path  # no key
+    dataset, classes = upload_iris(live)
+    open_with_key(browser, live, dataset)
+
+    job_id = train_through_the_form(browser, dataset)
+    progress_seen = follow_to_the_end(browser, job_id)
+    curves = by_id(browser, "curves")
+    history = curves.get_attribute("data-point-history") or "0"
+    counts = [int(count) for count in history.split(",")]
+    # Drawn as the epochs arrived: the point count only grew, up to one per epoch.
+    assert counts == sorted(set(counts)) and counts[-1] == EPOCHS and len(counts) >= 2, counts
+    assert int(curves.get_attribute("data-epoch-events") or 0) >= 1
+    loss = browser.find_element(By.CSS_SELECTOR, '[data-testid="chart-loss"]')
+    drawn = {line.get_attribute("data-testid"): line.get_attribute("data-points")
+             for line in loss.find_elements(By.CSS_SELECTOR, "polyline")}  # fmt: skip
+    assert drawn == {"series-train": str(EPOCHS), "series-val": str(EPOCHS)}
+    assert browser.find_elements(By.CSS_SELECTOR, '[data-testid="chart-accuracy"]')
+    row = f'tr[data-job-id="{job_id}"][data-state="succeeded"] [role="progressbar"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the job listed as done")
+    assert browser.find_element(By.CSS_SELECTOR, row).get_attribute("aria-valuenow") == "100"
+
+    label, probabilities = predict_through_the_form(browser, SETOSA)
+    assert label in classes, (label, classes)
+    assert list(probabilities) == classes
+    assert math.isclose(sum(probabilities.values()), 1.0, abs_tol=1e-3)
+    assert max(probabilities, key=lambda name: probabilities[name]) == label
+    api = live.http.post(live.url(f"/v1/models/{MODEL}:predict"), json={"instances": [SETOSA]})
+    assert api.json()["labels"] == [label]
+
+    screenshot = save_screenshot(browser)
+    print(f"dashboard screenshot: {screenshot}; progress bar seen at {progress_seen} %")
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
+
+
+def upload_iris(live: Live) -> tuple[str, list[str]]:
+    iris = load_iris()
+    names = [str(name) for name in iris.target_names]
+    body = {
+        "x": iris.data.tolist() * REPEAT,
+        "y": [names[index] for index in iris.target] * REPEAT,
+    }
+    response = live.http.post(live.url("/v1/datasets"), json=body)
+    assert response.status_code in (200, 201), response.text
+    return str(response.json()["id"]), names
+
+
+def open_with_key(browser: WebDriver, live: Live, dataset: str) -> None:
+    browser.get(live.url("/"))
+    by_id(browser, "api-key").send_keys(API_KEY)
+    by_id(browser, "save-key").click()
+    connection = by_id(browser, "connection")
+    wait_for(browser, lambda _: connection.get_attribute("data-state") == "ok", "the API answering")
+    option = f'#train-dataset option[value="{dataset}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, option), "the dataset listed")
+
+
+def train_through_the_form(browser: WebDriver, dataset: str) -> str:
+    """Submit the job; the page selects it and follows its events."""
+    by_id(browser, "train-model").send_keys(MODEL)
+    Select(by_id(browser, "train-dataset")).select_by_value(dataset)
+    spec = by_id(browser, "train-spec")
+    browser.execute_script("arguments[0].value = arguments[1]", spec, json.dumps(SPEC, indent=2))
+    by_id(browser, "train-submit").click()
+    result = by_id(browser, "train-result")
+    job_id = wait_for(browser, lambda _: result.get_attribute("data-job-id"), "the job accepted")
+    assert by_id(browser, "train-error").get_attribute("hidden") is not None
+    assert by_id(browser, "job-detail").get_attribute("data-job-id") == job_id
+    return str(job_id)
+
+
+def follow_to_the_end(browser: WebDriver, job_id: str) -> list[str]:
+    """Wait for the job's final state, noting each value its progress bar showed."""
+    detail, bar = by_id(browser, "job-detail"), by_id(browser, "job-progress")
+    seen: list[str] = []
+    deadline = time.monotonic() + WAIT_S
+    while detail.get_attribute("data-state") not in FINAL_STATES:
+        assert time.monotonic() < deadline, f"job {job_id} not done in {WAIT_S} s: {seen}"
+        value = bar.get_attribute("aria-valuenow") or ""
+        if not seen or seen[-1] != value:
+            seen.append(value)
+        time.sleep(0.1)
+    assert detail.get_attribute("data-state") == "succeeded", by_id(browser, "job-error").text
+    curves = by_id(browser, "curves")
+    wait_for(browser, lambda _: curves.get_attribute("data-points") == str(EPOCHS), "every epoch")
+    assert bar.get_attribute("aria-valuenow") == "100"
+    assert f"epoch {EPOCHS}/{EPOCHS}" in by_id(browser, "job-progress-text").text
+    return seen
+
+
+def predict_through_the_form(
+    browser: WebDriver, sample: list[float]
+) -> tuple[str, dict[str, float]]:
+    """Select the model, predict `sample`: the label shown and each class's probability."""
+    model_row = f'li[data-testid="model-row"][data-model="{MODEL}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, model_row), "the model listed")
+    browser.find_element(By.CSS_SELECTOR, model_row).click()
+    detail = by_id(browser, "model-detail")
+    wait_for(browser, lambda _: detail.get_attribute("data-model") == MODEL, "its metadata")
+    assert detail.get_attribute("data-version") == "1"
+    by_id(browser, "predict-input").send_keys(", ".join(map(str, sample)))
+    by_id(browser, "predict-submit").click()
+    label = wait_for(browser, lambda d: by_id(d, "predict-label").text, "a predicted label")
+    bars = browser.find_elements(By.CSS_SELECTOR, '[data-testid="probability"]')
+    probabilities = {str(bar.get_attribute("data-class")): float(bar.get_attribute("data-value")
+                     or "nan") for bar in bars}  # fmt: skip
+    return str(label), probabilities
+
+
+def save_screenshot(browser: WebDriver) -> Path:
+    """The whole page, not only the window: the viewport stretched to its height."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    browser.execute_script("window.scrollTo(0, 0)")
+    height = int(browser.execute_script("return document.documentElement.scrollHeight"))
+    browser.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": 1400, "height": height, "deviceScaleFactor": 1, "mobile": False},
+    )
+    path = ARTIFACTS / "dashboard.png"
+    assert browser.save_screenshot(str(path)), path
+    return path
+
+
+def wait_for(browser: WebDriver, condition: Callable[[WebDriver], Any], what: str) -> Any:
+    return WebDriverWait(browser, WAIT_S, poll_frequency=0.1).until(condition, f"waiting: {what}")
+
+
+def by_id(browser: WebDriver, element_id: str) -> WebElement:
+    return browser.find_element(By.ID, element_id)
