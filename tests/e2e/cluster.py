@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import requests
 
 from models.settings import Settings
@@ -19,6 +20,26 @@ from tests.live import Service, api_answers, free_port, settings_environment, wo
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 LEASE_S = 3.0
+
+# A job slow enough to be caught mid-way: a wide network, a small batch, so
+# one epoch takes most of a second here.
+SLOW_X = np.random.default_rng(0).normal(size=(4000, 16)).round(4)
+SLOW_Y = SLOW_X @ np.random.default_rng(1).normal(size=16)
+SLOW_DATASET = {"x": SLOW_X.tolist(), "y": SLOW_Y.tolist()}
+
+
+def slow_spec(**fit: Any) -> dict[str, Any]:
+    return {
+        "input_shape": [16],
+        "layers": [
+            {"type": "dense", "units": 1024, "activation": "relu"},
+            {"type": "dense", "units": 1024, "activation": "relu"},
+            {"type": "dense", "units": 1},
+        ],  # fmt: skip
+        "compile": {"loss": "mse", "optimizer": "adam"},
+        "fit": {"epochs": 10, "batch_size": 4, "shuffle": True, **fit},
+        "seed": 5,
+    }
 
 
 class Cluster:

@@ -20,22 +20,10 @@ from celery import Celery
 from models.checkpoints import CheckpointStore
 from service.client import ApiError, Client
 from tests.conftest import API_KEY, forget_redis_state, isolated_settings
-from tests.e2e.cluster import Cluster
+from tests.e2e.cluster import SLOW_DATASET, SLOW_X, Cluster, slow_spec
 from worker.celery_app import TRAIN_TASK
 
-X = np.random.default_rng(0).normal(size=(4000, 16)).round(4)
-Y = X @ np.random.default_rng(1).normal(size=16)
-SLOW_SPEC = {
-    "input_shape": [16],
-    "layers": [
-        {"type": "dense", "units": 1024, "activation": "relu"},
-        {"type": "dense", "units": 1024, "activation": "relu"},
-        {"type": "dense", "units": 1},
-    ],  # fmt: skip
-    "compile": {"loss": "mse", "optimizer": "adam"},
-    "fit": {"epochs": 10, "batch_size": 4, "shuffle": True},
-    "seed": 5,
-}
+X = SLOW_X
 MAX_ATTEMPTS = 3
 
 
@@ -46,7 +34,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     cluster = Cluster(settings, folder, FITSERVE_JOBS__MAX_ATTEMPTS=str(MAX_ATTEMPTS))
     try:
         cluster.start_api()
-        cluster.dataset = cluster.upload({"x": X.tolist(), "y": Y.tolist()})
+        cluster.dataset = cluster.upload(SLOW_DATASET)
         yield cluster
     finally:
         cluster.stop()
@@ -63,7 +51,7 @@ def workers(cluster: Cluster) -> Iterator[Cluster]:
 
 
 def spec(**fit: Any) -> dict[str, Any]:
-    return {**SLOW_SPEC, "fit": {**SLOW_SPEC["fit"], **fit}}
+    return slow_spec(**fit)
 
 
 def checkpoints(cluster: Cluster) -> list[str]:

@@ -9,28 +9,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 import redis
 
 from tests.conftest import isolated_settings
-from tests.e2e.cluster import Cluster
+from tests.e2e.cluster import SLOW_DATASET, SLOW_X, Cluster, slow_spec
 from tests.live import Service, free_port
 
-X = np.random.default_rng(3).normal(size=(4000, 16)).round(4)
-Y = X @ np.random.default_rng(4).normal(size=16)
-SPEC = {
-    "input_shape": [16],
-    "layers": [
-        {"type": "dense", "units": 1024, "activation": "relu"},
-        {"type": "dense", "units": 1024, "activation": "relu"},
-        {"type": "dense", "units": 1},
-    ],  # fmt: skip
-    "compile": {"loss": "mse", "optimizer": "adam"},
-    "fit": {"epochs": 14, "batch_size": 4},  # longer than the outage
-    "seed": 2,
-}
-QUICK = {**SPEC, "fit": {"epochs": 1, "batch_size": 64}}
+X = SLOW_X
+SPEC = slow_spec(epochs=14, shuffle=False)  # longer than the outage
+QUICK = slow_spec(epochs=1, batch_size=64)
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
@@ -79,7 +67,7 @@ def outage(tmp_path: Path) -> Iterator[tuple[Cluster, OwnRedis]]:
 
 def test_service_rides_out_a_redis_crash(outage: tuple[Cluster, OwnRedis]) -> None:
     cluster, own = outage
-    dataset = cluster.upload({"x": X.tolist(), "y": Y.tolist()})
+    dataset = cluster.upload(SLOW_DATASET)
     served = cluster.wait_until_final(cluster.submit("served", QUICK, dataset)["id"])
     assert served["state"] == "succeeded", served["error"]
     instances = {"instances": X[:4].tolist()}
