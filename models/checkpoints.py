@@ -8,17 +8,18 @@ that was never interrupted. One `.npz` file per job, replaced atomically
 (write beside, then rename), so a crash while saving leaves the previous
 checkpoint whole.
 
-Saving costs a copy of every variable and a file write (about 3 ms for the
-small networks here, more than a whole epoch of some). So a job saves after
-an epoch only when training since its last save took at least twenty times
-what that save cost: at most about 5% of the time goes to checkpoints, every
-epoch is saved when epochs are slow, and a job that dies loses well under a
-second of fast epochs. The last epoch is always saved.
+Saving costs a copy of every variable (the file is written by a thread
+meanwhile). So a job saves after an epoch only when training since its last
+save took at least twenty times what that copy cost: at most about 5% of the
+time goes to checkpoints, every epoch is saved unless epochs take
+milliseconds, and a job that dies loses well under a second of fast epochs.
+The last epoch is always saved.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import threading
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 # The early-stopping attributes that carry from one epoch to the next.
@@ -50,7 +53,14 @@ class Checkpoint:
 
 
 class Checkpointer:
-    """Saves one job's checkpoints, when they are due (see above)."""
+    """Saves one job's checkpoints, when they are due (see above).
+
+    Training waits only for the copy of the values; the file is written by a
+    thread meanwhile. A checkpoint that arrives while one is being written
+    replaces any still waiting, so the newest is written next and none piles
+    up. The last one (and one asked for by a stopping worker) is written before
+    `offer` returns, after any still in flight, so nothing older lands on top.
+    """
 
     def __init__(
         self, store: CheckpointStore, job_id: str, share: float = 0.05,
@@ -63,16 +73,62 @@ class Checkpointer:
         self.force = force or threading.Event()
         self.saved = 0
         self._next = 0.0
+        self._writer = _LatestWriter(lambda checkpoint: store.save(job_id, checkpoint))
 
     def offer(self, make: Callable[[], Checkpoint], final: bool) -> None:
         """After an epoch: save `make()` if it is the last epoch or one is due."""
         started = time.monotonic()
-        if not final and started < self._next and not self.force.is_set():
+        urgent = final or self.force.is_set()
+        if not urgent and started < self._next:
             return
-        self.store.save(self.job_id, make())
+        checkpoint = make()
         self.saved += 1
+        if urgent:
+            self._writer.wait()
+            self.store.save(self.job_id, checkpoint)
+        else:
+            self._writer.submit(checkpoint)
         finished = time.monotonic()
         self._next = finished + (finished - started) / self.share
+
+    def wait(self) -> None:
+        """Until every checkpoint offered so far is on disk."""
+        self._writer.wait()
+
+
+class _LatestWriter:
+    """Writes items on a thread of its own, the newest first, dropping any
+    that a newer one replaced before its turn."""
+
+    def __init__(self, write: Callable[[Checkpoint], None]) -> None:
+        self._write = write
+        self._lock = threading.Lock()
+        self._waiting: Checkpoint | None = None
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def submit(self, item: Checkpoint) -> None:
+        with self._lock:
+            self._waiting = item
+            if not self._idle.is_set():
+                return  # the running thread takes it next
+            self._idle.clear()
+        threading.Thread(target=self._run, name="checkpoint-writer", daemon=True).start()
+
+    def wait(self) -> None:
+        self._idle.wait()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                item, self._waiting = self._waiting, None
+                if item is None:
+                    self._idle.set()
+                    return
+            try:
+                self._write(item)
+            except Exception:  # a lost checkpoint costs a resume some epochs, no more
+                log.exception("could not write a checkpoint")
 
 
 def capture(

@@ -195,10 +195,11 @@ def _train_and_publish(
         _record_restart(job, lease, resume.epoch if resume else 0, context)
     progress = JobProgress(context.jobs, job_id, spec.fit.epochs, lease,
                            resume.history if resume else None, context.stopping)  # fmt: skip
-    result = train(
-        spec, dataset, progress, resume=resume,
-        checkpoints=Checkpointer(context.checkpoints, job_id, force=context.stopping),
-    )  # fmt: skip
+    checkpointer = Checkpointer(context.checkpoints, job_id, force=context.stopping)
+    try:
+        result = train(spec, dataset, progress, resume=resume, checkpoints=checkpointer)
+    finally:
+        checkpointer.wait()  # none lands after the job ends (and its checkpoint is deleted)
     if context.jobs.cancel_requested(job_id):
         raise JobCancelled("The job was cancelled before its model was published.")
     lease.check()

@@ -72,9 +72,11 @@ def test_a_killed_worker_s_job_resumes_and_publishes_once(workers: Cluster) -> N
     assert resumed["attempts"] == 2
     (restart,) = resumed["restarts"]
     assert restart["lost_worker"] == running["worker"]
-    # From the last completed epoch: the epoch the record showed when the
-    # worker died (or the one before, if it died between the two writes).
-    assert at_death["progress"]["epoch"] - 1 <= restart["resumed_from_epoch"]
+    # From the last checkpoint on disk: the epoch the record showed when the
+    # worker died, or one or two before it when the worker died while that
+    # epoch's checkpoint was still being written (a thread writes it while
+    # training goes on; a newer one replaces any waiting for its turn).
+    assert at_death["progress"]["epoch"] - 2 <= restart["resumed_from_epoch"]
     assert restart["resumed_from_epoch"] <= at_death["progress"]["epoch"]
     assert resumed["resumed_from_epoch"] == restart["resumed_from_epoch"] >= 2
     assert len(resumed["history"]["loss"]) == 10

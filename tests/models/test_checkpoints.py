@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -157,11 +158,17 @@ def test_checkpointer_keeps_saves_to_a_small_share_of_the_time(tmp_path: Path) -
 
     def make() -> Checkpoint:
         made.append(1)
+        time.sleep(0.02)  # what copying a model's values costs
         return checkpoint
 
     checkpointer.offer(make, final=False)  # the first is always due
-    for _ in range(50):  # epochs far faster than twenty saves
+    for _ in range(50):  # epochs far faster than twenty copies
         checkpointer.offer(make, final=False)
     assert len(made) == 1  # not even built while not due
+    checkpointer.wait()  # written by a thread meanwhile
+    assert store.load(JOB) is not None
+    time.sleep(0.6)  # over twenty times the copy: due again
+    checkpointer.offer(make, final=False)
     checkpointer.offer(make, final=True)
-    assert len(made) == 2 and checkpointer.saved == 2 and store.load(JOB) is not None
+    assert len(made) == 3 and checkpointer.saved == 3
+    assert store.job_ids() == [JOB]
