@@ -187,7 +187,7 @@ class CheckpointStore:
         self.root = root
 
     def _path(self, job_id: str) -> Path:
-        if not JOB_ID.match(job_id):
+        if not JOB_ID.fullmatch(job_id):
             raise ValueError(f"Job ids are 32 hex digits. Received: {job_id!r}")
         return self.root / f"{job_id}.npz"
 
@@ -246,7 +246,7 @@ class CheckpointStore:
     def job_ids(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return [path.stem for path in self.root.glob("*.npz") if JOB_ID.match(path.stem)]
+        return [path.stem for path in self.root.glob("*.npz") if JOB_ID.fullmatch(path.stem)]
 
 
 def _early_stopping(callbacks: list[Any]) -> Any:

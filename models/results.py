@@ -40,6 +40,6 @@ class ResultStore:
             return stored["outputs"], labels
 
     def _path(self, job_id: str) -> Path:
-        if not JOB_ID.match(job_id):
+        if not JOB_ID.fullmatch(job_id):
             raise NotFound(f"No job with id {job_id!r}. Received: {job_id!r}")
         return self.root / f"{job_id}.npz"

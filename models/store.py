@@ -66,12 +66,12 @@ class ModelStore:
         return sorted(
             entry.name
             for entry in self.root.iterdir()
-            if MODEL_NAME.match(entry.name) and self.versions(entry.name)
+            if MODEL_NAME.fullmatch(entry.name) and self.versions(entry.name)
         )
 
     def versions(self, name: str) -> list[int]:
         folder = self.root / name
-        if not MODEL_NAME.match(name) or not folder.is_dir():
+        if not MODEL_NAME.fullmatch(name) or not folder.is_dir():
             return []
         return sorted(int(entry.name) for entry in folder.iterdir() if entry.name.isdigit())
 
@@ -141,7 +141,7 @@ def file_sha256(path: Path) -> str:
 
 def check_model_name(name: str) -> None:
     # The API refuses bad names with a 422 first; this guards the filesystem.
-    if not MODEL_NAME.match(name):
+    if not MODEL_NAME.fullmatch(name):
         raise ValueError(f"Model names match {MODEL_NAME.pattern}. Received: {name!r}")
 
 

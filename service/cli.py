@@ -106,7 +106,7 @@ def _train(arguments: argparse.Namespace) -> int:
     if not model:
         raise ApiError(0, "Name the model: --model NAME (the spec file has no 'model').")
     dataset = arguments.data
-    if not (DATASET_ID.match(dataset) and not Path(dataset).exists()):
+    if not (DATASET_ID.fullmatch(dataset) and not Path(dataset).exists()):
         record = client.upload(Path(dataset), arguments.target)
         console.print(f"dataset {record['id']}: {record['rows']} rows")
         dataset = record["id"]

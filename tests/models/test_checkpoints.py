@@ -144,7 +144,7 @@ def test_store_round_trip_replace_and_delete(tmp_path: Path) -> None:
     assert store.load(JOB) is None and store.job_ids() == []
 
 
-@pytest.mark.parametrize("job_id", ["../escape", "0123", "", "G" * 32, f"{JOB}/x"])
+@pytest.mark.parametrize("job_id", ["../escape", "0123", "", "G" * 32, f"{JOB}/x", f"{JOB}\n"])
 def test_store_refuses_names_that_are_not_job_ids(tmp_path: Path, job_id: str) -> None:
     with pytest.raises(ValueError, match="32 hex digits"):
         CheckpointStore(tmp_path).load(job_id)

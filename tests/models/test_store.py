@@ -164,7 +164,7 @@ def test_names_of_a_missing_root_is_empty(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name", ["../x", "..", "a/b", "/etc", "x/../../y", "", "UPPER", ".tmp-x", "a" * 65]
+    "name", ["../x", "..", "a/b", "/etc", "x/../../y", "", "UPPER", ".tmp-x", "a" * 65, "iris\n"]
 )
 def test_invalid_names_never_touch_the_filesystem(tmp_path, name):
     root = tmp_path / "store" / "models"
