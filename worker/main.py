@@ -8,6 +8,7 @@ device at a time is what a training host wants anyway.
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 import sys
@@ -36,6 +37,12 @@ def main(argv: list[str] | None = None) -> None:
 
     enable_compilation_cache(settings.data_dir / "cache" / "xla")
     warm_up()  # the first job should not pay for the backend's start-up
+    # Everything loaded so far (TensorFlow, JAX, Keras: millions of objects)
+    # lives as long as the process. Frozen, the collector stops walking it:
+    # the full collection after each job (and Keras' clear_session) takes
+    # ~1 ms instead of ~230 ms, a third of a small job's time.
+    gc.collect()
+    gc.freeze()
 
     gpus = detect_devices(keras.backend.backend())
     device = gpus[0] if gpus else "cpu"
