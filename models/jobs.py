@@ -47,33 +47,31 @@ return {1, current}
 """
 
 # KEYS: job hash, lease, running set. ARGV: token, lease ms, worker, device,
-# started_at (JSON). Returns {outcome, attempts so far, previous worker}.
+# started_at (JSON), max attempts. Returns {outcome, attempts, previous worker}.
+# A running job without a lease is taken over unless a cancel waits for it or it
+# has had its deliveries: those come back `orphaned`, for the caller to end.
 _CLAIM = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'missing', 0, 'null'} end
 local attempts = tonumber(redis.call('HGET', KEYS[1], 'attempts') or '0')
 local previous = redis.call('HGET', KEYS[1], 'worker') or 'null'
+local outcome = 'started'
 if state == '"running"' then
   if redis.call('EXISTS', KEYS[2]) == 1 then return {'busy', attempts, previous} end
-  return {'orphaned', attempts, previous}
+  if redis.call('HGET', KEYS[1], 'cancel_requested') == 'true'
+     or attempts >= tonumber(ARGV[6]) then
+    return {'orphaned', attempts, previous}
+  end
+  outcome = 'resumed'
+elseif state == '"queued"' then
+  redis.call('HSET', KEYS[1], 'state', '"running"', 'started_at', ARGV[5])
+  redis.call('SADD', KEYS[3], cjson.decode(redis.call('HGET', KEYS[1], 'id')))
+else
+  return {'finished', attempts, previous}
 end
-if state ~= '"queued"' then return {'finished', attempts, previous} end
-redis.call('HSET', KEYS[1], 'state', '"running"', 'worker', ARGV[3], 'device', ARGV[4],
-           'started_at', ARGV[5], 'attempts', attempts + 1)
+redis.call('HSET', KEYS[1], 'worker', ARGV[3], 'device', ARGV[4], 'attempts', attempts + 1)
 redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-redis.call('SADD', KEYS[3], cjson.decode(redis.call('HGET', KEYS[1], 'id')))
-return {'started', attempts + 1, previous}
-"""
-
-# KEYS: job hash, lease, running set. Takes over a running job whose lease
-# has lapsed. ARGV as for _CLAIM.
-_TAKE_OVER = """
-if redis.call('HGET', KEYS[1], 'state') ~= '"running"' then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'worker', ARGV[3], 'device', ARGV[4])
-redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
-return 1
+return {outcome, attempts + 1, previous}
 """
 
 # KEYS: lease. ARGV: token, lease ms (0 releases it).
@@ -123,7 +121,6 @@ class JobStore:
         self.prefix = prefix
         self._transition = client.register_script(_TRANSITION)
         self._claim = client.register_script(_CLAIM)
-        self._take_over = client.register_script(_TAKE_OVER)
         self._renew = client.register_script(_RENEW)
         self._cancel_idle = client.register_script(_CANCEL_IDLE)
 
@@ -168,6 +165,12 @@ class JobStore:
         if not raw:
             raise NotFound(f"No job with id {job_id!r}. Received: {job_id!r}")
         return _decode(raw)
+
+    def fields(self, job_id: str, *names: str) -> dict[str, Any]:
+        """Some fields of a job, without reading the rest (a long history)."""
+        values = self.redis.hmget(self._key(job_id), list(names))
+        return {name: None if value is None else json.loads(value)
+                for name, value in zip(names, values, strict=True)}  # fmt: skip
 
     def list(
         self, state: str | None = None, model: str | None = None, offset: int = 0, limit: int = 50
@@ -225,36 +228,28 @@ class JobStore:
         keys = [self._key(job_id), self._lease(job_id), self._running]
         arguments: list[str | int] = [
             token, int(lease_s * 1000), json.dumps(worker), json.dumps(device),
-            json.dumps(utc_now()),
+            json.dumps(utc_now()), max_attempts,
         ]  # fmt: skip
         found, count, before = self._claim(keys=keys, args=arguments)
         outcome, attempts, previous = _text(found), int(count), json.loads(_text(before))
-        if outcome == "orphaned":
-            outcome = self._recover(job_id, keys, arguments, attempts, previous, max_attempts)
-            attempts += outcome == "resumed"
+        if outcome == "orphaned":  # its worker died, and it must not run again
+            outcome = self._end_orphan(job_id, attempts, previous)
         return Claim(cast(ClaimOutcome, outcome), token, attempts, previous)
 
-    def _recover(
-        self, job_id: str, keys: Sequence[str], arguments: Sequence[str | int], attempts: int,
-        previous: str | None, max_attempts: int,
-    ) -> str:  # fmt: skip
+    def _end_orphan(self, job_id: str, attempts: int, previous: str | None) -> str:
         if self.cancel_requested(job_id):
             moved = self.transition(job_id, "cancelled", ("running",), finished_at=utc_now())
             return "cancelled" if moved else "finished"
-        if attempts >= max_attempts:
-            error = {
-                "code": "worker_lost",
-                "message": (
-                    f"Gave up after {attempts} deliveries: each time, the worker running this "
-                    f"job stopped before it finished (the last was {previous}). The job may "
-                    "crash its worker, e.g. by running out of memory."
-                ),
-            }
-            moved = self.transition(
-                job_id, "failed", ("running",), finished_at=utc_now(), error=error
-            )
-            return "gave_up" if moved else "finished"
-        return "resumed" if self._take_over(keys=keys, args=arguments) else "busy"
+        error = {
+            "code": "worker_lost",
+            "message": (
+                f"Gave up after {attempts} deliveries: each time, the worker running this "
+                f"job stopped before it finished (the last was {previous}). The job may "
+                "crash its worker, e.g. by running out of memory."
+            ),
+        }
+        moved = self.transition(job_id, "failed", ("running",), finished_at=utc_now(), error=error)
+        return "gave_up" if moved else "finished"
 
     def renew(self, job_id: str, token: str, lease_s: float) -> bool:
         """Extend the lease; False when it is no longer ours (it lapsed and

@@ -143,7 +143,8 @@ def _fit(
         restore_callbacks(model, resume, callbacks)
         finish.on_train_end()
         return curves
-    history = model.fit(
+    # The checkpoint callback keeps the curves, the resumed epochs' included.
+    model.fit(
         x,
         y,
         epochs=spec.fit.epochs,
@@ -159,7 +160,6 @@ def _fit(
         ],
         verbose=0,
     )
-    del history  # the checkpoint callback kept the curves, resumed epochs included
     return curves
 
 

@@ -26,11 +26,11 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from models.jobs import FINAL_STATES, STATES
 from service.client import ApiError, Client, Event
 
 DATASET_ID = re.compile(r"^[0-9a-f]{24}$")
 PREDICT_TYPES = {".csv": "text/csv", ".json": "application/json", ".npy": "application/x-npy"}
-FINAL_STATES = ("succeeded", "failed", "cancelled")
 
 console = Console(stderr=True)  # progress and messages; results go to stdout
 out = Console()
@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     watch = command("watch", _watch, "Follow a job until it ends.")
     watch.add_argument("job")
     jobs = command("jobs", _jobs, "List jobs, newest first.")
-    jobs.add_argument("--state", choices=["queued", "running", *FINAL_STATES])
+    jobs.add_argument("--state", choices=STATES)
     jobs.add_argument("--model")
     jobs.add_argument("--limit", type=int, default=20)
     command("models", _models, "List models and their versions.")

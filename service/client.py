@@ -14,9 +14,9 @@ from typing import Any
 
 import requests
 
+from models.datasets import media_type_for_filename
+
 DEFAULT_URL = "http://127.0.0.1:8000"
-MEDIA_TYPES = {".csv": "text/csv", ".json": "application/json", ".npz": "application/x-npz",
-               ".npy": "application/x-npy"}  # fmt: skip
 
 
 class ApiError(Exception):
@@ -58,7 +58,7 @@ class Client:
         return self.request(method, path, **arguments).json()
 
     def upload(self, path: Path, target: str | None = None) -> dict[str, Any]:
-        media_type = MEDIA_TYPES.get(path.suffix.lower())
+        media_type = media_type_for_filename(path.name)
         if media_type is None:
             raise ApiError(0, f"Datasets are .csv, .json or .npz files. Received: {str(path)!r}")
         params = {"target": target} if target else None

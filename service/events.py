@@ -1,8 +1,8 @@
 """Server-Sent Events for one job: what `GET /v1/jobs/{id}/events` streams.
 
-The stream follows the job record in Redis (read a few times a second, and
-the history only when an epoch has passed), so it needs nothing from the
-worker and survives either side restarting. Events:
+The stream follows the job record in Redis (its state and progress read a
+few times a second, the whole record only when one of them has changed), so
+it needs nothing from the worker and survives either side restarting. Events:
 
 - `snapshot`: the whole job record, first, so a late subscriber has the curves so far;
 - `epoch` (id = the epoch number): `{epoch, epochs, fraction, eta_s, logs}`, one per
@@ -42,22 +42,25 @@ def _stream(jobs: JobStore, job: dict[str, Any], max_seconds: float) -> Iterator
         return
     deadline = time.monotonic() + max_seconds
     quiet_since = time.monotonic()
+    seen = {"state": state, "progress": job["progress"]}
     while time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
+        latest = jobs.fields(job_id, "state", "progress")
+        if latest == seen:
+            if time.monotonic() - quiet_since > KEEP_ALIVE_SECONDS:
+                yield ": keep-alive\n\n"
+                quiet_since = time.monotonic()
+            continue
+        seen, quiet_since = latest, time.monotonic()
         current = jobs.get(job_id)
         for epoch in range(epochs_seen + 1, _epochs(current) + 1):
             yield _event("epoch", _epoch(current, epoch), event_id=str(epoch))
-            quiet_since = time.monotonic()
         epochs_seen = max(epochs_seen, _epochs(current))
         if current["state"] != state:
             state = current["state"]
             yield _event("state", {name: current[name] for name in STATE_FIELDS})
-            quiet_since = time.monotonic()
             if state in FINAL_STATES:
                 return
-        if time.monotonic() - quiet_since > KEEP_ALIVE_SECONDS:
-            yield ": keep-alive\n\n"
-            quiet_since = time.monotonic()
 
 
 def _epochs(job: dict[str, Any]) -> int:

@@ -13,9 +13,8 @@ from service.bodies import parse_json, request_body
 from service.context import services
 from service.metrics import count_predictions
 from service.render import render_predictions
-from service.routes.jobs import dataset_record
+from service.routes.jobs import dataset_record, submit
 from service.schemas import BatchPredictRequest
-from worker.celery_app import PREDICT_TASK, queue_for
 
 blueprint = Blueprint("models", __name__, url_prefix="/v1/models")
 
@@ -115,8 +114,7 @@ def batch_predict(name: str, version: int | None = None) -> tuple[Response, int,
         )
         raise SpecDatasetMismatch(message, details=[problem(["dataset"], message)])
     job = parts.jobs.create("predict", name, record["id"], version=resolved)
-    queue = queue_for(parts.settings, "auto", parts.workers.gpu_online())
-    parts.celery.send_task(PREDICT_TASK, args=[job["id"]], queue=queue)
+    submit(job)
     return jsonify(job), 202, {"Location": url_for("jobs.show", job_id=job["id"])}
 
 
