@@ -176,7 +176,10 @@ def _hand_back(job: dict[str, Any], context: WorkerContext) -> dict[str, Any]:
 
 def _already_published(job: dict[str, Any], context: WorkerContext) -> dict[str, Any] | None:
     """The result of a job whose worker published its version and died
-    before it could say so."""
+    before it could say so. Only a job delivered before can have one: a first
+    delivery does not read every version's metadata to find out."""
+    if job["attempts"] <= 1:
+        return None
     version = context.models.version_published_by(job["model"], job["id"])
     if version is None:
         return None
