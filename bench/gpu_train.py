@@ -2,9 +2,12 @@
 
 For the seed MNIST MLP (784-512-10) and a wide MLP (784-4096-4096-10), on
 synthetic rows, batch 128: samples/s of `models.training.train` (fused, JAX)
-on each device, and of plain Keras `fit` with `steps_per_execution=32` on the
-GPU as the in-run peer. Each measurement runs in its own process, so the CPU
-run cannot touch the GPU (JAX_PLATFORMS=cpu). Run by bench/gpu.sh.
+on each device (and on the GPU with the spec's `precision: mixed_bfloat16`),
+and of plain Keras `fit` with `steps_per_execution=32` on the GPU as the in-run
+peer. Each measurement runs in its own process, so the CPU run cannot touch
+the GPU (JAX_PLATFORMS=cpu). A service run trains twice, as a worker would two
+jobs, and reports the device memory in use after each job's clean-up (what
+the worker's `gc.collect` hands back) beside the peak. Run by bench/gpu.sh.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NETWORKS = {"seed MNIST MLP": [512], "wide MLP": [4096, 4096]}
 
 
-def spec_for(hidden: list[int], epochs: int) -> dict:
+def spec_for(hidden: list[int], epochs: int, precision: str = "float32") -> dict:
     return {
         "input_shape": [784],
         "layers": [*({"type": "dense", "units": units, "activation": "relu"} for units in hidden),
@@ -29,12 +32,15 @@ def spec_for(hidden: list[int], epochs: int) -> dict:
                     "metrics": ["accuracy"]},
         "fit": {"epochs": epochs, "batch_size": 128},
         "seed": 1,
+        "precision": precision,
     }  # fmt: skip
 
 
 def measure(network: str, mode: str, rows: int, epochs: int) -> dict:
     """In this process: train and time; returns samples/s overall and after epoch 1."""
     sys.path[:0] = [str(ROOT)]
+    import gc
+
     import jax
     import keras
     import numpy as np
@@ -42,13 +48,15 @@ def measure(network: str, mode: str, rows: int, epochs: int) -> dict:
     from models.builder import build_model
     from models.datasets import Dataset
     from models.spec import ModelSpec
-    from models.training import train
+    from models.training import SilentObserver, train
 
     generator = np.random.default_rng(0)
     x = generator.random((rows, 784), dtype=np.float32)
     y = generator.integers(0, 10, rows)
-    spec = ModelSpec.model_validate(spec_for(NETWORKS[network], epochs))
+    precision = "mixed_bfloat16" if "mixed" in mode else "float32"
+    spec = ModelSpec.model_validate(spec_for(NETWORKS[network], epochs, precision))
     stamps: list[float] = []
+    memory: list[str] = []
 
     class Clock:
         def on_epoch_end(self, epoch: int, logs: dict) -> None:
@@ -69,12 +77,28 @@ def measure(network: str, mode: str, rows: int, epochs: int) -> dict:
         model.fit(x, np.eye(10, dtype="float32")[y], epochs=epochs, batch_size=128, verbose=0,
                   callbacks=[callback])  # fmt: skip
     else:
+        # A second job (where the device reports its memory: GPUs do, CPUs
+        # do not) shows what the first left behind.
+        jobs = 2 if jax.devices()[0].memory_stats() else 1
         started = time.perf_counter()
-        train(spec, Dataset(x, y), Clock(), fused=True)
-    total = stamps[-1] - started
+        for job in range(jobs):
+            train(spec, Dataset(x, y), Clock() if job == 0 else SilentObserver(), fused=True)
+            keras.backend.clear_session()  # as the worker ends a job
+            gc.collect()
+            memory.append(_memory_in_use(jax.devices()[0]))
+    total = stamps[-1] - started  # the first job's
     steady = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
     return {"device": str(jax.devices()[0]), "samples_per_s": rows * epochs / total,
-            "steady_samples_per_s": rows / steady}  # fmt: skip
+            "steady_samples_per_s": rows / steady, "memory": " / ".join(memory)}  # fmt: skip
+
+
+def _memory_in_use(device: object) -> str:
+    """Device memory in use now, and the peak, in MiB (GPUs report it; CPUs do not)."""
+    stats = device.memory_stats() or {}  # type: ignore[attr-defined]
+    if "bytes_in_use" not in stats:
+        return "n/a"
+    in_use, peak = stats["bytes_in_use"] / 2**20, stats.get("peak_bytes_in_use", 0) / 2**20
+    return f"{in_use:,.0f} of peak {peak:,.0f} MiB"
 
 
 def main() -> None:
@@ -83,10 +107,12 @@ def main() -> None:
         print(json.dumps(measure(sys.argv[1], sys.argv[2], rows, epochs)))
         return
     print(f"{rows} synthetic rows, batch 128, {epochs} epochs; samples/s overall "
-          f"(compilation included) and after the first epoch")  # fmt: skip
+          f"(compilation included) and after the first epoch; device memory in use after "
+          f"job 1 / job 2 (a worker runs jobs back to back)")  # fmt: skip
     for network in NETWORKS:
         results = {}
-        for mode, platform in (("service, GPU", ""), ("service, host CPUs", "cpu"),
+        for mode, platform in (("service, GPU", ""), ("service, GPU, mixed_bfloat16", ""),
+                               ("service, host CPUs", "cpu"),
                                ("plain fit, steps_per_execution=32", "")):  # fmt: skip
             environment = {**os.environ, "KERAS_BACKEND": "jax"}
             if platform:
@@ -98,13 +124,15 @@ def main() -> None:
             print(
                 f"  {network:16} {mode:36} {result['device']:>10} "
                 f"{result['samples_per_s']:12,.0f} {result['steady_samples_per_s']:12,.0f}"
+                + (f"   memory {result['memory']}" if result.get("memory") else "")
             )
         gpu, cpu = (results[mode]["steady_samples_per_s"]
                     for mode in ("service, GPU", "service, host CPUs"))  # fmt: skip
         peer = results["plain fit, steps_per_execution=32"]["steady_samples_per_s"]
+        mixed = results["service, GPU, mixed_bfloat16"]["steady_samples_per_s"]
         print(
             f"  {network}: GPU / CPU {gpu / cpu:.1f}x (target >= 10x for the wide MLP); "
-            f"GPU / plain fit spe=32 {gpu / peer:.2f}x"
+            f"GPU / plain fit spe=32 {gpu / peer:.2f}x; mixed_bfloat16 / float32 {mixed / gpu:.2f}x"
         )
 
 
