@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from models.backend import FULL_OPTIMIZATION
 from models.checkpoints import Checkpoint, capture, restore_callbacks
 from models.errors import JobCancelled
 from models.spec import ModelSpec
@@ -95,7 +96,10 @@ def fit_fused(
         totals = _accumulate(_zero_totals(metrics), loss * size, size, metrics, y_val, y_pred)
         return _results(totals, metrics, size)
 
-    run_epoch, run_evaluate = jax.jit(epoch), jax.jit(evaluate)
+    # Fully optimized whatever the process default (models.backend): these
+    # run every epoch, unlike the eager ops of the model's set-up.
+    run_epoch = jax.jit(epoch, compiler_options=FULL_OPTIMIZATION)
+    run_evaluate = jax.jit(evaluate, compiler_options=FULL_OPTIMIZATION)
     state = (
         [variable.value for variable in model.trainable_variables],
         [variable.value for variable in model.non_trainable_variables],

@@ -31,7 +31,7 @@ from worker.tasks import register_tasks
 
 def main(argv: list[str] | None = None) -> None:
     settings = Settings()
-    configure_backend(settings.keras_backend)
+    configure_backend(settings.keras_backend, quick_eager_compiles=True)
     configure_logging(settings.log_format)
     import keras  # once, here: every job in this process reuses it
 
