@@ -55,3 +55,6 @@ def enable_compilation_cache(directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(directory))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    # Programs depend on shapes only (a few hundred KB each), but every new
+    # network or dataset size adds one: least recently used go past 1 GiB.
+    jax.config.update("jax_compilation_cache_max_size", 1 << 30)

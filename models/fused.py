@@ -73,7 +73,11 @@ def fit_fused(
         totals = _accumulate(totals, loss * size, size, metrics, y_batch, y_pred)
         return (trainable, non_trainable, optimizer_state, totals), None
 
-    def epoch(state: Any, key: Any) -> Any:
+    # The data goes in as arguments, not closed over: a closed-over array is
+    # baked into the program as a constant, so every dataset (even one of the
+    # same shape) was a new program to compile and to keep in the compilation
+    # cache, and compiling grew with the data (MNIST's rows: 188 MB of HLO).
+    def epoch(state: Any, key: Any, x_train: Any, y_train: Any) -> Any:
         order = jax.random.permutation(key, split) if spec.fit.shuffle else jnp.arange(split)
         xs, ys = x_train[order], y_train[order]
         state = (*state, _zero_totals(metrics))
@@ -87,7 +91,7 @@ def fit_fused(
         *weights, totals = state
         return tuple(weights), _results(totals, metrics, split)
 
-    def evaluate(trainable: Any, non_trainable: Any) -> Any:
+    def evaluate(trainable: Any, non_trainable: Any, x_val: Any, y_val: Any) -> Any:
         y_pred, _, losses = model.stateless_call(
             trainable, non_trainable, x_val, training=False, return_losses=True
         )
@@ -121,10 +125,10 @@ def fit_fused(
         if model.stop_training:
             break  # a resumed run that early stopping had already ended
         key, epoch_key = jax.random.split(key)
-        state, train_logs = run_epoch(state, epoch_key)
+        state, train_logs = run_epoch(state, epoch_key, x_train, y_train)
         logs = {name: float(value) for name, value in train_logs.items()}
         if len(x_val):
-            val_logs = run_evaluate(state[0], state[1])
+            val_logs = run_evaluate(state[0], state[1], x_val, y_val)
             logs.update({f"val_{name}": float(value) for name, value in val_logs.items()})
         for name, value in logs.items():
             history.setdefault(name, []).append(value)

@@ -6,6 +6,10 @@ partial batch and batch normalization's statistics."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -18,6 +22,7 @@ from models.training import SilentObserver, train
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax", reason="fused training is JAX")
 
+ROOT = Path(__file__).resolve().parents[2]
 GENERATOR = np.random.default_rng(6)
 X = GENERATOR.normal(size=(93, 5)).astype("float32")  # 93 rows: a partial last batch
 
@@ -114,3 +119,36 @@ def test_early_stopping_restores_the_best_weights() -> None:
     for restored, best in zip(result.model.get_weights(), first_epoch.model.get_weights(),
                               strict=True):  # fmt: skip
         np.testing.assert_allclose(restored, best, rtol=1e-6, atol=1e-6)
+
+
+def test_the_compiled_epoch_depends_on_shapes_not_on_the_data(tmp_path: Path) -> None:
+    """Two datasets of one shape share one compiled program, and the data is
+    not in it: in a fresh process with the worker's compilation cache, the
+    cache holds one small epoch program after training on both. (Closed over,
+    the data was baked into the program: a new program per dataset, each as
+    large as its data.)"""
+    script = f"""
+import numpy as np
+from pathlib import Path
+from models.backend import configure_backend, enable_compilation_cache
+configure_backend("jax")
+enable_compilation_cache(Path({str(tmp_path)!r}))
+from models.datasets import Dataset
+from models.spec import ModelSpec
+from models.training import SilentObserver, train
+spec = ModelSpec.model_validate({{
+    "input_shape": [784],
+    "layers": [{{"type": "dense", "units": 8, "activation": "relu"}},
+               {{"type": "dense", "units": 1, "activation": "sigmoid"}}],
+    "compile": {{"loss": "binary_crossentropy", "optimizer": "adam"}},
+    "fit": {{"epochs": 1, "batch_size": 256, "validation_split": 0.1}}, "seed": 1}})
+for seed in (1, 2):
+    x = np.random.default_rng(seed).random((4000, 784), dtype=np.float32)  # 12.5 MB
+    train(spec, Dataset(x, (x[:, 0] > 0.5).astype(int)), SilentObserver(), fused=True)
+"""
+    environment = {key: value for key, value in os.environ.items() if key != "KERAS_BACKEND"}
+    subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment, check=True,
+                   capture_output=True)  # fmt: skip
+    epochs = [path.stat().st_size for path in tmp_path.iterdir()
+              if path.name.startswith("jit_epoch-") and path.name.endswith("-cache")]  # fmt: skip
+    assert len(epochs) == 1 and epochs[0] < 2_000_000, epochs
