@@ -138,6 +138,11 @@ class JobStore:
     def _index(self) -> str:
         return f"{self.prefix}:jobs"
 
+    @property
+    def _on_gpu_by_choice(self) -> str:
+        # `auto` jobs sent to the GPU queue: the ones to move if the GPUs leave.
+        return f"{self.prefix}:gpu-by-choice"
+
     def create(
         self, kind: str, model: str, dataset: str,
         spec: dict[str, Any] | None = None, version: int | None = None,
@@ -151,7 +156,8 @@ class JobStore:
             "progress": {"epoch": 0 if epochs else None, "epochs": epochs, "fraction": 0.0,
                          "eta_s": None},
             "metrics": {}, "history": {}, "result": None, "error": None, "device": None,
-            "worker": None, "attempts": 0, "restarts": [], "resumed_from_epoch": None,
+            "worker": None, "queue": None, "attempts": 0, "restarts": [],
+            "resumed_from_epoch": None,
             "created_at": utc_now(), "started_at": None, "finished_at": None,
         }  # fmt: skip
         with self.redis.pipeline() as pipe:
@@ -199,6 +205,32 @@ class JobStore:
 
     def update(self, job_id: str, **fields: Any) -> None:
         self.redis.hset(self._key(job_id), mapping=_encode(fields))
+
+    def routed(self, job_id: str, queue: str, by_choice: bool) -> None:
+        """Record the queue job `job_id` is sent to. `by_choice`: it went to
+        the GPU queue because a GPU worker was online (device `auto`), and may
+        go to the CPU queue instead if none is any more (`stranded`)."""
+        with self.redis.pipeline() as pipe:
+            pipe.hset(self._key(job_id), "queue", json.dumps(queue))
+            if by_choice:
+                pipe.sadd(self._on_gpu_by_choice, job_id)
+            else:
+                pipe.srem(self._on_gpu_by_choice, job_id)
+            pipe.execute()
+
+    def stranded(self) -> Sequence[str]:
+        """The `auto` jobs still queued on the GPU queue they were sent to by
+        choice; forgets those that have started (or gone) since."""
+        ids = [_text(cast(bytes, job_id)) for job_id in self.redis.smembers(self._on_gpu_by_choice)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hget(self._key(job_id), "state")
+            states = pipe.execute()
+        waiting = [job_id for job_id, state in zip(ids, states, strict=True)
+                   if state == b'"queued"']  # fmt: skip
+        if gone := set(ids) - set(waiting):
+            self.redis.srem(self._on_gpu_by_choice, *gone)
+        return waiting
 
     def transition(
         self, job_id: str, new_state: str, allowed: tuple[str, ...], **fields: Any
@@ -324,6 +356,7 @@ class JobStore:
             pipe.delete(self._key(job_id))
             pipe.zrem(self._index, job_id)
             pipe.srem(self._running, job_id)
+            pipe.srem(self._on_gpu_by_choice, job_id)
             pipe.execute()
 
 

@@ -64,12 +64,12 @@ class WorkerContext:
     # Set when the worker is asked to stop (SIGTERM): the running job hands
     # itself back through `requeue` instead of running on.
     stopping: threading.Event = field(default_factory=threading.Event)
-    requeue: Callable[[dict[str, Any]], None] | None = None
+    requeue: Callable[[dict[str, Any]], object] | None = None
 
     @classmethod
     def from_settings(
         cls, settings: Settings, client: redis.Redis, worker: str, device: str, backend: str,
-        requeue: Callable[[dict[str, Any]], None] | None = None,
+        requeue: Callable[[dict[str, Any]], object] | None = None,
     ) -> WorkerContext:  # fmt: skip
         return cls(
             jobs=JobStore(client, settings.redis_prefix),

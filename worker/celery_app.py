@@ -7,6 +7,7 @@ from typing import Any
 
 from celery import Celery
 
+from models.jobs import JobStore
 from models.settings import Settings
 
 TRAIN_TASK = "fitserve.train"
@@ -41,8 +42,15 @@ def queue_for(settings: Settings, device: str, gpu_online: bool) -> str:
     return settings.queues.cpu
 
 
-def enqueue(app: Celery, settings: Settings, job: dict[str, Any], gpu_online: bool) -> None:
-    """Send job `job` to the queue its kind and device call for."""
+def enqueue(
+    app: Celery, settings: Settings, jobs: JobStore, job: dict[str, Any], gpu_online: bool
+) -> str:
+    """Send job `job` to the queue its kind and device call for; returns it."""
     task = TRAIN_TASK if job["kind"] == "train" else PREDICT_TASK
     device = job["spec"]["device"] if job.get("spec") else "auto"
-    app.send_task(task, args=[job["id"]], queue=queue_for(settings, device, gpu_online))
+    queue = queue_for(settings, device, gpu_online)
+    # Recorded first: the job's record says where it waits, and the sweeper
+    # moves an `auto` job to the CPU queue if the GPU workers all leave.
+    jobs.routed(job["id"], queue, by_choice=device == "auto" and queue == settings.queues.gpu)
+    app.send_task(task, args=[job["id"]], queue=queue)
+    return queue

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     registry = WorkerRegistry(client, settings.redis_prefix)
     context = WorkerContext.from_settings(
         settings, client, name, device, keras.backend.backend(),
-        requeue=lambda job: enqueue(app, settings, job, registry.gpu_online()),
+        requeue=lambda job: enqueue(app, settings, context.jobs, job, registry.gpu_online()),
     )  # fmt: skip
     # SIGTERM (Celery's warm shutdown) lets the running job hand itself back
     # at its next batch or epoch, rather than be waited for or cut off.

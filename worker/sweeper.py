@@ -8,6 +8,11 @@ a running job whose lease has lapsed is sent to its queue again, where a
 claim (models.jobs) lets exactly one delivery take it over and resume it from
 its checkpoint. A stray duplicate message is harmless: its claim finds the
 job taken or finished.
+
+The sweep also keeps `auto` jobs from waiting on GPUs that are gone: one sent
+to the GPU queue (a GPU worker was online then) is sent to the CPU queue when
+no GPU worker is online any more. If a GPU worker comes back first, it takes
+the job from the GPU queue and the CPU queue's copy finds it taken.
 """
 
 from __future__ import annotations
@@ -59,11 +64,32 @@ class Sweeper:
                 job = self.jobs.get(job_id)
             except NotFound:
                 continue
-            enqueue(self.app, self.settings, job, self.registry.gpu_online())
+            enqueue(self.app, self.settings, self.jobs, job, self.registry.gpu_online())
             log.warning("job %s: its worker %s is gone; delivered again", job_id, job["worker"])
             sent.append(job_id)
+        sent += self._move_stranded()
         self._forget_finished_checkpoints()
         return sent
+
+    def _move_stranded(self) -> list[str]:
+        """Send `auto` jobs waiting on the GPU queue to the CPU queue when no
+        GPU worker is online; returns their ids."""
+        stranded = self.jobs.stranded()
+        if not stranded or self.registry.gpu_online():
+            return []
+        moved = []
+        for job_id in stranded:
+            marker = f"{self.settings.redis_prefix}:rerouted:{job_id}"
+            if not self.jobs.redis.set(marker, 1, nx=True, px=int(self.interval_s * 4000)):
+                continue  # another worker's sweeper is moving it
+            try:
+                job = self.jobs.get(job_id)
+            except NotFound:
+                continue
+            enqueue(self.app, self.settings, self.jobs, job, gpu_online=False)
+            log.warning("job %s: no GPU worker is online any more; sent to the CPU queue", job_id)
+            moved.append(job_id)
+        return moved
 
     def _forget_finished_checkpoints(self) -> None:
         # A job cancelled by the API while its worker was gone leaves one.

@@ -100,7 +100,9 @@ def submit(job: dict[str, Any]) -> None:
     the client told (503), so a job acknowledged with 202 is always queued."""
     parts = services()
     try:
-        enqueue(parts.celery, parts.settings, job, parts.workers.gpu_online())
+        job["queue"] = enqueue(
+            parts.celery, parts.settings, parts.jobs, job, parts.workers.gpu_online()
+        )
     except Exception:
         with suppress(redis.RedisError):
             parts.jobs.delete(job["id"])

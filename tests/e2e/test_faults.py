@@ -15,12 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import redis
 from celery import Celery
 
 from models.checkpoints import CheckpointStore
+from models.workers import WorkerRegistry
 from service.client import ApiError, Client
 from tests.conftest import API_KEY, forget_redis_state, isolated_settings
-from tests.e2e.cluster import SLOW_DATASET, SLOW_X, Cluster, slow_spec
+from tests.e2e.cluster import LEASE_S, SLOW_DATASET, SLOW_X, Cluster, slow_spec
 from worker.celery_app import TRAIN_TASK
 
 X = SLOW_X
@@ -105,6 +107,36 @@ def test_a_duplicate_delivery_trains_once(workers: Cluster) -> None:
     while "another worker holds it" not in workers.worker_logs():
         assert time.monotonic() < deadline, workers.worker_logs()[-3000:]
         time.sleep(0.1)
+
+
+def test_auto_jobs_waiting_for_a_gpu_worker_that_left_train_on_a_cpu_worker(
+    workers: Cluster,
+) -> None:
+    """A GPU host goes away while `auto` jobs wait on the GPU queue: a sweep
+    sends them to the CPU queue. `gpu` jobs keep waiting for a GPU."""
+    workers.start_worker()  # a CPU host's worker: it consumes the CPU queue only
+    registry = WorkerRegistry(redis.Redis.from_url(workers.settings.redis_url),
+                              workers.settings.redis_prefix)  # fmt: skip
+    gpu_worker: dict[str, Any] = {
+        "name": "fitserve-gpu0-1@gpu-host",
+        "gpus": ["gpu:0"],
+        "device": "gpu:0",
+    }
+    registry.beat(gpu_worker)  # as a GPU host's worker writes it
+    auto = workers.submit("auto-after-gpu-left", spec(epochs=1), workers.dataset)
+    only_gpu = workers.submit("gpu-only", {**spec(epochs=1), "device": "gpu"}, workers.dataset)
+    assert auto["queue"] == only_gpu["queue"] == workers.settings.queues.gpu
+    time.sleep(2 * LEASE_S)  # sweeps go by; the GPU worker is online: nothing moves
+    assert workers.job(auto["id"])["state"] == "queued"
+
+    registry.leave(gpu_worker["name"])  # its host went away
+    finished = workers.wait_until_final(auto["id"], timeout_s=60)
+    assert finished["state"] == "succeeded", finished["error"]
+    assert finished["device"] == "cpu" and finished["queue"] == workers.settings.queues.cpu
+    waiting = workers.job(only_gpu["id"])
+    assert waiting["state"] == "queued" and waiting["queue"] == workers.settings.queues.gpu
+    assert "no GPU worker is online any more" in workers.worker_logs()
+    workers.http.post(workers.url(f"/v1/jobs/{only_gpu['id']}:cancel"))
 
 
 def test_a_job_that_kills_its_worker_every_time_fails_after_bounded_deliveries(

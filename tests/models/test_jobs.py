@@ -108,3 +108,25 @@ def test_missing_and_finished_jobs_are_left_alone(jobs: JobStore) -> None:
     jobs.request_cancel(job_id)
     assert claim(jobs, job_id).outcome == "finished"
     assert jobs.get(job_id)["attempts"] == 0
+
+
+def test_auto_jobs_sent_to_the_gpu_queue_are_stranded_until_they_start(jobs: JobStore) -> None:
+    on_gpu, also_on_gpu, on_cpu = (new_job(jobs) for _ in range(3))
+    jobs.routed(on_gpu, "q.gpu", by_choice=True)
+    jobs.routed(also_on_gpu, "q.gpu", by_choice=True)
+    jobs.routed(on_cpu, "q.cpu", by_choice=False)
+    assert sorted(jobs.stranded()) == sorted([on_gpu, also_on_gpu])
+    assert jobs.get(on_gpu)["queue"] == "q.gpu" and jobs.get(on_cpu)["queue"] == "q.cpu"
+
+    assert claim(jobs, on_gpu).outcome == "started"  # a GPU worker took it
+    assert jobs.stranded() == [also_on_gpu]
+    jobs.routed(also_on_gpu, "q.cpu", by_choice=False)  # moved by a sweeper
+    assert jobs.stranded() == []
+    assert jobs.get(also_on_gpu)["queue"] == "q.cpu"
+
+
+def test_a_deleted_job_is_not_stranded(jobs: JobStore) -> None:
+    job_id = new_job(jobs)
+    jobs.routed(job_id, "q.gpu", by_choice=True)
+    jobs.delete(job_id)
+    assert jobs.stranded() == []

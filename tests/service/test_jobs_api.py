@@ -163,15 +163,19 @@ def test_auto_jobs_prefer_an_online_gpu_worker(
     parts = client.application.extensions["fitserve"]
     queues = parts.redis
     body = {"model": "m", "spec": spec(), "dataset": dataset}
-    assert post_job(client, auth, body).status_code == 202
+    first = post_job(client, auth, body)
+    assert first.status_code == 202 and first.json["queue"] == settings.queues.cpu
     assert (queues.llen(settings.queues.cpu), queues.llen(settings.queues.gpu)) == (1, 0)
     # A GPU worker's heartbeat, as a worker on a GPU host writes it.
     WorkerRegistry(parts.redis, settings.redis_prefix).beat(
         {"name": "fitserve-gpu0-1@host", "gpus": ["gpu:0"], "device": "gpu:0"}
     )
-    assert post_job(client, auth, body).status_code == 202
+    on_gpu = post_job(client, auth, body)
+    assert on_gpu.status_code == 202 and on_gpu.json["queue"] == settings.queues.gpu
+    shown = client.get(f"/v1/jobs/{on_gpu.json['id']}", headers=auth).json
+    assert shown["queue"] == settings.queues.gpu  # where it waits, for the user to see
     cpu_only = post_job(client, auth, {**body, "spec": spec(device="cpu")})
-    assert cpu_only.status_code == 202
+    assert cpu_only.status_code == 202 and cpu_only.json["queue"] == settings.queues.cpu
     assert (queues.llen(settings.queues.cpu), queues.llen(settings.queues.gpu)) == (2, 1)
     listed = client.get("/v1/workers", headers=auth).json["workers"]
     assert [worker["name"] for worker in listed] == ["fitserve-gpu0-1@host"]
