@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+
+log = logging.getLogger(__name__)
+
 
 def detect_devices(backend: str) -> list[str]:
     """GPU names this process can use, e.g. ['gpu:0']; empty on a CPU host."""
@@ -15,7 +19,10 @@ def detect_devices(backend: str) -> list[str]:
         gpus = tf.config.list_physical_devices("GPU")
         for gpu in gpus:
             # Otherwise TensorFlow holds the whole GPU for the life of the process.
-            tf.config.experimental.set_memory_growth(gpu, True)
+            try:
+                tf.config.experimental.set_memory_growth(gpu, True)
+            except RuntimeError as exc:  # the GPUs were initialized already
+                log.warning("GPU memory will not grow on demand: %s", exc)
         return [f"gpu:{index}" for index in range(len(gpus))]
     if backend == "torch":
         import torch

@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(settings.log_format)
     import keras  # once, here: every job in this process reuses it
 
+    # Before anything runs on a device: TensorFlow takes its memory-growth
+    # setting only before its GPUs are initialized (the warm-up would).
+    gpus = detect_devices(keras.backend.backend())
     enable_compilation_cache(settings.data_dir / "cache" / "xla")
     warm_up()  # the first job should not pay for the backend's start-up
     # Everything loaded so far (TensorFlow, JAX, Keras: millions of objects)
@@ -44,7 +47,6 @@ def main(argv: list[str] | None = None) -> None:
     gc.collect()
     gc.freeze()
 
-    gpus = detect_devices(keras.backend.backend())
     device = gpus[0] if gpus else "cpu"
     queue = settings.queues.gpu if gpus else settings.queues.cpu
     # Unique per process: several workers may share a host (and a broker's
