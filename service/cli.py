@@ -173,11 +173,14 @@ def _logs(logs: dict[str, float]) -> str:
 def _jobs(arguments: argparse.Namespace) -> int:
     params = {"state": arguments.state, "model": arguments.model, "limit": arguments.limit}
     listing = _client(arguments).json("GET", "/v1/jobs", params=params)["jobs"]
-    table = Table("id", "model", "state", "epoch", "created", "metrics")
+    table = Table("id", "model", "state", "epoch", "device", "created", "metrics")
     for job in listing:
         progress = job["progress"]
         epoch = f"{progress['epoch']}/{progress['epochs']}" if progress.get("epochs") else ""
-        table.add_row(job["id"], job["model"], job["state"], epoch, job["created_at"],
+        # Where it ran, or, not started yet, the queue it waits on (a `gpu`
+        # job waits there until a GPU worker is online).
+        device = job.get("device") or (f"waits on {job['queue']}" if job.get("queue") else "")
+        table.add_row(job["id"], job["model"], job["state"], epoch, device, job["created_at"],
                       _logs(job.get("metrics") or {}))  # fmt: skip
     out.print(table)
     return 0

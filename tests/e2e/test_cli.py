@@ -66,7 +66,10 @@ def test_train_follows_the_job_then_lists_and_predicts(live: Live, files: Path) 
 
     jobs = fitserve(live, "jobs", "--model", "cli-iris")
     assert (
-        jobs.returncode == 0 and "cli-iris" in str(jobs.stdout) and "succeeded" in str(jobs.stdout)
+        jobs.returncode == 0
+        and "cli-iris" in str(jobs.stdout)
+        and "succeeded" in str(jobs.stdout)
+        and " cpu " in str(jobs.stdout)
     )
     models = fitserve(live, "models")
     assert models.returncode == 0 and "cli-iris" in str(models.stdout)
