@@ -302,7 +302,11 @@
     badge.className = `badge ${job.state}`;
     badge.textContent = job.state;
     $("job-cancel").hidden = FINAL_STATES.has(job.state);
-    const where = [job.device, job.worker].filter(Boolean).join(" on ");
+    // Where it ran; or, not started, the queue it waits on (a GPU job waits
+    // there until a GPU worker is online).
+    const where = job.device
+      ? [job.device, job.worker].filter(Boolean).join(" on ")
+      : job.state === "queued" && job.queue ? `waits on ${job.queue}` : "";
     $("job-summary").textContent =
       `${job.kind || "train"} job ${job.id} · model ${job.model}` +
       (job.result ? ` · published version ${job.result.version}` : "") +
