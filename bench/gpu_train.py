@@ -117,10 +117,14 @@ def main() -> None:
             environment = {**os.environ, "KERAS_BACKEND": "jax"}
             if platform:
                 environment["JAX_PLATFORMS"] = platform
-            output = subprocess.run([sys.executable, __file__, network, mode], env=environment,
-                                    capture_output=True, text=True, check=True).stdout  # fmt: skip
-            results[mode] = json.loads(output.strip().splitlines()[-1])
+            child = subprocess.run([sys.executable, __file__, network, mode], env=environment,
+                                   capture_output=True, text=True)  # fmt: skip
+            if child.returncode != 0:  # the device run shows only this output: say why
+                sys.exit(f"{network}, {mode}: failed\n{child.stderr[-4000:]}")
+            results[mode] = json.loads(child.stdout.strip().splitlines()[-1])
             result = results[mode]
+            if platform != "cpu" and "cpu" in result["device"].lower():
+                print(f"  WARNING: JAX sees no GPU; the {mode!r} row ran on {result['device']}")
             print(
                 f"  {network:16} {mode:36} {result['device']:>10} "
                 f"{result['samples_per_s']:12,.0f} {result['steady_samples_per_s']:12,.0f}"
