@@ -264,8 +264,8 @@ def report(servers: dict[str, tuple[int, str]], settings: Settings, model_path: 
         print("\n(wrk not installed: apt-get install wrk to check the one-row figures with it)")
         return
     print("\none row, checked with wrk (8 s, c1 / c8)")
-    for name, (c1, c8) in checks.items():
-        print(f"  {name:28} c1: {c1}   c8: {c8}")
+    for name, (one_client, eight_clients) in checks.items():
+        print(f"  {name:28} c1: {one_client}   c8: {eight_clients}")
 
 
 if __name__ == "__main__":
