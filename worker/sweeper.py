@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import redis
 from celery import Celery
@@ -56,13 +57,7 @@ class Sweeper:
         """Send every orphaned job to its queue again; returns their ids."""
         sent = []
         for job_id in self.jobs.orphans():
-            # One sweeper (of all the workers) sends it per lease period.
-            marker = f"{self.settings.redis_prefix}:redelivered:{job_id}"
-            if not self.jobs.redis.set(marker, 1, nx=True, px=int(self.interval_s * 4000)):
-                continue
-            try:
-                job = self.jobs.get(job_id)
-            except NotFound:
+            if (job := self._take("redelivered", job_id)) is None:
                 continue
             enqueue(self.app, self.settings, self.jobs, job, self.registry.gpu_online())
             log.warning("job %s: its worker %s is gone; delivered again", job_id, job["worker"])
@@ -79,17 +74,23 @@ class Sweeper:
             return []
         moved = []
         for job_id in stranded:
-            marker = f"{self.settings.redis_prefix}:rerouted:{job_id}"
-            if not self.jobs.redis.set(marker, 1, nx=True, px=int(self.interval_s * 4000)):
-                continue  # another worker's sweeper is moving it
-            try:
-                job = self.jobs.get(job_id)
-            except NotFound:
+            if (job := self._take("rerouted", job_id)) is None:
                 continue
             enqueue(self.app, self.settings, self.jobs, job, gpu_online=False)
             log.warning("job %s: no GPU worker is online any more; sent to the CPU queue", job_id)
             moved.append(job_id)
         return moved
+
+    def _take(self, action: str, job_id: str) -> dict[str, Any] | None:
+        """Job `job_id`, if this sweeper is the one (of all the workers') to
+        act on it this period: one sends it per period, not one per worker."""
+        marker = f"{self.settings.redis_prefix}:{action}:{job_id}"
+        if not self.jobs.redis.set(marker, 1, nx=True, px=int(self.interval_s * 4000)):
+            return None
+        try:
+            return self.jobs.get(job_id)
+        except NotFound:
+            return None
 
     def _forget_finished_checkpoints(self) -> None:
         # A job cancelled by the API while its worker was gone leaves one.

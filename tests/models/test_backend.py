@@ -12,9 +12,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def fresh_environment() -> dict[str, str]:
+    """This one, without a backend chosen or XLA flags set."""
+    return {key: value for key, value in os.environ.items()
+            if key not in ("XLA_FLAGS", "KERAS_BACKEND")}  # fmt: skip
+
+
 def configured(backend: str, quick: bool, xla_flags: str | None) -> dict[str, str | None]:
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("XLA_FLAGS", "KERAS_BACKEND")}  # fmt: skip
+    environment = fresh_environment()
     if xla_flags is not None:
         environment["XLA_FLAGS"] = xla_flags
     script = (
@@ -59,8 +64,7 @@ def test_a_fused_epoch_is_fully_optimized_in_a_worker_process() -> None:
         "result = train(spec, Dataset(x, x.sum(axis=1)), SilentObserver(), fused=True); "
         "print(json.dumps(result.history['loss']))"
     )
-    environment = {key: value for key, value in os.environ.items()
-                   if key not in ("XLA_FLAGS", "KERAS_BACKEND")}  # fmt: skip
+    environment = fresh_environment()
     losses = [
         json.loads(subprocess.run(
             [sys.executable, "-c", script.replace("QUICK", quick)], cwd=ROOT, env=environment,
