@@ -18,9 +18,9 @@ run: $(BIN)/.installed
 
 # The training and prediction paths run under TensorFlow as well as the default
 # JAX: `make test` runs the whole suite on JAX, then those tests on TensorFlow.
-BACKEND_TESTS = tests/models/test_training.py tests/models/test_builder.py \
-	tests/models/test_forward.py tests/models/test_predictor.py tests/models/test_checkpoints.py \
-	tests/e2e/test_job_lifecycle.py
+BACKEND_TESTS = tests/models/training/test_training.py tests/models/training/test_builder.py \
+	tests/models/serving/test_forward.py tests/models/serving/test_predictor.py \
+	tests/models/training/test_checkpoints.py tests/e2e/test_job_lifecycle.py
 
 test: $(BIN)/.installed
 	scripts/ensure-redis.sh

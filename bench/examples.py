@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 
 from models.datasets import Dataset, parse_dataset
-from models.labels import LabelEncoding
-from models.spec import ModelSpec
+from models.training.labels import LabelEncoding
+from models.training.spec import ModelSpec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 FILES = {

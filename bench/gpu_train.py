@@ -45,10 +45,10 @@ def measure(network: str, mode: str, rows: int, epochs: int) -> dict:
     import keras
     import numpy as np
 
-    from models.builder import build_model
     from models.datasets import Dataset
-    from models.spec import ModelSpec
-    from models.training import SilentObserver, train
+    from models.training.builder import build_model
+    from models.training.fit import SilentObserver, train
+    from models.training.spec import ModelSpec
 
     generator = np.random.default_rng(0)
     x = generator.random((rows, 784), dtype=np.float32)

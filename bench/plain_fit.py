@@ -21,7 +21,7 @@ sys.path[:0] = [str(ROOT)]
 import keras  # noqa: E402
 
 from bench.examples import example_data  # noqa: E402
-from models.builder import build_model  # noqa: E402
+from models.training.builder import build_model  # noqa: E402
 
 
 def main() -> None:

@@ -40,10 +40,10 @@ from sklearn.datasets import load_breast_cancer  # noqa: E402
 
 from bench.load import LoadResult, post_once, run_load  # noqa: E402
 from models.datasets import DatasetStore  # noqa: E402
-from models.jobs import JobStore  # noqa: E402
-from models.runner import WorkerContext, run_training_job  # noqa: E402
+from models.jobs.store import JobStore  # noqa: E402
 from models.settings import Queues, Settings  # noqa: E402
 from tests.live import Service, api_answers, free_port, settings_environment  # noqa: E402
+from worker.runner import WorkerContext, run_training_job  # noqa: E402
 
 KEY = "bench-key"
 SPEC = json.loads((ROOT / "examples" / "breast_cancer.json").read_text())["spec"]
@@ -158,7 +158,7 @@ def forward_pass_costs(model_path: Path) -> None:
     """What server-side micro-batching of concurrent one-row requests could save."""
     import keras
 
-    from models.forward import ForwardPass
+    from models.serving.forward import ForwardPass
 
     forward = ForwardPass.from_keras(keras.saving.load_model(model_path))
     one, eight = np.ones((1, 30), "float32"), np.ones((8, 30), "float32")

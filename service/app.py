@@ -8,14 +8,14 @@ import threading
 import redis
 from flask import Flask
 
-from models.backend import configure_backend
 from models.datasets import UNPACK_RATIO, DatasetStore
-from models.jobs import JobStore
-from models.predictor import Predictor
-from models.results import ResultStore
+from models.jobs.store import JobStore
+from models.jobs.workers import WorkerRegistry
+from models.serving.predictor import Predictor
 from models.settings import Settings
-from models.store import ModelStore
-from models.workers import WorkerRegistry
+from models.storage.model_store import ModelStore
+from models.storage.results import ResultStore
+from models.training.backend import configure_backend
 from service.auth import install_auth
 from service.bodies import FitserveRequest
 from service.context import Services

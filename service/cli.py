@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
-from models.jobs import FINAL_STATES, STATES
+from models.jobs.store import FINAL_STATES, STATES
 from service.client import ApiError, Client, Event
 
 DATASET_ID = re.compile(r"^[0-9a-f]{24}$")

@@ -9,12 +9,12 @@ from celery import Celery
 from flask import current_app
 
 from models.datasets import DatasetStore
-from models.jobs import JobStore
-from models.predictor import Predictor
-from models.results import ResultStore
+from models.jobs.store import JobStore
+from models.jobs.workers import WorkerRegistry
+from models.serving.predictor import Predictor
 from models.settings import Settings
-from models.store import ModelStore
-from models.workers import WorkerRegistry
+from models.storage.model_store import ModelStore
+from models.storage.results import ResultStore
 
 
 @dataclass

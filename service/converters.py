@@ -6,7 +6,7 @@ from __future__ import annotations
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BaseConverter
 
-from models.store import MODEL_NAME
+from models.storage.model_store import MODEL_NAME
 
 
 class ModelNameConverter(BaseConverter):

@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from models.jobs import FINAL_STATES, JobStore
+from models.jobs.store import FINAL_STATES, JobStore
 
 POLL_SECONDS = 0.2
 KEEP_ALIVE_SECONDS = 15.0

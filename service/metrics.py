@@ -27,7 +27,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from models.jobs import STATES
+from models.jobs.store import STATES
 from service.context import Services, services
 
 log = logging.getLogger("fitserve.access")

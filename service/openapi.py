@@ -3,7 +3,7 @@ pydantic models that validate the requests.
 
 Bodies that a pydantic model validates are described by that model. Dataset
 uploads and prediction inputs are parsed by hand (models.datasets,
-models.samples), so service.openapi_bodies describes them; responses say
+models.serving.samples), so service.openapi_bodies describes them; responses say
 every status a route answers with and the media types it answers in, so a
 client (or a fuzzer) can hold the server to them.
 """
@@ -16,9 +16,9 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel
 
-from models.datasets.store import DATASET_ID
-from models.results import JOB_ID
-from models.store import MODEL_NAME
+from models.storage.dataset_files import DATASET_ID
+from models.storage.model_store import MODEL_NAME
+from models.storage.results import JOB_ID
 from service.openapi_bodies import (
     JSON_OBJECT,
     MEDIA_BODIES,

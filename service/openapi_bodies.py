@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from models.jobs import STATES
+from models.jobs.store import STATES
 
 JSON_OBJECT = {"application/json": {"schema": {"type": "object"}}}
 TEXT = {"schema": {"type": "string"}}

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import Field
 
-from models.spec import ModelSpec, StrictModel
-from models.store import MODEL_NAME
+from models.storage.model_store import MODEL_NAME
+from models.training.spec import ModelSpec, StrictModel
 
 ModelName = Annotated[str, Field(pattern=MODEL_NAME.pattern)]
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from celery import Celery
 
-from models.jobs import JobStore
+from models.jobs.store import JobStore
 from models.settings import Settings
 
 TRAIN_TASK = "fitserve.train"

@@ -16,15 +16,16 @@ import sys
 import redis
 from celery.signals import worker_shutting_down
 
-from models.backend import configure_backend, enable_compilation_cache
-from models.jobs import utc_now
+from models.jobs.store import utc_now
+from models.jobs.workers import WorkerRegistry
 from models.logs import configure_logging
-from models.runner import WorkerContext
 from models.settings import Settings
-from models.training import warm_up
-from models.workers import Heartbeat, WorkerRegistry
+from models.training.backend import configure_backend, enable_compilation_cache
+from models.training.fit import warm_up
 from worker.celery_app import enqueue, make_celery
 from worker.devices import detect_devices
+from worker.heartbeat import Heartbeat
+from worker.runner import WorkerContext
 from worker.sweeper import Sweeper
 from worker.tasks import register_tasks
 

@@ -5,7 +5,7 @@ Redis, a killed worker's message comes back only after the broker's
 visibility timeout (hours here, so long jobs do not run twice), and a message
 acknowledged before a crash never comes back. Instead every worker sweeps:
 a running job whose lease has lapsed is sent to its queue again, where a
-claim (models.jobs) lets exactly one delivery take it over and resume it from
+claim (models.jobs.store) lets exactly one delivery take it over and resume it from
 its checkpoint. A stray duplicate message is harmless: its claim finds the
 job taken or finished.
 
@@ -24,11 +24,11 @@ from typing import Any
 import redis
 from celery import Celery
 
-from models.checkpoints import CheckpointStore
 from models.errors import NotFound
-from models.jobs import FINAL_STATES, JobStore
+from models.jobs.store import FINAL_STATES, JobStore
+from models.jobs.workers import WorkerRegistry
 from models.settings import Settings
-from models.workers import WorkerRegistry
+from models.storage.checkpoints import CheckpointStore
 from worker.celery_app import enqueue
 
 log = logging.getLogger(__name__)

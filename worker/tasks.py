@@ -9,9 +9,9 @@ from typing import Any
 from celery import Celery
 
 from models.logs import job_context
-from models.runner import WorkerContext, run_prediction_job, run_training_job
-from models.workers import Heartbeat
 from worker.celery_app import PREDICT_TASK, TRAIN_TASK
+from worker.heartbeat import Heartbeat
+from worker.runner import WorkerContext, run_prediction_job, run_training_job
 
 
 def register_tasks(app: Celery, context: WorkerContext, heartbeat: Heartbeat) -> None:

@@ -5,14 +5,11 @@ csv_format   CSV bodies          json_format   JSON bodies          npz_format  
 dataset      the Dataset type, and the float32/finite checks every format passes
 problems     how parse failures are reported
 target       describe_target: classes and counts, or numeric stats
-store        DatasetStore: datasets on disk, keyed by content
+store        DatasetStore: uploads parsed, described and stored once, keyed by content
+             (the bytes go through models.storage.dataset_files)
 """
 
 from __future__ import annotations
-
-# Not used here: tests patch os.rename through this package (`datasets.os`), as they did
-# when it was one module; the patch lands on the os module that store.py calls.
-import os as os
 
 from models.datasets.dataset import Dataset
 from models.datasets.npz_format import UNPACK_RATIO

@@ -9,8 +9,8 @@ import redis
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
 from models.errors import Conflict, MalformedBody, NotFound, ValidationFailed, problem
-from models.jobs import STATES
-from models.labels import check_dataset_fits_spec
+from models.jobs.store import STATES
+from models.training.labels import check_dataset_fits_spec
 from models.validation import validate
 from service.bodies import dataset_upload, parse_json, request_body
 from service.context import services

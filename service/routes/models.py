@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from models import samples
 from models.errors import SpecDatasetMismatch, UnsupportedMediaType, problem
+from models.serving import samples
 from models.validation import validate
 from service.bodies import parse_json, request_body
 from service.context import services

@@ -16,7 +16,7 @@ import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from models.errors import InvalidSample, MalformedBody, ServiceUnavailable, problem
-from models.predictor import LoadedModel, Prediction
+from models.serving.predictor import LoadedModel, Prediction
 from service.bodies import parse_json, request_body
 from service.context import services
 from service.json_provider import dump_bytes

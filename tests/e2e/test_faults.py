@@ -18,8 +18,8 @@ import pytest
 import redis
 from celery import Celery
 
-from models.checkpoints import CheckpointStore
-from models.workers import WorkerRegistry
+from models.jobs.workers import WorkerRegistry
+from models.storage.checkpoints import CheckpointStore
 from service.client import ApiError, Client
 from tests.conftest import API_KEY, forget_redis_state, isolated_settings
 from tests.e2e.cluster import LEASE_S, SLOW_DATASET, SLOW_X, Cluster, slow_spec

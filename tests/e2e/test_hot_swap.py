@@ -10,7 +10,7 @@ from collections import Counter
 import numpy as np
 import requests
 
-from models.store import ModelStore
+from models.storage.model_store import ModelStore
 from tests.conftest import API_KEY
 from tests.e2e.conftest import Live
 from tests.e2e.test_job_lifecycle import submit, upload

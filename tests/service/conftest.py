@@ -7,9 +7,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from models.runner import WorkerContext, run_training_job
 from models.settings import Settings
 from service.app import create_app
+from worker.runner import WorkerContext, run_training_job
 
 
 @pytest.fixture

@@ -69,7 +69,7 @@ def test_checking_every_hostile_spec_imports_no_keras() -> None:
     script = (
         "import json, sys\n"
         "from pydantic import ValidationError\n"
-        "from models.spec import ModelSpec\n"
+        "from models.training.spec import ModelSpec\n"
         f"for spec in json.loads({json.dumps(json.dumps(specs))}):\n"
         "    try:\n"
         "        ModelSpec.model_validate(spec)\n"

@@ -158,7 +158,7 @@ def test_unknown_job_is_404_and_queued_job_cancels(
 def test_auto_jobs_prefer_an_online_gpu_worker(
     client: FlaskClient, auth: dict[str, str], dataset: str, settings: Any
 ) -> None:
-    from models.workers import WorkerRegistry
+    from models.jobs.workers import WorkerRegistry
 
     parts = client.application.extensions["fitserve"]
     queues = parts.redis

@@ -1,0 +1,100 @@
+"""Checkpoint files: one `.npz` per job, replaced atomically (write beside,
+then rename), so a crash while saving leaves the previous checkpoint whole.
+
+What goes in a checkpoint, and when one is saved, is the training room's
+(models.training.checkpoints); this module only stores and reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@dataclass
+class Checkpoint:
+    epoch: int  # epochs finished
+    history: dict[str, list[float]]
+    trainable: list[np.ndarray]
+    non_trainable: list[np.ndarray]
+    optimizer: list[np.ndarray]
+    stop_training: bool = False
+    early_stopping: dict[str, Any] = field(default_factory=dict)
+    best_weights: list[np.ndarray] | None = None
+    shuffle_key: np.ndarray | None = None
+
+
+class CheckpointStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def _path(self, job_id: str) -> Path:
+        if not JOB_ID.fullmatch(job_id):
+            raise ValueError(f"Job ids are 32 hex digits. Received: {job_id!r}")
+        return self.root / f"{job_id}.npz"
+
+    def save(self, job_id: str, checkpoint: Checkpoint) -> None:
+        path = self._path(job_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays: dict[str, np.ndarray] = {}
+        for group in ("trainable", "non_trainable", "optimizer", "best_weights"):
+            for index, value in enumerate(getattr(checkpoint, group) or []):
+                arrays[f"{group}/{index}"] = value
+        if checkpoint.shuffle_key is not None:
+            arrays["shuffle_key"] = checkpoint.shuffle_key
+        meta = {
+            "epoch": checkpoint.epoch,
+            "history": checkpoint.history,
+            "stop_training": checkpoint.stop_training,
+            "early_stopping": checkpoint.early_stopping,
+            "has_best_weights": checkpoint.best_weights is not None,
+            "counts": {group: len(getattr(checkpoint, group) or [])
+                       for group in ("trainable", "non_trainable", "optimizer", "best_weights")},
+        }  # fmt: skip
+        arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        partial = path.with_name(f".{path.stem}-{uuid.uuid4().hex}.npz")
+        try:
+            with partial.open("wb") as handle:
+                np.savez(handle, **cast(dict[str, Any], arrays))
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
+
+    def load(self, job_id: str) -> Checkpoint | None:
+        path = self._path(job_id)
+        if not path.exists():
+            return None
+        with np.load(path, allow_pickle=False) as saved:
+            meta = json.loads(saved["meta"].tobytes())
+
+            def group(name: str) -> list[np.ndarray]:
+                return [saved[f"{name}/{index}"] for index in range(meta["counts"][name])]
+
+            return Checkpoint(
+                epoch=meta["epoch"],
+                history=meta["history"],
+                trainable=group("trainable"),
+                non_trainable=group("non_trainable"),
+                optimizer=group("optimizer"),
+                stop_training=meta["stop_training"],
+                early_stopping=meta["early_stopping"],
+                best_weights=group("best_weights") if meta["has_best_weights"] else None,
+                shuffle_key=saved["shuffle_key"] if "shuffle_key" in saved.files else None,
+            )
+
+    def delete(self, job_id: str) -> None:
+        self._path(job_id).unlink(missing_ok=True)
+
+    def job_ids(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return [path.stem for path in self.root.glob("*.npz") if JOB_ID.fullmatch(path.stem)]

@@ -1,0 +1,336 @@
+"""Running one job, training or batch prediction: the worker's tasks call
+this and nothing more.
+
+State moves queued -> running -> succeeded | failed | cancelled in the job
+store; progress is written after every epoch; a succeeded training job has
+published its model version first, so `result.version` always exists when seen.
+
+Each delivery first claims the job (models.jobs.store): a duplicate delivery finds
+it taken and stops. The claim's lease is kept alive while the job runs; if
+the worker dies, the job is delivered again (worker.sweeper), resumes from
+its last checkpoint, and is published once: a version this job already
+published is found and reused, never published twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from models.datasets import DatasetStore
+from models.errors import FitserveError, JobCancelled
+from models.jobs.store import Claim, JobStore, utc_now
+from models.serving.predictor import load_version
+from models.settings import Settings
+from models.storage.checkpoints import CheckpointStore
+from models.storage.model_store import ModelStore
+from models.storage.results import ResultStore
+from models.training.checkpoints import Checkpointer
+from models.training.fit import TrainingResult, train
+from models.training.spec import ModelSpec
+from worker.leases import LeaseKeeper, LeaseLost
+
+log = logging.getLogger(__name__)
+
+
+class WorkerStopping(Exception):
+    """The worker was asked to stop while a job ran."""
+
+
+# How often a running job looks for a cancel request: often enough to stop
+# within a fraction of a second, rarely enough to cost nothing per batch.
+CANCEL_POLL_SECONDS = 0.2
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    jobs: JobStore
+    datasets: DatasetStore
+    models: ModelStore
+    results: ResultStore
+    worker: str
+    device: str
+    backend: str
+    checkpoints: CheckpointStore
+    lease_s: float = 20.0
+    max_attempts: int = 3
+    # Set when the worker is asked to stop (SIGTERM): the running job hands
+    # itself back through `requeue` instead of running on.
+    stopping: threading.Event = field(default_factory=threading.Event)
+    requeue: Callable[[dict[str, Any]], object] | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, client: redis.Redis, worker: str, device: str, backend: str,
+        requeue: Callable[[dict[str, Any]], object] | None = None,
+    ) -> WorkerContext:  # fmt: skip
+        return cls(
+            jobs=JobStore(client, settings.redis_prefix),
+            datasets=DatasetStore(settings.datasets_dir),
+            models=ModelStore(settings.models_dir),
+            results=ResultStore(settings.results_dir),
+            worker=worker,
+            device=device,
+            backend=backend,
+            checkpoints=CheckpointStore(settings.checkpoints_dir),
+            lease_s=settings.jobs.lease_s,
+            max_attempts=settings.jobs.max_attempts,
+            requeue=requeue,
+        )
+
+
+class JobProgress:
+    """Writes each epoch's progress and metrics into the job record."""
+
+    def __init__(
+        self, jobs: JobStore, job_id: str, epochs: int, lease: LeaseKeeper,
+        history: dict[str, list[float]] | None = None,
+        stopping: threading.Event | None = None,
+    ) -> None:  # fmt: skip
+        self.jobs = jobs
+        self.job_id = job_id
+        self.epochs = epochs
+        self.lease = lease
+        self.stopping = stopping or threading.Event()
+        # A resumed job goes on from its checkpoint's curves.
+        self.history = {name: list(values) for name, values in (history or {}).items()}
+        self.first_epoch = len(self.history.get("loss", []))
+        self.started = time.monotonic()
+        self._next_poll = 0.0
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        self.lease.check()  # a worker that lost its job writes nothing more to it
+        for name, value in logs.items():
+            self.history.setdefault(name, []).append(value)
+        elapsed = time.monotonic() - self.started
+        done_here = max(epoch - self.first_epoch, 1)
+        progress = {
+            "epoch": epoch,
+            "epochs": self.epochs,
+            "fraction": round(epoch / self.epochs, 4),
+            "eta_s": round(elapsed / done_here * (self.epochs - epoch), 2),
+        }
+        try:
+            self.jobs.update(self.job_id, progress=progress, metrics=logs, history=self.history)
+        except redis.RedisError as exc:
+            # Training goes on through a Redis outage: the next epoch writes the
+            # whole history again, and the lease says whether the job is still ours.
+            log.warning("job %s: progress not written: %s", self.job_id, exc)
+
+    def should_stop(self) -> bool:
+        if self.stopping.is_set():
+            raise WorkerStopping(
+                f"The worker is stopping; job {self.job_id} goes back to its queue."
+            )
+        now = time.monotonic()
+        if now < self._next_poll:
+            return False
+        self._next_poll = now + CANCEL_POLL_SECONDS
+        self.lease.check()
+        try:
+            return self.jobs.cancel_requested(self.job_id)
+        except redis.RedisError:
+            return False  # asked again at the next poll
+
+
+def run_training_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
+    """Train, publish and finish job `job_id`; returns the final job record."""
+    with _owned(job_id, context) as lease:
+        if lease is None:
+            return context.jobs.get(job_id)
+        job = context.jobs.get(job_id)
+        try:
+            result = _already_published(job, context) or _train_and_publish(job, lease, context)
+        except LeaseLost:
+            return context.jobs.get(job_id)  # the job is another worker's now: touch nothing
+        except WorkerStopping:
+            return _hand_back(job, context)
+        except redis.RedisError:
+            # The job store is away. The job stays running, its checkpoint kept;
+            # once Redis is back its lease lapses and it is delivered again.
+            log.error("job %s: Redis unreachable; it will be delivered again", job_id)
+            raise
+        except Exception as exc:
+            context.checkpoints.delete(job_id)
+            return _stop(job_id, context, exc)
+        context.checkpoints.delete(job_id)
+        return _succeed(job_id, context, result)
+
+
+def _hand_back(job: dict[str, Any], context: WorkerContext) -> dict[str, Any]:
+    """Queue the job again, its checkpoint kept, for another worker (or this
+    one, restarted) to resume: a worker asked to stop does not sit on a long job."""
+    moved = context.jobs.transition(job["id"], "queued", ("running",), worker=None)
+    if moved and context.requeue is not None:
+        context.requeue(job)
+        log.warning("job %s handed back to its queue: the worker is stopping", job["id"])
+    return context.jobs.get(job["id"])
+
+
+def _already_published(job: dict[str, Any], context: WorkerContext) -> dict[str, Any] | None:
+    """The result of a job whose worker published its version and died
+    before it could say so. Only a job delivered before can have one: a first
+    delivery does not read every version's metadata to find out."""
+    if job["attempts"] <= 1:
+        return None
+    version = context.models.version_published_by(job["model"], job["id"])
+    if version is None:
+        return None
+    metrics = context.models.metadata(job["model"], version)["metrics"]
+    return {"model": job["model"], "version": version, "metrics": metrics}
+
+
+def _train_and_publish(
+    job: dict[str, Any], lease: LeaseKeeper, context: WorkerContext
+) -> dict[str, Any]:
+    job_id = job["id"]
+    spec = ModelSpec.model_validate(job["spec"])
+    dataset = context.datasets.load(job["dataset"])
+    resume = context.checkpoints.load(job_id)
+    if job["attempts"] > 1:
+        _record_restart(job, lease, resume.epoch if resume else 0, context)
+    progress = JobProgress(context.jobs, job_id, spec.fit.epochs, lease,
+                           resume.history if resume else None, context.stopping)  # fmt: skip
+    checkpointer = Checkpointer(context.checkpoints, job_id, force=context.stopping)
+    try:
+        result = train(spec, dataset, progress, resume=resume, checkpoints=checkpointer)
+    finally:
+        checkpointer.wait()  # none lands after the job ends (and its checkpoint is deleted)
+    if context.jobs.cancel_requested(job_id):
+        raise JobCancelled("The job was cancelled before its model was published.")
+    lease.check()
+    version = _publish(job, spec, result, context)
+    context.jobs.record_training(
+        context.device, result.samples * result.epochs_run, result.fit_seconds
+    )
+    return {"model": job["model"], "version": version, "metrics": result.metrics}
+
+
+def run_prediction_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
+    """Predict every row of a stored dataset with one model version; the outputs
+    and decoded labels go to the result store."""
+    with _owned(job_id, context) as lease:
+        if lease is None:
+            return context.jobs.get(job_id)
+        job = context.jobs.get(job_id)
+        try:
+            dataset = context.datasets.load(job["dataset"])
+            loaded = load_version(context.models, job["model"], job["version"])
+            outputs = loaded.predict(dataset.x)
+            lease.check()
+            context.results.save(job_id, outputs, loaded.encoding.decode(outputs))
+        except LeaseLost:
+            return context.jobs.get(job_id)
+        except Exception as exc:
+            return _stop(job_id, context, exc)
+        context.jobs.update(job_id, progress={**job["progress"], "fraction": 1.0, "eta_s": 0.0})
+        return _succeed(job_id, context, {
+            "model": job["model"], "version": job["version"], "rows": len(outputs),
+        })  # fmt: skip
+
+
+@contextmanager
+def _owned(job_id: str, context: WorkerContext) -> Iterator[LeaseKeeper | None]:
+    """Claim the job and keep its lease for the block; None when this
+    delivery must leave it alone (taken, finished, cancelled, given up)."""
+    claim = context.jobs.claim(
+        job_id, context.worker, context.device, context.lease_s, context.max_attempts
+    )
+    if not claim.owned:
+        _log_unclaimed(job_id, claim)
+        if claim.outcome in ("cancelled", "gave_up"):
+            context.checkpoints.delete(job_id)
+        yield None
+        return
+    log.info("job %s on %s (attempt %d)", claim.outcome, context.device, claim.attempts)
+    with LeaseKeeper(context.jobs, job_id, claim, context.lease_s) as lease:
+        yield lease
+
+
+def _log_unclaimed(job_id: str, claim: Claim) -> None:
+    reasons = {
+        "busy": "another worker holds it (a duplicate delivery)",
+        "finished": "it has finished, or was cancelled before it started",
+        "missing": "it no longer exists",
+        "cancelled": "it was cancelled while its worker was gone",
+        "gave_up": f"its worker died on each of {claim.attempts} deliveries",
+    }
+    log.warning("job %s not run: %s", job_id, reasons.get(claim.outcome, claim.outcome))
+
+
+def _record_restart(
+    job: dict[str, Any], lease: LeaseKeeper, epoch: int, context: WorkerContext
+) -> None:
+    """The job record shows each time a dead worker's job was taken up again."""
+    restarts = [*job.get("restarts", []), {
+        "at": utc_now(), "attempt": job["attempts"], "worker": context.worker,
+        "lost_worker": lease.claim.previous_worker, "resumed_from_epoch": epoch,
+    }]  # fmt: skip
+    context.jobs.update(job["id"], restarts=restarts, resumed_from_epoch=epoch)
+    log.warning("job %s restarted (attempt %d), from epoch %d", job["id"], job["attempts"], epoch)
+
+
+def _stop(job_id: str, context: WorkerContext, exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, JobCancelled):
+        context.jobs.transition(job_id, "cancelled", ("running",), finished_at=utc_now())
+        log.info("job %s cancelled", job_id)
+    else:  # a failed job records why; the worker lives on
+        log.error("job %s failed", job_id, exc_info=exc)
+        context.jobs.transition(
+            job_id, "failed", ("running",), finished_at=utc_now(), error=_describe(exc)
+        )
+    return context.jobs.get(job_id)
+
+
+def _succeed(job_id: str, context: WorkerContext, result: dict[str, Any]) -> dict[str, Any]:
+    context.jobs.transition(job_id, "succeeded", ("running",), finished_at=utc_now(),
+                            result=result)  # fmt: skip
+    log.info("job succeeded: %s version %s", result["model"], result["version"])
+    return context.jobs.get(job_id)
+
+
+def _publish(
+    job: dict[str, Any], spec: ModelSpec, result: TrainingResult, context: WorkerContext
+) -> int:
+    import keras
+
+    metadata = {
+        "spec": job["spec"],
+        "task": spec.task,
+        "input_shape": spec.input_shape,
+        "outputs": spec.outputs,
+        "classes": result.encoding.classes,
+        "metrics": result.metrics,
+        "history": result.history,
+        "epochs_run": result.epochs_run,
+        "dataset": job["dataset"],
+        "job": job["id"],
+        "device": context.device,
+        "worker": context.worker,
+        "backend": context.backend,
+        "keras_version": keras.__version__,
+        "timings": {
+            "fit_s": round(result.fit_seconds, 3),
+            "samples_per_s": round(result.samples * result.epochs_run / result.fit_seconds, 1),
+        },
+        "created_at": utc_now(),
+    }
+    return context.models.publish(job["model"], result.model.save, metadata)
+
+
+def _describe(exc: Exception) -> dict[str, Any]:
+    if isinstance(exc, FitserveError):
+        return {"code": exc.code, "message": exc.message}
+    return {
+        "code": "training_failed",
+        "message": f"{type(exc).__name__}: {exc}",
+        "traceback": traceback.format_exception_only(exc)[-1].strip(),
+    }
