@@ -38,8 +38,8 @@ clean:
 # Benchmarks print ratios against baselines measured in the same run.
 bench-serve: $(BIN)/.installed
 	scripts/ensure-redis.sh
-	$(BIN)/python bench/serve.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.serve $(BENCH_ARGS)
 
 bench-train: $(BIN)/.installed
 	scripts/ensure-redis.sh
-	$(BIN)/python bench/train.py $(BENCH_ARGS)
+	$(BIN)/python -m bench.train $(BENCH_ARGS)

@@ -38,7 +38,6 @@ def spec_for(hidden: list[int], epochs: int, precision: str = "float32") -> dict
 
 def measure(network: str, mode: str, rows: int, epochs: int) -> dict:
     """In this process: train and time; returns samples/s overall and after epoch 1."""
-    sys.path[:0] = [str(ROOT)]
     import gc
 
     import jax
@@ -117,8 +116,10 @@ def main() -> None:
             environment = {**os.environ, "KERAS_BACKEND": "jax"}
             if platform:
                 environment["JAX_PLATFORMS"] = platform
-            child = subprocess.run([sys.executable, __file__, network, mode], env=environment,
-                                   capture_output=True, text=True)  # fmt: skip
+            child = subprocess.run(
+                [sys.executable, "-m", "bench.gpu_train", network, mode],
+                env=environment, cwd=ROOT, capture_output=True, text=True,
+            )  # fmt: skip
             if child.returncode != 0:  # the device run shows only this output: say why
                 sys.exit(f"{network}, {mode}: failed\n{child.stderr[-4000:]}")
             results[mode] = json.loads(child.stdout.strip().splitlines()[-1])

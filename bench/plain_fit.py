@@ -3,7 +3,7 @@ it with the spec's loss, optimizer and metrics, `model.fit` on numpy arrays.
 Times `fit` only, after a one-epoch warm-up on a separate model, and prints
 JSON. Run in its own process: the backend is chosen before Keras is imported.
 
-    python bench/plain_fit.py BACKEND EXAMPLE REPEATS
+    python -m bench.plain_fit BACKEND EXAMPLE REPEATS
 """
 
 import json
@@ -11,12 +11,9 @@ import os
 import statistics
 import sys
 import time
-from pathlib import Path
 
 os.environ["KERAS_BACKEND"] = sys.argv[1]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
 
 import keras  # noqa: E402
 

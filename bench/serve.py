@@ -1,6 +1,6 @@
 """Serving benchmark: the service against the hand-written baseline, in one run.
 
-    make bench-serve        (or: .venv/bin/python bench/serve.py [--quick])
+    make bench-serve        (or: .venv/bin/python -m bench.serve [--quick])
 
 Trains the seed's binary model (breast cancer, 30 features, 3 x Dense(60) +
 sigmoid), publishes it, then starts on this machine:
@@ -23,7 +23,6 @@ import platform
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -32,7 +31,6 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", os.environ.get("FITSERVE_KERAS_BACKEND", "jax"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
 
 import numpy as np  # noqa: E402
 import redis  # noqa: E402
@@ -42,7 +40,7 @@ from bench.load import LoadResult, post_once, run_load  # noqa: E402
 from models.datasets import DatasetStore  # noqa: E402
 from models.jobs.store import JobStore  # noqa: E402
 from models.settings import Queues, Settings  # noqa: E402
-from tests.live import Service, api_answers, free_port, settings_environment  # noqa: E402
+from service.local_processes import Service, api_answers, free_port, settings_environment  # noqa: E402
 from worker.runner import WorkerContext, run_training_job  # noqa: E402
 
 KEY = "bench-key"

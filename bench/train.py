@@ -1,7 +1,7 @@
 """Training benchmark: the four example programs as the plain Keras script and
 through the service, in one run.
 
-    make bench-train        (or: .venv/bin/python bench/train.py [--repeats N])
+    make bench-train        (or: .venv/bin/python -m bench.train [--repeats N])
 
 The plain script (bench/plain_fit.py: `fit` on numpy arrays with the spec's
 arguments, timed alone) runs under TensorFlow, what `pip install tensorflow`
@@ -29,13 +29,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
 
 import requests  # noqa: E402
 
 from bench.examples import EXAMPLES, FILES, ensure_data  # noqa: E402
 from models.settings import Queues, Settings  # noqa: E402
-from tests.live import (  # noqa: E402
+from service.local_processes import (  # noqa: E402
     Service,
     api_answers,
     free_port,
@@ -50,8 +49,8 @@ BACKENDS = ("tensorflow", "jax")
 def plain(backend: str, example: str, repeats: int) -> dict[str, Any]:
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "plain_fit.py"), backend, example, str(repeats)],
-        capture_output=True, text=True, check=True, env=environment,
+        [sys.executable, "-m", "bench.plain_fit", backend, example, str(repeats)],
+        capture_output=True, text=True, check=True, env=environment, cwd=ROOT,
     )  # fmt: skip
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 

@@ -20,11 +20,12 @@ from service.auth import install_auth
 from service.bodies import FitserveRequest
 from service.context import Services
 from service.converters import ModelNameConverter
-from service.errors import register_error_handlers
+from service.error_handlers import register_error_handlers
 from service.json_provider import OrjsonProvider
 from service.metrics import install_metrics
 from service.routes import dashboard, datasets, docs, jobs, models, ops, v2
 from worker.celery_app import make_celery
+from worker.queue import JobQueue
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -38,10 +39,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.url_map.converters["model"] = ModelNameConverter
     client = redis.Redis.from_url(settings.redis_url)
     model_store = ModelStore(settings.models_dir)
+    job_store = JobStore(client, settings.redis_prefix)
+    registry = WorkerRegistry(client, settings.redis_prefix)
+    celery = make_celery(settings)
     services = app.extensions["fitserve"] = Services(
         settings=settings,
         redis=client,
-        jobs=JobStore(client, settings.redis_prefix),
+        jobs=job_store,
         # An NPZ upload unpacks to at most UNPACK_RATIO times the upload limit.
         datasets=DatasetStore(
             settings.datasets_dir, UNPACK_RATIO * settings.limits.max_upload_bytes
@@ -49,8 +53,9 @@ def create_app(settings: Settings | None = None) -> Flask:
         models=model_store,
         predictor=Predictor(model_store, settings.model_cache_size),
         results=ResultStore(settings.results_dir),
-        workers=WorkerRegistry(client, settings.redis_prefix),
-        celery=make_celery(settings),
+        workers=registry,
+        celery=celery,
+        queue=JobQueue(celery, settings.queues, job_store, registry),
     )
     register_error_handlers(app)
     install_auth(app, settings.api_keys)

@@ -6,7 +6,7 @@ import hmac
 
 from flask import Flask, request
 
-from models.errors import Unauthorized
+from service.errors import Unauthorized
 
 # Health checks, the API's own description, and the dashboard's assets.
 OPEN_PATHS = ("/healthz", "/readyz", "/v2/health/", "/static/", "/openapi.json", "/docs")

@@ -10,7 +10,8 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.formparser import FormDataParser
 
 from models.datasets import media_type_for_filename
-from models.errors import MalformedBody, PayloadTooLarge, problem
+from models.errors import MalformedBody, problem
+from service.errors import PayloadTooLarge
 
 GENERIC_TYPES = ("", "application/octet-stream", "text/plain")
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -26,10 +24,10 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 from rich.table import Table
 
+from models.ids import is_dataset_id
 from models.jobs.store import FINAL_STATES, STATES
-from service.client import ApiError, Client, Event
+from service.client import ApiError, Client, ClientSettings, Event
 
-DATASET_ID = re.compile(r"^[0-9a-f]{24}$")
 PREDICT_TYPES = {".csv": "text/csv", ".json": "application/json", ".npy": "application/x-npy"}
 
 console = Console(stderr=True)  # progress and messages; results go to stdout
@@ -87,15 +85,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _client(arguments: argparse.Namespace) -> Client:
-    key = arguments.key or os.environ.get("FITSERVE_API_KEY") or _local_key()
-    return Client(arguments.url, key)
-
-
-def _local_key() -> str | None:
-    """The key `make run` made, when the CLI runs beside it."""
-    folder = Path(os.environ.get("FITSERVE_DATA_DIR", "var"))
-    path = folder / "api-key"
-    return path.read_text().strip() if path.is_file() else None
+    settings = ClientSettings()
+    return Client(arguments.url or settings.url, arguments.key or settings.key())
 
 
 def _train(arguments: argparse.Namespace) -> int:
@@ -106,7 +97,7 @@ def _train(arguments: argparse.Namespace) -> int:
     if not model:
         raise ApiError(0, "Name the model: --model NAME (the spec file has no 'model').")
     dataset = arguments.data
-    if not (DATASET_ID.fullmatch(dataset) and not Path(dataset).exists()):
+    if not (is_dataset_id(dataset) and not Path(dataset).exists()):
         record = client.upload(Path(dataset), arguments.target)
         console.print(f"dataset {record['id']}: {record['rows']} rows")
         dataset = record["id"]

@@ -6,26 +6,32 @@ It imports neither Flask nor Keras, so the CLI starts at once.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import requests
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.datasets import media_type_for_filename
+from models.errors import FitserveError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-class ApiError(Exception):
-    """An error answer from the API, with its status and message."""
+class ApiError(FitserveError):
+    """An error answer from the API, with the HTTP status it came with (0 when
+    the API could not be reached or the request was never sent)."""
+
+    code = "api_error"
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
+        super().__init__(message)
         self.status = status
-        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.message}"
 
 
 @dataclass(frozen=True)
@@ -35,10 +41,28 @@ class Event:
     id: str | None = None
 
 
+class ClientSettings(BaseSettings):
+    """What the CLI reads from its environment: `FITSERVE_URL`, `FITSERVE_API_KEY`,
+    and `FITSERVE_DATA_DIR`, where `make run` leaves the key it made."""
+
+    model_config = SettingsConfigDict(env_prefix="FITSERVE_", extra="ignore")
+
+    url: str = DEFAULT_URL
+    api_key: str | None = None
+    data_dir: Path = Path("var")
+
+    def key(self) -> str | None:
+        """The API key: FITSERVE_API_KEY, or the one `make run` made when the
+        CLI runs beside it."""
+        if self.api_key:
+            return self.api_key
+        path = self.data_dir / "api-key"
+        return path.read_text().strip() if path.is_file() else None
+
+
 class Client:
-    def __init__(self, url: str | None = None, key: str | None = None, timeout: float = 60) -> None:
-        self.url = (url or os.environ.get("FITSERVE_URL") or DEFAULT_URL).rstrip("/")
-        key = key if key is not None else os.environ.get("FITSERVE_API_KEY")
+    def __init__(self, url: str, key: str | None, timeout: float = 60) -> None:
+        self.url = url.rstrip("/")
         self.http = requests.Session()
         if key:
             self.http.headers["Authorization"] = f"Bearer {key}"

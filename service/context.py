@@ -9,12 +9,15 @@ from celery import Celery
 from flask import current_app
 
 from models.datasets import DatasetStore
+from models.errors import NotFound, ValidationFailed, problem
 from models.jobs.store import JobStore
 from models.jobs.workers import WorkerRegistry
+from models.records import DatasetRecord
 from models.serving.predictor import Predictor
 from models.settings import Settings
 from models.storage.model_store import ModelStore
 from models.storage.results import ResultStore
+from worker.queue import JobQueue
 
 
 @dataclass
@@ -28,6 +31,17 @@ class Services:
     results: ResultStore
     workers: WorkerRegistry
     celery: Celery
+    queue: JobQueue
+
+    def dataset_named_in_body(self, dataset_id: str) -> DatasetRecord:
+        """The dataset a job's body names, or a 422 at ["dataset"]."""
+        try:
+            return self.datasets.get(dataset_id)
+        except NotFound:
+            message = (
+                f"No dataset with id {dataset_id!r}: upload it first. Received: {dataset_id!r}"
+            )
+            raise ValidationFailed(message, details=[problem(["dataset"], message)]) from None
 
 
 def services() -> Services:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BaseConverter
 
-from models.storage.model_store import MODEL_NAME
+from models.ids import MODEL_NAME, anchored, is_model_name
 
 
 class ModelNameConverter(BaseConverter):
@@ -18,11 +18,10 @@ class ModelNameConverter(BaseConverter):
     regex = r"[^/:]+"
 
     def to_python(self, value: str) -> str:
-        # fullmatch: MODEL_NAME's `$` also matches before a trailing newline.
-        if not MODEL_NAME.fullmatch(value):
+        if not is_model_name(value):
             # Werkzeug's NotFound, not ours: routing only turns HTTPExceptions into responses.
             raise NotFound(
-                f"No model has this name: model names match {MODEL_NAME.pattern}. "
+                f"No model has this name: model names match {anchored(MODEL_NAME)}. "
                 f"Received: {value!r}"
             )
         return value

@@ -1,101 +1,65 @@
-"""One place that turns every error into API.md's JSON error body."""
+"""Where HTTP meets the error tree (models.errors): each error code's status,
+the errors only HTTP has, and placing a parser's problems in the request."""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-import kombu.exceptions
-import redis
-from flask import Flask, Response, current_app, jsonify, request
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
-
-from models.errors import FitserveError, PayloadTooLarge, ServiceUnavailable
-from service.bodies import drain, upload_limit_message
-
-log = logging.getLogger(__name__)
+from models import errors
+from models.errors import FitserveError
 
 
-def register_error_handlers(app: Flask) -> None:
-    app.register_error_handler(FitserveError, _fitserve_error)
-    app.register_error_handler(RequestEntityTooLarge, _too_large)
-    app.register_error_handler(redis.ConnectionError, _redis_down)
-    app.register_error_handler(redis.TimeoutError, _redis_down)
-    # What Celery raises when it cannot hand a job to the broker.
-    app.register_error_handler(kombu.exceptions.OperationalError, _redis_down)
-    app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(Exception, _unexpected)
+class Unauthorized(FitserveError):
+    code = "unauthorized"
 
 
-def error_response(error: FitserveError) -> tuple[Response, int]:
-    return jsonify(error.to_dict()), error.status
+class PayloadTooLarge(FitserveError):
+    code = "payload_too_large"
 
 
-def _fitserve_error(error: FitserveError) -> tuple[Response, int]:
-    if error.status >= 500:
-        log.error("server error: %s", error.message)
-    return error_response(error)
+# An error's status is its code's, or the nearest ancestor's that has one.
+STATUS_BY_CODE = {
+    errors.FitserveError.code: 500,
+    errors.BadRequest.code: 400,
+    errors.MalformedBody.code: 400,
+    errors.InvalidSample.code: 400,
+    Unauthorized.code: 401,
+    errors.NotFound.code: 404,
+    errors.Conflict.code: 409,
+    PayloadTooLarge.code: 413,
+    errors.UnsupportedMediaType.code: 415,
+    errors.ValidationFailed.code: 422,
+    errors.InvalidDataset.code: 422,
+    errors.SpecDatasetMismatch.code: 422,
+    errors.ServiceUnavailable.code: 503,
+}
 
 
-def _too_large(error: RequestEntityTooLarge) -> tuple[Response, int]:
-    limit = current_app.config["MAX_CONTENT_LENGTH"]
-    length = request.content_length
-    if length is not None and limit is not None and length <= limit:
-        # The body is within the upload limit, and a multipart form limit stopped
-        # the parser part way through it: read the rest (no more than any upload),
-        # or the next request on this keep-alive connection meets a closed socket.
-        drain(request.stream, most=length)
-        return error_response(PayloadTooLarge(_form_limit_message(length)))
-    return error_response(PayloadTooLarge(upload_limit_message(limit)))
+def http_status(error: FitserveError) -> int:
+    for cls in type(error).__mro__:
+        code = getattr(cls, "code", None)
+        if code in STATUS_BY_CODE:
+            return STATUS_BY_CODE[code]
+    return 500
 
 
-def _form_limit_message(length: int) -> str:
-    return (
-        f"The multipart form breaks a form limit: each field without a filename holds at "
-        f"most {request.max_form_memory_size:,} bytes, and a form has at most "
-        f"{request.max_form_parts:,} parts. Send the dataset as a 'file' part with a filename. "
-        f"Received: a {length:,}-byte form"
-    )
+# Where in a request each named input of a parser comes from; the main
+# input (a dataset or a CSV of samples) is the body.
+REQUEST_PLACES: dict[str | None, tuple[str, ...]] = {
+    None: ("body",),
+    "content_type": ("header", "Content-Type"),
+    "target": ("query", "target"),
+    "dataset_id": ("path", "dataset_id"),
+}
 
 
-def _redis_down(error: Exception) -> tuple[Response, int]:
-    # Job state and the queue live in Redis; datasets and prediction do not.
-    log.error("Redis unreachable: %s", error)
-    return error_response(
-        ServiceUnavailable(
-            "The job store and queue (Redis) cannot be reached, so jobs can be neither "
-            "submitted nor read; prediction still works. Try again shortly. "
-            f"Received: {type(error).__name__}: {error}"
-        )
-    )
-
-
-def _http_error(error: HTTPException) -> tuple[Response, int]:
-    status = error.code or 500
-    code = (error.name or "error").lower().replace(" ", "_")
-    body = {"error": {"code": code, "message": _http_message(error), "details": []}}
-    return jsonify(body), status
-
-
-def _http_message(error: HTTPException) -> str:
-    """Werkzeug's own text for a URL no route takes says neither which URL nor
-    why; say both. A description set where the error was raised is kept."""
-    received = f"Received: {request.method} {request.path!r}"
-    if isinstance(error, NotFound) and error.description == NotFound.description:
-        return f"No route matches this URL; /openapi.json lists the routes. {received}"
-    if isinstance(error, MethodNotAllowed) and error.valid_methods:
-        methods = ", ".join(sorted(set(error.valid_methods) - {"HEAD", "OPTIONS"}))
-        return f"This URL takes {methods}. {received}"
-    return error.description or error.name
-
-
-def _unexpected(error: Exception) -> tuple[Response, int]:
-    log.exception("unhandled error")
-    return jsonify(
-        {
-            "error": {
-                "code": "internal_error",
-                "message": "An unexpected server error occurred; it has been logged.",
-                "details": [],
-            }
-        }
-    ), 500
+@contextmanager
+def parsing_request() -> Iterator[None]:
+    """Parsers locate problems inside what they parsed (a CSV's line 7);
+    errors raised in the block say where that is in the request."""
+    try:
+        yield
+    except FitserveError as error:
+        error.within(*REQUEST_PLACES[error.argument])
+        raise

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from models.jobs.store import FINAL_STATES, JobStore
+from models.records import JobRecord
 
 POLL_SECONDS = 0.2
 KEEP_ALIVE_SECONDS = 15.0
@@ -34,7 +35,7 @@ def job_events(jobs: JobStore, job_id: str, max_seconds: float = 300.0) -> Itera
     return _stream(jobs, job, max_seconds)
 
 
-def _stream(jobs: JobStore, job: dict[str, Any], max_seconds: float) -> Iterator[str]:
+def _stream(jobs: JobStore, job: JobRecord, max_seconds: float) -> Iterator[str]:
     job_id = job["id"]
     yield _event("snapshot", job)
     state, epochs_seen = job["state"], _epochs(job)
@@ -58,16 +59,16 @@ def _stream(jobs: JobStore, job: dict[str, Any], max_seconds: float) -> Iterator
         epochs_seen = max(epochs_seen, _epochs(current))
         if current["state"] != state:
             state = current["state"]
-            yield _event("state", {name: current[name] for name in STATE_FIELDS})
+            yield _event("state", {name: current.get(name) for name in STATE_FIELDS})
             if state in FINAL_STATES:
                 return
 
 
-def _epochs(job: dict[str, Any]) -> int:
+def _epochs(job: JobRecord) -> int:
     return len((job.get("history") or {}).get("loss", []))
 
 
-def _epoch(job: dict[str, Any], epoch: int) -> dict[str, Any]:
+def _epoch(job: JobRecord, epoch: int) -> dict[str, Any]:
     progress = job["progress"]
     logs = {name: values[epoch - 1] for name, values in job["history"].items()
             if len(values) >= epoch}  # fmt: skip
@@ -82,7 +83,7 @@ def _epoch(job: dict[str, Any], epoch: int) -> dict[str, Any]:
     }
 
 
-def _event(name: str, data: dict[str, Any], event_id: str | None = None) -> str:
+def _event(name: str, data: Mapping[str, Any], event_id: str | None = None) -> str:
     lines = [f"event: {name}"]
     if event_id is not None:
         lines.append(f"id: {event_id}")

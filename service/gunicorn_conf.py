@@ -12,10 +12,13 @@ import os
 from typing import Any
 
 from models.logs import configure_logging
+from models.settings import Settings
 
 
 def post_fork(server: Any, worker: Any) -> None:
-    configure_logging(os.environ.get("FITSERVE_LOG_FORMAT", "json"))
+    # The worker process's own Settings, from the FITSERVE_* environment it
+    # inherits (create_app reads the same).
+    configure_logging(Settings().log_format)
 
 
 def child_exit(server: Any, worker: Any) -> None:

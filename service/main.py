@@ -37,7 +37,6 @@ def _metrics_folder(settings: Settings) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder.resolve())
-    os.environ["FITSERVE_LOG_FORMAT"] = settings.log_format
 
 
 if __name__ == "__main__":

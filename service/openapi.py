@@ -16,9 +16,7 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel
 
-from models.storage.dataset_files import DATASET_ID
-from models.storage.model_store import MODEL_NAME
-from models.storage.results import JOB_ID
+from models.ids import DATASET_ID, JOB_ID, MODEL_NAME, anchored
 from service.openapi_bodies import (
     JSON_OBJECT,
     MEDIA_BODIES,
@@ -37,10 +35,10 @@ REQUEST_MODELS: dict[tuple[str, str], type[BaseModel]] = {
 }
 # What each path parameter accepts; anything else is a 404 that says why.
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
-    "name": {"type": "string", "pattern": MODEL_NAME.pattern},
+    "name": {"type": "string", "pattern": anchored(MODEL_NAME)},
     "version": {"type": "integer", "minimum": 1},
-    "dataset_id": {"type": "string", "pattern": f"^{DATASET_ID.pattern}$"},
-    "job_id": {"type": "string", "pattern": JOB_ID.pattern},
+    "dataset_id": {"type": "string", "pattern": anchored(DATASET_ID)},
+    "job_id": {"type": "string", "pattern": anchored(JOB_ID)},
 }
 ERROR = {
     "type": "object",

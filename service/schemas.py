@@ -6,10 +6,10 @@ from typing import Annotated
 
 from pydantic import Field
 
-from models.storage.model_store import MODEL_NAME
+from models.ids import MODEL_NAME, anchored
 from models.training.spec import ModelSpec, StrictModel
 
-ModelName = Annotated[str, Field(pattern=MODEL_NAME.pattern)]
+ModelName = Annotated[str, Field(pattern=anchored(MODEL_NAME))]
 
 
 class TrainingSpec(StrictModel):

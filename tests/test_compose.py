@@ -16,7 +16,14 @@ import pytest
 import yaml
 
 from models.settings import Settings
-from tests.live import BIN, Service, api_answers, free_port, settings_environment, worker_answers
+from service.local_processes import (
+    BIN,
+    Service,
+    api_answers,
+    free_port,
+    settings_environment,
+    worker_answers,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())

@@ -10,7 +10,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # Each room, lowest first, with the rooms it may import besides itself.
-BASE = {"models.settings", "models.errors", "models.logs", "models.validation"}
+BASE = {
+    "models.settings",
+    "models.errors",
+    "models.logs",
+    "models.validation",
+    "models.ids",
+    "models.records",
+}
 ALLOWED: dict[str, set[str]] = {
     "models.storage": set(),
     "models.datasets": {"models.storage"},

@@ -14,14 +14,10 @@ from types import TracebackType
 
 import redis
 
-from models.errors import JobCancelled
+from models.errors import LeaseLost
 from models.jobs.store import Claim, JobStore
 
 log = logging.getLogger(__name__)
-
-
-class LeaseLost(JobCancelled):
-    """Another worker now owns the job: this one must stop and leave it be."""
 
 
 class LeaseKeeper:

@@ -16,15 +16,16 @@ import sys
 import redis
 from celery.signals import worker_shutting_down
 
-from models.jobs.store import utc_now
+from models.jobs.store import JobStore, utc_now
 from models.jobs.workers import WorkerRegistry
 from models.logs import configure_logging
 from models.settings import Settings
 from models.training.backend import configure_backend, enable_compilation_cache
 from models.training.fit import warm_up
-from worker.celery_app import enqueue, make_celery
+from worker.celery_app import make_celery
 from worker.devices import detect_devices
 from worker.heartbeat import Heartbeat
+from worker.queue import JobQueue
 from worker.runner import WorkerContext
 from worker.sweeper import Sweeper
 from worker.tasks import register_tasks
@@ -49,31 +50,31 @@ def main(argv: list[str] | None = None) -> None:
     gc.freeze()
 
     device = gpus[0] if gpus else "cpu"
-    queue = settings.queues.gpu if gpus else settings.queues.cpu
+    queue_name = settings.queues.gpu if gpus else settings.queues.cpu
     # Unique per process: several workers may share a host (and a broker's
     # control channel), and Celery wants distinct node names.
     name = f"fitserve-{device.replace(':', '')}-{os.getpid()}@{socket.gethostname()}"
     client = redis.Redis.from_url(settings.redis_url)
     app = make_celery(settings)
     registry = WorkerRegistry(client, settings.redis_prefix)
+    queue = JobQueue(app, settings.queues, JobStore(client, settings.redis_prefix), registry)
     context = WorkerContext.from_settings(
-        settings, client, name, device, keras.backend.backend(),
-        requeue=lambda job: enqueue(app, settings, context.jobs, job, registry.gpu_online()),
-    )  # fmt: skip
+        settings, client, name, device, keras.backend.backend(), requeue=queue.send
+    )
     # SIGTERM (Celery's warm shutdown) lets the running job hand itself back
     # at its next batch or epoch, rather than be waited for or cut off.
     worker_shutting_down.connect(lambda **_: context.stopping.set(), weak=False)
     heartbeat = Heartbeat(
         registry,
         {"name": name, "hostname": socket.gethostname(), "pid": os.getpid(), "device": device,
-         "gpus": gpus, "backend": context.backend, "queue": queue, "started_at": utc_now()},
+         "gpus": gpus, "backend": context.backend, "queue": queue_name, "started_at": utc_now()},
     )  # fmt: skip
     register_tasks(app, context, heartbeat)
-    sweeper = Sweeper(app, settings, context.jobs, heartbeat.registry, context.checkpoints)
+    sweeper = Sweeper(queue, context.checkpoints, settings.jobs.lease_s)
     heartbeat.start()
     sweeper.start()
     arguments = [
-        "worker", "--pool=solo", "--concurrency=1", f"--queues={queue}", f"--hostname={name}",
+        "worker", "--pool=solo", "--concurrency=1", f"--queues={queue_name}", f"--hostname={name}",
         "--loglevel=INFO", "--without-mingle", "--without-gossip",
     ]  # fmt: skip
     try:

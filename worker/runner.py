@@ -26,23 +26,20 @@ from typing import Any
 import redis
 
 from models.datasets import DatasetStore
-from models.errors import FitserveError, JobCancelled
+from models.errors import FitserveError, JobCancelled, LeaseLost, WorkerStopping
 from models.jobs.store import Claim, JobStore, utc_now
+from models.records import JobError, JobRecord
 from models.serving.predictor import load_version
-from models.settings import Settings
+from models.settings import Jobs, Settings
 from models.storage.checkpoints import CheckpointStore
 from models.storage.model_store import ModelStore
 from models.storage.results import ResultStore
 from models.training.checkpoints import Checkpointer
 from models.training.fit import TrainingResult, train
 from models.training.spec import ModelSpec
-from worker.leases import LeaseKeeper, LeaseLost
+from worker.leases import LeaseKeeper
 
 log = logging.getLogger(__name__)
-
-
-class WorkerStopping(Exception):
-    """The worker was asked to stop while a job ran."""
 
 
 # How often a running job looks for a cancel request: often enough to stop
@@ -60,17 +57,17 @@ class WorkerContext:
     device: str
     backend: str
     checkpoints: CheckpointStore
-    lease_s: float = 20.0
-    max_attempts: int = 3
+    # The lease and the deliveries a job gets (Settings.jobs and its defaults).
+    policy: Jobs = field(default_factory=Jobs)
     # Set when the worker is asked to stop (SIGTERM): the running job hands
     # itself back through `requeue` instead of running on.
     stopping: threading.Event = field(default_factory=threading.Event)
-    requeue: Callable[[dict[str, Any]], object] | None = None
+    requeue: Callable[[JobRecord], object] | None = None
 
     @classmethod
     def from_settings(
         cls, settings: Settings, client: redis.Redis, worker: str, device: str, backend: str,
-        requeue: Callable[[dict[str, Any]], object] | None = None,
+        requeue: Callable[[JobRecord], object] | None = None,
     ) -> WorkerContext:  # fmt: skip
         return cls(
             jobs=JobStore(client, settings.redis_prefix),
@@ -81,8 +78,7 @@ class WorkerContext:
             device=device,
             backend=backend,
             checkpoints=CheckpointStore(settings.checkpoints_dir),
-            lease_s=settings.jobs.lease_s,
-            max_attempts=settings.jobs.max_attempts,
+            policy=settings.jobs,
             requeue=requeue,
         )
 
@@ -141,7 +137,7 @@ class JobProgress:
             return False  # asked again at the next poll
 
 
-def run_training_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
+def run_training_job(job_id: str, context: WorkerContext) -> JobRecord:
     """Train, publish and finish job `job_id`; returns the final job record."""
     with _owned(job_id, context) as lease:
         if lease is None:
@@ -165,7 +161,7 @@ def run_training_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
         return _succeed(job_id, context, result)
 
 
-def _hand_back(job: dict[str, Any], context: WorkerContext) -> dict[str, Any]:
+def _hand_back(job: JobRecord, context: WorkerContext) -> JobRecord:
     """Queue the job again, its checkpoint kept, for another worker (or this
     one, restarted) to resume: a worker asked to stop does not sit on a long job."""
     moved = context.jobs.transition(job["id"], "queued", ("running",), worker=None)
@@ -175,7 +171,7 @@ def _hand_back(job: dict[str, Any], context: WorkerContext) -> dict[str, Any]:
     return context.jobs.get(job["id"])
 
 
-def _already_published(job: dict[str, Any], context: WorkerContext) -> dict[str, Any] | None:
+def _already_published(job: JobRecord, context: WorkerContext) -> dict[str, Any] | None:
     """The result of a job whose worker published its version and died
     before it could say so. Only a job delivered before can have one: a first
     delivery does not read every version's metadata to find out."""
@@ -189,7 +185,7 @@ def _already_published(job: dict[str, Any], context: WorkerContext) -> dict[str,
 
 
 def _train_and_publish(
-    job: dict[str, Any], lease: LeaseKeeper, context: WorkerContext
+    job: JobRecord, lease: LeaseKeeper, context: WorkerContext
 ) -> dict[str, Any]:
     job_id = job["id"]
     spec = ModelSpec.model_validate(job["spec"])
@@ -214,7 +210,7 @@ def _train_and_publish(
     return {"model": job["model"], "version": version, "metrics": result.metrics}
 
 
-def run_prediction_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
+def run_prediction_job(job_id: str, context: WorkerContext) -> JobRecord:
     """Predict every row of a stored dataset with one model version; the outputs
     and decoded labels go to the result store."""
     with _owned(job_id, context) as lease:
@@ -222,6 +218,8 @@ def run_prediction_job(job_id: str, context: WorkerContext) -> dict[str, Any]:
             return context.jobs.get(job_id)
         job = context.jobs.get(job_id)
         try:
+            if job["version"] is None:
+                raise FitserveError(f"Prediction job {job_id} names no model version.")
             dataset = context.datasets.load(job["dataset"])
             loaded = load_version(context.models, job["model"], job["version"])
             outputs = loaded.predict(dataset.x)
@@ -242,7 +240,11 @@ def _owned(job_id: str, context: WorkerContext) -> Iterator[LeaseKeeper | None]:
     """Claim the job and keep its lease for the block; None when this
     delivery must leave it alone (taken, finished, cancelled, given up)."""
     claim = context.jobs.claim(
-        job_id, context.worker, context.device, context.lease_s, context.max_attempts
+        job_id,
+        context.worker,
+        context.device,
+        context.policy.lease_s,
+        context.policy.max_attempts,
     )
     if not claim.owned:
         _log_unclaimed(job_id, claim)
@@ -251,7 +253,7 @@ def _owned(job_id: str, context: WorkerContext) -> Iterator[LeaseKeeper | None]:
         yield None
         return
     log.info("job %s on %s (attempt %d)", claim.outcome, context.device, claim.attempts)
-    with LeaseKeeper(context.jobs, job_id, claim, context.lease_s) as lease:
+    with LeaseKeeper(context.jobs, job_id, claim, context.policy.lease_s) as lease:
         yield lease
 
 
@@ -266,9 +268,7 @@ def _log_unclaimed(job_id: str, claim: Claim) -> None:
     log.warning("job %s not run: %s", job_id, reasons.get(claim.outcome, claim.outcome))
 
 
-def _record_restart(
-    job: dict[str, Any], lease: LeaseKeeper, epoch: int, context: WorkerContext
-) -> None:
+def _record_restart(job: JobRecord, lease: LeaseKeeper, epoch: int, context: WorkerContext) -> None:
     """The job record shows each time a dead worker's job was taken up again."""
     restarts = [*job.get("restarts", []), {
         "at": utc_now(), "attempt": job["attempts"], "worker": context.worker,
@@ -278,7 +278,7 @@ def _record_restart(
     log.warning("job %s restarted (attempt %d), from epoch %d", job["id"], job["attempts"], epoch)
 
 
-def _stop(job_id: str, context: WorkerContext, exc: Exception) -> dict[str, Any]:
+def _stop(job_id: str, context: WorkerContext, exc: Exception) -> JobRecord:
     if isinstance(exc, JobCancelled):
         context.jobs.transition(job_id, "cancelled", ("running",), finished_at=utc_now())
         log.info("job %s cancelled", job_id)
@@ -290,7 +290,7 @@ def _stop(job_id: str, context: WorkerContext, exc: Exception) -> dict[str, Any]
     return context.jobs.get(job_id)
 
 
-def _succeed(job_id: str, context: WorkerContext, result: dict[str, Any]) -> dict[str, Any]:
+def _succeed(job_id: str, context: WorkerContext, result: dict[str, Any]) -> JobRecord:
     context.jobs.transition(job_id, "succeeded", ("running",), finished_at=utc_now(),
                             result=result)  # fmt: skip
     log.info("job succeeded: %s version %s", result["model"], result["version"])
@@ -298,7 +298,7 @@ def _succeed(job_id: str, context: WorkerContext, result: dict[str, Any]) -> dic
 
 
 def _publish(
-    job: dict[str, Any], spec: ModelSpec, result: TrainingResult, context: WorkerContext
+    job: JobRecord, spec: ModelSpec, result: TrainingResult, context: WorkerContext
 ) -> int:
     import keras
 
@@ -326,7 +326,7 @@ def _publish(
     return context.models.publish(job["model"], result.model.save, metadata)
 
 
-def _describe(exc: Exception) -> dict[str, Any]:
+def _describe(exc: Exception) -> JobError:
     if isinstance(exc, FitserveError):
         return {"code": exc.code, "message": exc.message}
     return {

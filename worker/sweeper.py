@@ -19,32 +19,25 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 import redis
-from celery import Celery
 
 from models.errors import NotFound
 from models.jobs.store import FINAL_STATES, JobStore
-from models.jobs.workers import WorkerRegistry
-from models.settings import Settings
+from models.records import JobRecord
 from models.storage.checkpoints import CheckpointStore
-from worker.celery_app import enqueue
+from worker.queue import JobQueue
 
 log = logging.getLogger(__name__)
 
 
 class Sweeper:
-    def __init__(
-        self, app: Celery, settings: Settings, jobs: JobStore, registry: WorkerRegistry,
-        checkpoints: CheckpointStore,
-    ) -> None:  # fmt: skip
-        self.app = app
-        self.settings = settings
-        self.jobs = jobs
-        self.registry = registry
+    def __init__(self, queue: JobQueue, checkpoints: CheckpointStore, lease_s: float) -> None:
+        self.queue = queue
+        self.jobs: JobStore = queue.jobs
         self.checkpoints = checkpoints
-        self.interval_s = settings.jobs.lease_s / 2
+        # Twice per lease: a dead worker's job waits at most 1.5 leases.
+        self.interval_s = lease_s / 2
         self._stopped = threading.Event()
 
     def start(self) -> None:
@@ -59,7 +52,7 @@ class Sweeper:
         for job_id in self.jobs.orphans():
             if (job := self._take("redelivered", job_id)) is None:
                 continue
-            enqueue(self.app, self.settings, self.jobs, job, self.registry.gpu_online())
+            self.queue.send(job)
             log.warning("job %s: its worker %s is gone; delivered again", job_id, job["worker"])
             sent.append(job_id)
         sent += self._move_stranded()
@@ -70,22 +63,21 @@ class Sweeper:
         """Send `auto` jobs waiting on the GPU queue to the CPU queue when no
         GPU worker is online; returns their ids."""
         stranded = self.jobs.stranded()
-        if not stranded or self.registry.gpu_online():
+        if not stranded or self.queue.workers.gpu_online():
             return []
         moved = []
         for job_id in stranded:
             if (job := self._take("rerouted", job_id)) is None:
                 continue
-            enqueue(self.app, self.settings, self.jobs, job, gpu_online=False)
+            self.queue.send(job, gpu_online=False)
             log.warning("job %s: no GPU worker is online any more; sent to the CPU queue", job_id)
             moved.append(job_id)
         return moved
 
-    def _take(self, action: str, job_id: str) -> dict[str, Any] | None:
+    def _take(self, action: str, job_id: str) -> JobRecord | None:
         """Job `job_id`, if this sweeper is the one (of all the workers') to
         act on it this period: one sends it per period, not one per worker."""
-        marker = f"{self.settings.redis_prefix}:{action}:{job_id}"
-        if not self.jobs.redis.set(marker, 1, nx=True, px=int(self.interval_s * 4000)):
+        if not self.jobs.take_for_period(action, job_id, self.interval_s * 4):
             return None
         try:
             return self.jobs.get(job_id)

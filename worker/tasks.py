@@ -9,13 +9,14 @@ from typing import Any
 from celery import Celery
 
 from models.logs import job_context
+from models.records import JobRecord
 from worker.celery_app import PREDICT_TASK, TRAIN_TASK
 from worker.heartbeat import Heartbeat
 from worker.runner import WorkerContext, run_prediction_job, run_training_job
 
 
 def register_tasks(app: Celery, context: WorkerContext, heartbeat: Heartbeat) -> None:
-    def run(runner: Callable[[str, WorkerContext], dict[str, Any]], job_id: str) -> dict[str, Any]:
+    def run(runner: Callable[[str, WorkerContext], JobRecord], job_id: str) -> dict[str, Any]:
         heartbeat.job_started(job_id)
         try:
             with job_context(job_id):  # every log line of the job carries its id

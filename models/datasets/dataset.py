@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.datasets.problems import MAX_PROBLEMS, Locate, fail, problem, raise_first
+from models.datasets.problems import MAX_PROBLEMS, Locate, fail, raise_first, report
 from models.errors import InvalidDataset
 
 _MAX_SAMPLE_RANK = 4
@@ -23,7 +23,7 @@ def finish(x: np.ndarray, y: np.ndarray) -> Dataset:
     if x.ndim == 0 or len(x) == 0 or x.ndim - 1 > _MAX_SAMPLE_RANK or x[0].size == 0:
         fail(
             InvalidDataset,
-            ["body", "x"],
+            ["x"],
             "x has no rows, empty samples or too high a rank",
             f"samples of rank 0 to {_MAX_SAMPLE_RANK}",
             f"shape {list(x.shape)}",
@@ -31,14 +31,14 @@ def finish(x: np.ndarray, y: np.ndarray) -> Dataset:
     if y.ndim not in (1, 2) or len(y) != len(x) or 0 in y.shape:
         fail(
             InvalidDataset,
-            ["body", "y"],
+            ["y"],
             "y does not match x",
             f"{len(x)} labels, one per row of x",
             f"shape {list(y.shape)}",
         )
-    x32 = checked_float32(x, lambda i: (["body", "x", *i], f"Row {i[0]} of x, at x{list(i)}"))
+    x32 = checked_float32(x, lambda i: (["x", *i], f"Row {i[0]} of x, at x{list(i)}"))
     if y.dtype.kind != "U":
-        y = numeric_labels(y, lambda i: (["body", "y", *i], f"Row {i[0]} of y, at y{list(i)}"))
+        y = numeric_labels(y, lambda i: (["y", *i], f"Row {i[0]} of y, at y{list(i)}"))
     return Dataset(x32.reshape(len(x32), -1) if x32.ndim == 1 else x32, y)
 
 
@@ -49,7 +49,7 @@ def checked_float32(values: np.ndarray, locate: Locate) -> np.ndarray:
     for index in np.argwhere(~np.isfinite(result))[:MAX_PROBLEMS]:
         loc, place = locate(tuple(int(i) for i in index))
         problems.append(
-            problem(loc, place, "a finite number within float32 range", values[tuple(index)])
+            report(loc, place, "a finite number within float32 range", values[tuple(index)])
         )
     raise_first(problems)
     return result

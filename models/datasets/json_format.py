@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from models.datasets.problems import MAX_PROBLEMS, fail, problem, raise_first
+from models.datasets.problems import MAX_PROBLEMS, fail, raise_first, report
 from models.errors import InvalidDataset, MalformedBody
 
 _JSON_SHAPE = 'a JSON object {"x": [...], "y": [...]}'
@@ -21,11 +21,11 @@ def parse_json(body: bytes) -> tuple[np.ndarray, np.ndarray]:
     try:
         data = json.loads(body)
     except (ValueError, RecursionError) as exc:  # bad syntax or encoding, or nested too deep
-        fail(MalformedBody, ["body"], "The body is not valid JSON", _JSON_SHAPE, exc)
+        fail(MalformedBody, [], "The body is not valid JSON", _JSON_SHAPE, exc)
     if not isinstance(data, dict):
         fail(
             MalformedBody,
-            ["body"],
+            [],
             "The JSON body is not an object",
             _JSON_SHAPE,
             type(data).__name__,
@@ -34,7 +34,7 @@ def parse_json(body: bytes) -> tuple[np.ndarray, np.ndarray]:
         if not isinstance(data.get(key), list):
             fail(
                 MalformedBody,
-                ["body", key],
+                [key],
                 f"The JSON body has no {key!r} array",
                 _JSON_SHAPE,
                 f"{type(data.get(key)).__name__} for {key!r}",
@@ -55,8 +55,8 @@ def _json_x(x: list[Any]) -> np.ndarray:
     for i, sample in enumerate(x):
         if (shape := _nested_shape(sample)) is None or shape != first:
             problems.append(
-                problem(
-                    ["body", "x", i],
+                report(
+                    ["x", i],
                     f"Sample {i} of x is shaped unlike the others",
                     f"the shape of sample 0, {_shape_text(first)}"
                     if i and first is not None
@@ -66,8 +66,8 @@ def _json_x(x: list[Any]) -> np.ndarray:
             )
         elif bad := _non_number(sample):
             problems.append(
-                problem(
-                    ["body", "x", i],
+                report(
+                    ["x", i],
                     f"Sample {i} of x holds a non-number",
                     "numbers only",
                     repr(bad[0]),
@@ -78,7 +78,7 @@ def _json_x(x: list[Any]) -> np.ndarray:
     raise_first(problems)
     fail(
         InvalidDataset,
-        ["body", "x"],
+        ["x"],
         "x cannot be read as numbers",
         "numbers within float range",
         "values numpy cannot convert",
@@ -90,7 +90,7 @@ def _refuse_deep_nesting(values: list[Any], key: str) -> None:
         if _nested_deeper_than(value, _MAX_NESTING):
             fail(
                 InvalidDataset,
-                ["body", key, i],
+                [key, i],
                 f"{'Sample' if key == 'x' else 'Label'} {i} of {key} nests lists more than "
                 f"{_MAX_NESTING} deep",
                 "samples of rank 0 to 4" if key == "x" else "a number, string or number list",
@@ -131,7 +131,7 @@ def _json_y(y: list[Any]) -> np.ndarray:
         if (kind := _label_kind(value)) is None or kind != expected:
             fail(
                 InvalidDataset,
-                ["body", "y", i],
+                ["y", i],
                 f"Label {i} of y is not valid",
                 f"{expected}, like label 0" if expected else "a number, string or number list",
                 repr(value),

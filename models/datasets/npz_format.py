@@ -32,7 +32,7 @@ def _declared_bytes(npz: Any, name: str) -> int:
     except Exception as exc:  # untrusted bytes fail in many ways; all mean "no .npy header"
         fail(
             MalformedBody,
-            ["body", name],
+            [name],
             f"The NPZ archive's member {MEMBERS[name]!r} is not a .npy array",
             _EXPECTED,
             exc,
@@ -45,7 +45,7 @@ def _refuse_bombs(npz: Any, max_array_bytes: int) -> None:
     if total > max_array_bytes:
         fail(
             InvalidDataset,
-            ["body"],
+            [],
             f"The NPZ archive's arrays would unpack to {total:,} bytes",
             f"at most {max_array_bytes:,} bytes of arrays",
             f"{total:,} bytes declared",
@@ -56,16 +56,16 @@ def parse_npz(body: bytes, max_array_bytes: int = MAX_ARRAY_BYTES) -> tuple[np.n
     try:
         npz = np.load(io.BytesIO(body), allow_pickle=False)
     except Exception as exc:  # untrusted bytes fail in many ways; all mean "not an NPZ"
-        fail(MalformedBody, ["body"], "The body is not a readable NPZ archive", _EXPECTED, exc)
+        fail(MalformedBody, [], "The body is not a readable NPZ archive", _EXPECTED, exc)
     if not isinstance(npz, np.lib.npyio.NpzFile):
-        fail(MalformedBody, ["body"], "The body is a single .npy array", _EXPECTED, "one array")
+        fail(MalformedBody, [], "The body is a single .npy array", _EXPECTED, "one array")
     with npz:
         present = npz.zip.namelist() if npz.zip is not None else []  # None once closed
         missing = [name for name, member in MEMBERS.items() if member not in present]
         if missing:
             fail(
                 MalformedBody,
-                ["body", missing[0]],
+                [missing[0]],
                 f"The NPZ archive has no array {missing[0]!r} (member {MEMBERS[missing[0]]!r})",
                 _EXPECTED,
                 f"members {preview(present)}",
@@ -77,18 +77,18 @@ def parse_npz(body: bytes, max_array_bytes: int = MAX_ARRAY_BYTES) -> tuple[np.n
             if "allow_pickle" in str(exc):  # numpy's refusal to unpickle object arrays
                 fail(
                     InvalidDataset,
-                    ["body"],
+                    [],
                     "The NPZ archive holds Python objects, which are never unpickled",
                     "numeric arrays (or strings for y)",
                     "dtype object",
                 )
-            fail(MalformedBody, ["body"], "The NPZ archive is corrupt", _EXPECTED, exc)
+            fail(MalformedBody, [], "The NPZ archive is corrupt", _EXPECTED, exc)
         except Exception as exc:  # zlib or zip errors inside an otherwise valid archive
-            fail(MalformedBody, ["body"], "The NPZ archive is corrupt", _EXPECTED, exc)
+            fail(MalformedBody, [], "The NPZ archive is corrupt", _EXPECTED, exc)
     if x.dtype.kind not in "iuf":
         fail(
             InvalidDataset,
-            ["body", "x"],
+            ["x"],
             "Array 'x' is not numeric",
             "an integer or float dtype",
             f"dtype {x.dtype}",
@@ -96,7 +96,7 @@ def parse_npz(body: bytes, max_array_bytes: int = MAX_ARRAY_BYTES) -> tuple[np.n
     if y.dtype.kind not in "iufbU" or (y.dtype.kind == "U" and y.ndim != 1):
         fail(
             InvalidDataset,
-            ["body", "y"],
+            ["y"],
             "Array 'y' holds unsupported labels",
             "numbers, or 1-D unicode strings",
             f"dtype {y.dtype}, shape {list(y.shape)}",

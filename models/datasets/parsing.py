@@ -11,8 +11,9 @@ from models.datasets.json_format import parse_json
 from models.datasets.npz_format import MAX_ARRAY_BYTES, parse_npz
 from models.datasets.problems import fail
 from models.errors import InvalidDataset
+from models.records import DatasetFormat
 
-_FORMATS = {
+_FORMATS: dict[str, DatasetFormat] = {
     "text/csv": "csv",
     "application/json": "json",
     "application/x-npz": "npz",
@@ -29,22 +30,23 @@ def parse_dataset(body: bytes, content_type: str, target: str | None = None) -> 
     return parse_upload(body, content_type, target)[0]
 
 
-def format_of(content_type: str) -> str:
+def format_of(content_type: str) -> DatasetFormat:
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type not in _FORMATS:
         fail(
             errors.UnsupportedMediaType,
-            ["header", "Content-Type"],
+            [],
             "The dataset's media type is not supported",
             f"one of {', '.join(_FORMATS)}",
             repr(content_type),
+            argument="content_type",
         )
     return _FORMATS[media_type]
 
 
 def parse_upload(
     body: bytes, content_type: str, target: str | None, max_array_bytes: int = MAX_ARRAY_BYTES
-) -> tuple[Dataset, str, str | None]:
+) -> tuple[Dataset, DatasetFormat, str | None]:
     """The dataset, its format, and (for CSV only) the name of its label column.
 
     `max_array_bytes` bounds what a compressed NPZ may unpack to."""
@@ -52,12 +54,13 @@ def parse_upload(
     if not body or body.isspace():
         fail(
             InvalidDataset,
-            ["body"],
+            [],
             "The dataset is empty",
             f"a {fmt.upper()} body with at least one row",
             f"{len(body)} bytes",
         )
     if fmt == "csv":
-        return parse_csv(body, target)
+        dataset, _, column = parse_csv(body, target)
+        return dataset, fmt, column
     arrays = parse_json(body) if fmt == "json" else parse_npz(body, max_array_bytes)
     return finish(*arrays), fmt, None

@@ -15,7 +15,8 @@ Problem = dict[str, Any]
 Locate = Callable[[tuple[int, ...]], tuple[Loc, str]]  # array index -> (loc, "where" text)
 
 
-def problem(loc: Loc, what: str, expected: str, received: object) -> Problem:
+def report(loc: Loc, what: str, expected: str, received: object) -> Problem:
+    """A problem whose message says what happened, what was expected and what came."""
     return errors.problem(loc, f"{what}: expected {expected}. Received: {preview(received)}")
 
 
@@ -32,16 +33,19 @@ def preview(received: object) -> str:
 
 
 def error(
-    cls: type[errors.FitserveError], loc: Loc, what: str, expected: str, received: object
-) -> errors.FitserveError:
-    detail = problem(loc, what, expected, received)
-    return cls(detail["msg"], [detail])
+    cls: type[errors.FitserveError], loc: Loc, what: str, expected: str, received: object,
+    argument: str | None = None,
+) -> errors.FitserveError:  # fmt: skip
+    """`argument`: the input `loc` points into, when it is not the body parsed."""
+    detail = report(loc, what, expected, received)
+    return cls(detail["msg"], [detail], argument=argument)
 
 
 def fail(
-    cls: type[errors.FitserveError], loc: Loc, what: str, expected: str, received: object
-) -> NoReturn:
-    raise error(cls, loc, what, expected, received)
+    cls: type[errors.FitserveError], loc: Loc, what: str, expected: str, received: object,
+    argument: str | None = None,
+) -> NoReturn:  # fmt: skip
+    raise error(cls, loc, what, expected, received, argument)
 
 
 def raise_first(problems: list[Problem]) -> None:

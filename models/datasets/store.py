@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from models import errors
 from models.datasets.dataset import Dataset
@@ -19,6 +18,7 @@ from models.datasets.parsing import format_of, parse_upload
 from models.datasets.problems import error
 from models.datasets.target import describe_target
 from models.errors import NotFound
+from models.records import DatasetRecord
 from models.storage.dataset_files import DatasetFiles
 
 
@@ -34,7 +34,7 @@ class DatasetStore:
 
     def save(
         self, body: bytes, content_type: str, target: str | None = None
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[DatasetRecord, bool]:
         content = hashlib.sha256(body)
         keyed = content.copy()
         if format_of(content_type) == "csv":  # the same CSV with another label is another dataset
@@ -43,7 +43,7 @@ class DatasetStore:
         if self.files.exists(dataset_id):
             return self.get(dataset_id), False
         dataset, fmt, column = parse_upload(body, content_type, target, self.max_array_bytes)
-        record = {
+        record: DatasetRecord = {
             "id": dataset_id,
             "rows": len(dataset.x),
             "x_shape": list(dataset.x.shape[1:]),
@@ -58,7 +58,7 @@ class DatasetStore:
             return self.get(dataset_id), False  # an identical upload won the race
         return record, True
 
-    def get(self, dataset_id: str) -> dict[str, Any]:
+    def get(self, dataset_id: str) -> DatasetRecord:
         try:
             return self.files.record(dataset_id)
         except FileNotFoundError:
@@ -77,7 +77,7 @@ class DatasetStore:
         except FileNotFoundError:
             raise _not_found(dataset_id) from None
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self) -> list[DatasetRecord]:
         records = self.files.records()
         return sorted(records, key=lambda r: (r["created_at"], r["id"]), reverse=True)
 
@@ -85,8 +85,9 @@ class DatasetStore:
 def _not_found(dataset_id: object) -> errors.FitserveError:
     return error(
         NotFound,
-        ["path", "dataset_id"],
+        [],
         f"No dataset has id {dataset_id!r}",
         "the id of a stored dataset (24 lowercase hex digits)",
         repr(dataset_id),
+        argument="dataset_id",
     )

@@ -6,13 +6,15 @@ from typing import Any
 
 import numpy as np
 
+from models.records import TargetKind, TargetSummary
+
 _MAX_CLASSES = 50
 
 
-def describe_target(y: np.ndarray) -> dict[str, Any]:
+def describe_target(y: np.ndarray) -> TargetSummary:
     if y.dtype.kind in "US":
         classes, counts = np.unique(y, return_counts=True)
-        kind = "binary" if len(classes) == 2 else "categorical"
+        kind: TargetKind = "binary" if len(classes) == 2 else "categorical"
         return _class_summary(kind, [str(c) for c in classes], counts)
     values = y.astype(np.float64)
     if y.ndim == 1 and np.all(values == np.round(values)):
@@ -32,7 +34,7 @@ def describe_target(y: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _class_summary(kind: str, classes: list[Any], counts: np.ndarray) -> dict[str, Any]:
+def _class_summary(kind: TargetKind, classes: list[Any], counts: np.ndarray) -> TargetSummary:
     return {
         "kind": kind,
         "classes": classes,

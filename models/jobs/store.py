@@ -27,6 +27,8 @@ from typing import Any, Literal, cast
 import redis
 
 from models.errors import Conflict, NotFound
+from models.ids import is_job_id, new_job_id
+from models.records import JobKind, JobRecord
 
 STATES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
@@ -144,13 +146,13 @@ class JobStore:
         return f"{self.prefix}:gpu-by-choice"
 
     def create(
-        self, kind: str, model: str, dataset: str,
+        self, kind: JobKind, model: str, dataset: str,
         spec: dict[str, Any] | None = None, version: int | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> JobRecord:  # fmt: skip
         """A queued job: `train` (with a spec) or `predict` (with a model version)."""
-        job_id = uuid.uuid4().hex
+        job_id = new_job_id()
         epochs = spec["fit"]["epochs"] if spec else None
-        record: dict[str, Any] = {
+        record: JobRecord = {
             "id": job_id, "kind": kind, "model": model, "state": "queued", "spec": spec,
             "version": version, "dataset": dataset,
             "progress": {"epoch": 0 if epochs else None, "epochs": epochs, "fraction": 0.0,
@@ -166,8 +168,8 @@ class JobStore:
             pipe.execute()
         return record
 
-    def get(self, job_id: str) -> dict[str, Any]:
-        raw = self.redis.hgetall(self._key(job_id)) if job_id.isalnum() else {}
+    def get(self, job_id: str) -> JobRecord:
+        raw = self.redis.hgetall(self._key(job_id)) if is_job_id(job_id) else {}
         if not raw:
             raise NotFound(f"No job with id {job_id!r}. Received: {job_id!r}")
         return _decode(raw)
@@ -180,9 +182,9 @@ class JobStore:
 
     def list(
         self, state: str | None = None, model: str | None = None, offset: int = 0, limit: int = 50
-    ) -> tuple[list[dict[str, Any]], int | None]:
+    ) -> tuple[list[JobRecord], int | None]:
         """Jobs newest first, filtered; returns (page, next offset or None)."""
-        matches: list[dict[str, Any]] = []
+        matches: list[JobRecord] = []
         position = offset
         batch = 200
         while len(matches) <= limit:
@@ -217,6 +219,13 @@ class JobStore:
             else:
                 pipe.srem(self._on_gpu_by_choice, job_id)
             pipe.execute()
+
+    def take_for_period(self, action: str, job_id: str, period_s: float) -> bool:
+        """True for the one caller, of every worker's sweeper, that may `action`
+        job `job_id` in this period (redeliver it, reroute it); False for the rest,
+        so a job is sent once per period, not once per worker."""
+        marker = f"{self.prefix}:{action}:{job_id}"
+        return bool(self.redis.set(marker, 1, nx=True, px=int(period_s * 1000)))
 
     def stranded(self) -> Sequence[str]:
         """The `auto` jobs still queued on the GPU queue they were sent to by
@@ -300,7 +309,7 @@ class JobStore:
             held = pipe.execute()
         return [job_id for job_id, alive in zip(ids, held, strict=True) if not alive]
 
-    def request_cancel(self, job_id: str) -> dict[str, Any]:
+    def request_cancel(self, job_id: str) -> JobRecord:
         """Cancel a queued job now, or flag a running one to stop at its next
         batch. A running job whose worker died is cancelled now too; the flag
         stays, so a delivery already on its way does not start it again."""
@@ -360,14 +369,14 @@ class JobStore:
             pipe.execute()
 
 
-def _encode(fields: dict[str, Any]) -> dict[Any, str]:  # Any: what redis-py accepts as a key
+def _encode(fields: Mapping[str, Any]) -> dict[Any, str]:  # Any: what redis-py accepts as a key
     return {name: json.dumps(value) for name, value in fields.items()}
 
 
-def _decode(raw: Mapping[Any, Any]) -> dict[str, Any]:
+def _decode(raw: Mapping[Any, Any]) -> JobRecord:
     record = {_text(name): json.loads(value) for name, value in raw.items()}
     record.pop("cancel_requested", None)
-    return record
+    return cast(JobRecord, record)
 
 
 def _text(value: bytes | str) -> str:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from scipy import special
 
+from models.errors import FitserveError
+
 Array = np.ndarray
 Step = Callable[[Array], Array]
 
@@ -65,8 +67,10 @@ ACTIVATIONS: dict[str, Step] = {
 }  # fmt: skip
 
 
-class UnsupportedLayer(Exception):
-    """The model holds something this pass does not implement."""
+class UnsupportedLayer(FitserveError):
+    """The model holds something this pass does not implement: serve it with Keras."""
+
+    code = "unsupported_layer"
 
 
 class ForwardPass:

@@ -84,7 +84,7 @@ def from_csv(body: bytes, input_shape: list[int]) -> np.ndarray:
             raise InvalidSample(
                 f"Sample {index} must be {features} comma-separated numbers (the model's "
                 f"input shape {input_shape}). Received: {_short(line)}",
-                details=[problem(["body", index], "wrong sample")],
+                details=[problem([index], "wrong sample")],
             )
         rows.append([float(field) for field in fields])
     if not rows:

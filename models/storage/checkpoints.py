@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any, cast
 
 import numpy as np
 
-JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+from models.ids import is_job_id
 
 
 @dataclass
@@ -38,7 +37,7 @@ class CheckpointStore:
         self.root = root
 
     def _path(self, job_id: str) -> Path:
-        if not JOB_ID.fullmatch(job_id):
+        if not is_job_id(job_id):
             raise ValueError(f"Job ids are 32 hex digits. Received: {job_id!r}")
         return self.root / f"{job_id}.npz"
 
@@ -97,4 +96,4 @@ class CheckpointStore:
     def job_ids(self) -> list[str]:
         if not self.root.is_dir():
             return []
-        return [path.stem for path in self.root.glob("*.npz") if JOB_ID.fullmatch(path.stem)]
+        return [path.stem for path in self.root.glob("*.npz") if is_job_id(path.stem)]

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-DATASET_ID = re.compile(r"[0-9a-f]{24}")  # the first 24 hex digits of a SHA-256
+from models.ids import is_dataset_id
+from models.records import DatasetRecord
+
 DATA_FILE = "data.npz"
 RECORD_FILE = "record.json"
 
@@ -32,7 +32,7 @@ class DatasetFiles:
     def exists(self, dataset_id: str) -> bool:
         return self._path(dataset_id).is_dir()
 
-    def put(self, dataset_id: str, x: np.ndarray, y: np.ndarray, record: dict[str, Any]) -> bool:
+    def put(self, dataset_id: str, x: np.ndarray, y: np.ndarray, record: DatasetRecord) -> bool:
         """Store a dataset; False when an identical one was stored first."""
         self.root.mkdir(parents=True, exist_ok=True)
         staging = self.root / f".tmp-{uuid.uuid4().hex}"
@@ -50,7 +50,7 @@ class DatasetFiles:
             shutil.rmtree(staging, ignore_errors=True)
         return True
 
-    def record(self, dataset_id: str) -> dict[str, Any]:
+    def record(self, dataset_id: str) -> DatasetRecord:
         """The stored record; FileNotFoundError when there is none."""
         return json.loads((self._path(dataset_id) / RECORD_FILE).read_text())
 
@@ -66,10 +66,10 @@ class DatasetFiles:
         os.rename(self._path(dataset_id), trash)
         shutil.rmtree(trash, ignore_errors=True)
 
-    def records(self) -> list[dict[str, Any]]:
+    def records(self) -> list[DatasetRecord]:
         records = []
         for entry in self.root.iterdir() if self.root.is_dir() else []:
-            if DATASET_ID.fullmatch(entry.name):
+            if is_dataset_id(entry.name):
                 try:
                     records.append(json.loads((entry / RECORD_FILE).read_text()))
                 except (FileNotFoundError, NotADirectoryError):  # deleted while listing
@@ -77,6 +77,6 @@ class DatasetFiles:
         return records
 
     def _path(self, dataset_id: str) -> Path:
-        if not isinstance(dataset_id, str) or not DATASET_ID.fullmatch(dataset_id):
+        if not is_dataset_id(dataset_id):
             raise FileNotFoundError(dataset_id)  # before any path is built from user input
         return self.root / dataset_id

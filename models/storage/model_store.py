@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -19,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import NotFound
+from models.ids import MODEL_NAME, VERSION, anchored, is_model_name
 
-MODEL_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MODEL_FILE = "model.keras"
 METADATA_FILE = "metadata.json"
 RETIRED_PREFIX = ".retired-"
@@ -66,14 +65,16 @@ class ModelStore:
         return sorted(
             entry.name
             for entry in self.root.iterdir()
-            if MODEL_NAME.fullmatch(entry.name) and self.versions(entry.name)
+            if is_model_name(entry.name) and self.versions(entry.name)
         )
 
     def versions(self, name: str) -> list[int]:
         folder = self.root / name
-        if not MODEL_NAME.fullmatch(name) or not folder.is_dir():
+        if not is_model_name(name) or not folder.is_dir():
             return []
-        return sorted(int(entry.name) for entry in folder.iterdir() if entry.name.isdigit())
+        return sorted(
+            int(entry.name) for entry in folder.iterdir() if VERSION.fullmatch(entry.name)
+        )
 
     def latest_version(self, name: str) -> int | None:
         versions = self.versions(name)
@@ -141,8 +142,8 @@ def file_sha256(path: Path) -> str:
 
 def check_model_name(name: str) -> None:
     # The API refuses bad names with a 422 first; this guards the filesystem.
-    if not MODEL_NAME.fullmatch(name):
-        raise ValueError(f"Model names match {MODEL_NAME.pattern}. Received: {name!r}")
+    if not is_model_name(name):
+        raise ValueError(f"Model names match {anchored(MODEL_NAME)}. Received: {name!r}")
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -12,8 +11,7 @@ from typing import Any
 import numpy as np
 
 from models.errors import NotFound
-
-JOB_ID = re.compile(r"^[0-9a-f]{32}$")
+from models.ids import is_job_id
 
 
 class ResultStore:
@@ -40,6 +38,6 @@ class ResultStore:
             return stored["outputs"], labels
 
     def _path(self, job_id: str) -> Path:
-        if not JOB_ID.fullmatch(job_id):
+        if not is_job_id(job_id):
             raise NotFound(f"No job with id {job_id!r}. Received: {job_id!r}")
         return self.root / f"{job_id}.npz"

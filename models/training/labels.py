@@ -10,10 +10,11 @@ from typing import Any
 import numpy as np
 
 from models.errors import SpecDatasetMismatch, problem
+from models.records import DatasetRecord
 from models.training.spec import ModelSpec, Task
 
 
-def check_dataset_fits_spec(spec: ModelSpec, record: dict[str, Any]) -> None:
+def check_dataset_fits_spec(spec: ModelSpec, record: DatasetRecord) -> None:
     """Raise SpecDatasetMismatch when the stored dataset cannot train `spec`."""
     if list(record["x_shape"]) != list(spec.input_shape):
         _mismatch(

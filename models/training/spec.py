@@ -21,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 
+from models.errors import SpecError
+
 MAX_UNITS = 16_384
 MAX_LAYERS = 64
 MAX_PARAMS = 50_000_000
@@ -266,14 +268,6 @@ def count_parameters(spec: ModelSpec) -> int:
 def _looks_like_code(kind: str) -> bool:
     lowered = kind.lower()
     return lowered in CODE_LAYER_TYPES or any(mark in kind for mark in (".", "/", ":", "\\"))
-
-
-class SpecError(ValueError):
-    """A rule across fields, raised with the path of the field to blame."""
-
-    def __init__(self, loc: tuple[str | int, ...], message: str) -> None:
-        super().__init__(message)
-        self.loc = loc
 
 
 def _check_flatten_rule(spec: ModelSpec) -> None:

@@ -6,6 +6,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from service.bodies import dataset_upload
 from service.context import services
+from service.errors import parsing_request
 
 blueprint = Blueprint("datasets", __name__, url_prefix="/v1/datasets")
 
@@ -13,7 +14,8 @@ blueprint = Blueprint("datasets", __name__, url_prefix="/v1/datasets")
 @blueprint.post("")
 def create() -> tuple[Response, int]:
     body, media_type = dataset_upload(request)
-    record, created = services().datasets.save(body, media_type, request.args.get("target"))
+    with parsing_request():
+        record, created = services().datasets.save(body, media_type, request.args.get("target"))
     return jsonify(record), 201 if created else 200
 
 
@@ -24,10 +26,12 @@ def index() -> Response:
 
 @blueprint.get("/<dataset_id>")
 def show(dataset_id: str) -> Response:
-    return jsonify(services().datasets.get(dataset_id))
+    with parsing_request():
+        return jsonify(services().datasets.get(dataset_id))
 
 
 @blueprint.delete("/<dataset_id>")
 def delete(dataset_id: str) -> tuple[str, int]:
-    services().datasets.delete(dataset_id)
+    with parsing_request():
+        services().datasets.delete(dataset_id)
     return "", 204

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import suppress
 from typing import Any
 
-import redis
 from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
 
 from models.errors import Conflict, MalformedBody, NotFound, ValidationFailed, problem
@@ -14,10 +12,10 @@ from models.training.labels import check_dataset_fits_spec
 from models.validation import validate
 from service.bodies import dataset_upload, parse_json, request_body
 from service.context import services
+from service.errors import parsing_request
 from service.events import job_events
 from service.render import render_predictions
 from service.schemas import JobRequest, TrainingSpec
-from worker.celery_app import enqueue
 
 blueprint = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
 
@@ -28,15 +26,15 @@ def create() -> tuple[Response, int, dict[str, str]]:
     if request.mimetype == "multipart/form-data":
         training = validate(TrainingSpec, _json_part("spec"))
         body, media_type = dataset_upload(request)
-        record, _ = parts.datasets.save(body, media_type, request.args.get("target"))
+        with parsing_request():
+            record, _ = parts.datasets.save(body, media_type, request.args.get("target"))
         job_request = JobRequest(model=training.model, spec=training.spec, dataset=record["id"])
     else:
         job_request = validate(JobRequest, _json_body())
-        record = dataset_record(job_request.dataset)
+        record = services().dataset_named_in_body(job_request.dataset)
     check_dataset_fits_spec(job_request.spec, record)
     spec = job_request.spec.model_dump(mode="json")
-    job = parts.jobs.create("train", job_request.model, record["id"], spec=spec)
-    submit(job)
+    job = parts.queue.submit(parts.jobs.create("train", job_request.model, record["id"], spec=spec))
     location = url_for("jobs.show", job_id=job["id"])
     return jsonify(job), 202, {"Location": location}
 
@@ -93,28 +91,6 @@ def events(job_id: str) -> Response:
 @blueprint.post("/<job_id>:cancel")
 def cancel(job_id: str) -> Response:
     return jsonify(services().jobs.request_cancel(job_id))
-
-
-def submit(job: dict[str, Any]) -> None:
-    """Queue a job just created. If the broker refuses, the job is deleted and
-    the client told (503), so a job acknowledged with 202 is always queued."""
-    parts = services()
-    try:
-        job["queue"] = enqueue(
-            parts.celery, parts.settings, parts.jobs, job, parts.workers.gpu_online()
-        )
-    except Exception:
-        with suppress(redis.RedisError):
-            parts.jobs.delete(job["id"])
-        raise
-
-
-def dataset_record(dataset_id: str) -> dict[str, Any]:
-    try:
-        return services().datasets.get(dataset_id)
-    except NotFound:
-        message = f"No dataset with id {dataset_id!r}: upload it first. Received: {dataset_id!r}"
-        raise ValidationFailed(message, details=[problem(["dataset"], message)]) from None
 
 
 def _json_body() -> Any:

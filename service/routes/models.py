@@ -11,9 +11,9 @@ from models.serving import samples
 from models.validation import validate
 from service.bodies import parse_json, request_body
 from service.context import services
+from service.errors import parsing_request
 from service.metrics import count_predictions
 from service.render import render_predictions
-from service.routes.jobs import dataset_record, submit
 from service.schemas import BatchPredictRequest
 
 blueprint = Blueprint("models", __name__, url_prefix="/v1/models")
@@ -81,7 +81,8 @@ def predict(name: str, version: int | None = None) -> Response:
     if request.mimetype in ("application/json", ""):
         x, layout = samples.from_json(parse_json(request_body(request)), input_shape)
     elif request.mimetype == "text/csv":
-        x = samples.from_csv(request_body(request), input_shape)
+        with parsing_request():
+            x = samples.from_csv(request_body(request), input_shape)
     elif request.mimetype == "application/x-npy":
         x = samples.from_npy(request_body(request), input_shape)
     else:
@@ -105,7 +106,7 @@ def batch_predict(name: str, version: int | None = None) -> tuple[Response, int,
     parts = services()
     resolved = parts.models.resolve(name, version)  # the job pins the version
     batch = validate(BatchPredictRequest, parse_json(request_body(request)))
-    record = dataset_record(batch.dataset)
+    record = parts.dataset_named_in_body(batch.dataset)
     input_shape = parts.models.metadata(name, resolved)["input_shape"]
     if list(record["x_shape"]) != list(input_shape):
         message = (
@@ -113,8 +114,7 @@ def batch_predict(name: str, version: int | None = None) -> tuple[Response, int,
             f"version {resolved} takes {input_shape}. Received: dataset={record['id']!r}"
         )
         raise SpecDatasetMismatch(message, details=[problem(["dataset"], message)])
-    job = parts.jobs.create("predict", name, record["id"], version=resolved)
-    submit(job)
+    job = parts.queue.submit(parts.jobs.create("predict", name, record["id"], version=resolved))
     return jsonify(job), 202, {"Location": url_for("jobs.show", job_id=job["id"])}
 
 

@@ -15,8 +15,14 @@ import numpy as np
 import requests
 
 from models.settings import Settings
+from service.local_processes import (
+    Service,
+    api_answers,
+    free_port,
+    settings_environment,
+    worker_answers,
+)
 from tests.conftest import API_KEY
-from tests.live import Service, api_answers, free_port, settings_environment, worker_answers
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 LEASE_S = 3.0

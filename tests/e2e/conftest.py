@@ -13,8 +13,14 @@ import pytest
 import requests
 
 from models.settings import Settings
+from service.local_processes import (
+    Service,
+    api_answers,
+    free_port,
+    settings_environment,
+    worker_answers,
+)
 from tests.conftest import API_KEY, forget_redis_state, isolated_settings
-from tests.live import Service, api_answers, free_port, settings_environment, worker_answers
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 UPLOAD_LIMIT = 4 * 2**20  # above every example dataset

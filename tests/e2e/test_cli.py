@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_iris
 
+from service.local_processes import BIN
 from tests.conftest import API_KEY
 from tests.e2e.conftest import Live
-from tests.live import BIN
 
 SPEC = {
     "input_shape": [4],

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from service.local_processes import Service, free_port
 from tests.conftest import isolated_settings
 from tests.e2e.cluster import SLOW_DATASET, SLOW_X, Cluster, slow_spec
-from tests.live import Service, free_port
 
 X = SLOW_X
 SPEC = slow_spec(epochs=14, shuffle=False)  # longer than the outage

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
-from models.storage.model_store import MODEL_NAME
+from models.ids import MODEL_NAME
 
 
 @pytest.mark.parametrize(

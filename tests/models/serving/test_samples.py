@@ -10,6 +10,7 @@ import pytest
 
 from models.errors import InvalidSample, MalformedBody
 from models.serving.samples import from_csv, from_json, from_npy
+from service.errors import http_status
 
 VECTOR = [3]
 IMAGE = [2, 2]
@@ -26,7 +27,7 @@ def bad_sample(call, index: int, loc: list[str | int], *words: str) -> InvalidSa
     with pytest.raises(InvalidSample) as caught:
         call()
     error = caught.value
-    assert error.status == 400
+    assert http_status(error) == 400
     assert error.code == "invalid_sample"
     assert f"Sample {index}" in error.message, error.message
     assert error.details[0]["loc"] == loc
@@ -125,7 +126,7 @@ def test_non_finite_values_are_refused(value):
 def test_exactly_one_of_instances_or_inputs(payload):
     with pytest.raises(MalformedBody) as caught:
         from_json(payload, VECTOR)
-    assert caught.value.status == 400
+    assert http_status(caught.value) == 400
     assert '"instances"' in caught.value.message
     assert '"inputs"' in caught.value.message
 
@@ -166,7 +167,7 @@ def test_csv_is_reshaped_to_the_input_shape():
     ids=["short row", "long row after header", "non-numeric"],
 )
 def test_csv_wrong_row_names_the_sample(body, index):
-    bad_sample(lambda: from_csv(body, VECTOR), index, ["body", index], "3 comma-separated")
+    bad_sample(lambda: from_csv(body, VECTOR), index, [index], "3 comma-separated")
 
 
 def test_csv_with_nan_is_refused():

@@ -10,6 +10,7 @@ import pytest
 
 from models.errors import NotFound
 from models.storage.model_store import METADATA_FILE, MODEL_FILE, ModelStore
+from service.errors import http_status
 
 
 def writer(content: bytes = b"model bytes"):
@@ -75,7 +76,7 @@ def test_versions_sort_numerically(store):
 def test_unknown_model_is_not_found(store):
     with pytest.raises(NotFound) as caught:
         store.resolve("nobody", None)
-    assert caught.value.status == 404
+    assert http_status(caught.value) == 404
     assert "'nobody'" in caught.value.message
     with pytest.raises(NotFound):
         store.metadata("nobody", 1)

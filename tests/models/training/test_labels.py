@@ -12,6 +12,7 @@ from models.datasets import describe_target
 from models.errors import SpecDatasetMismatch
 from models.training.labels import LabelEncoding, check_dataset_fits_spec
 from models.training.spec import ModelSpec
+from service.errors import http_status
 
 
 def dense(units: int, activation: str = "linear") -> dict[str, Any]:
@@ -54,7 +55,7 @@ def mismatch(spec: ModelSpec, dataset: dict[str, Any], loc: list[str | int], *wo
     with pytest.raises(SpecDatasetMismatch) as caught:
         check_dataset_fits_spec(spec, dataset)
     error = caught.value
-    assert error.status == 422
+    assert http_status(error) == 422
     assert error.code == "spec_dataset_mismatch"
     assert error.details[0]["loc"] == loc
     for word in words:

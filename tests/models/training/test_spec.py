@@ -21,6 +21,7 @@ from models.training.spec import (
     count_parameters,
 )
 from models.validation import validate
+from service.errors import http_status
 
 # --- the seed's four programs, as specs -------------------------------------------------
 
@@ -83,7 +84,7 @@ def refused(data: dict[str, Any], loc: list[str | int], *words: str) -> Validati
     with pytest.raises(ValidationFailed) as caught:
         validate(ModelSpec, data, ("spec",))
     error = caught.value
-    assert error.status == 422
+    assert http_status(error) == 422
     assert error.code == "validation_failed"
     first = error.details[0]
     assert first["loc"] == loc, error.details

@@ -1,5 +1,6 @@
-"""Starting the real entry points (`fitserve-api`, `fitserve-worker`) as
-processes for end-to-end tests, and waiting until each answers."""
+"""Starting fitserve's entry points (`fitserve-api`, `fitserve-worker`) as
+local processes, and waiting until each answers: the end-to-end tests and the
+benchmarks run the real service through these."""
 
 from __future__ import annotations
 

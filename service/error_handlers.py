@@ -1,0 +1,95 @@
+"""One place that turns every error into API.md's JSON error body, with the
+status service.errors gives its code."""
+
+from __future__ import annotations
+
+import logging
+
+import kombu.exceptions
+import redis
+from flask import Flask, Response, current_app, jsonify, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
+
+from models.errors import FitserveError, ServiceUnavailable
+from service.bodies import drain, upload_limit_message
+from service.errors import PayloadTooLarge, http_status
+
+log = logging.getLogger(__name__)
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(FitserveError, _fitserve_error)
+    app.register_error_handler(RequestEntityTooLarge, _too_large)
+    app.register_error_handler(redis.ConnectionError, _redis_down)
+    app.register_error_handler(redis.TimeoutError, _redis_down)
+    # What Celery raises when it cannot hand a job to the broker.
+    app.register_error_handler(kombu.exceptions.OperationalError, _redis_down)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)
+
+
+def error_response(error: FitserveError) -> tuple[Response, int]:
+    return jsonify(error.to_dict()), http_status(error)
+
+
+def _fitserve_error(error: FitserveError) -> tuple[Response, int]:
+    if http_status(error) >= 500:
+        log.error("server error: %s", error.message)
+    return error_response(error)
+
+
+def _too_large(error: RequestEntityTooLarge) -> tuple[Response, int]:
+    limit = current_app.config["MAX_CONTENT_LENGTH"]
+    length = request.content_length
+    if length is not None and limit is not None and length <= limit:
+        # The body is within the upload limit, and a multipart form limit stopped
+        # the parser part way through it: read the rest (no more than any upload),
+        # or the next request on this keep-alive connection meets a closed socket.
+        drain(request.stream, most=length)
+        return error_response(PayloadTooLarge(_form_limit_message(length)))
+    return error_response(PayloadTooLarge(upload_limit_message(limit)))
+
+
+def _form_limit_message(length: int) -> str:
+    return (
+        f"The multipart form breaks a form limit: each field without a filename holds at "
+        f"most {request.max_form_memory_size:,} bytes, and a form has at most "
+        f"{request.max_form_parts:,} parts. Send the dataset as a 'file' part with a filename. "
+        f"Received: a {length:,}-byte form"
+    )
+
+
+def _redis_down(error: Exception) -> tuple[Response, int]:
+    # Job state and the queue live in Redis; datasets and prediction do not.
+    log.error("Redis unreachable: %s", error)
+    return error_response(
+        ServiceUnavailable(
+            "The job store and queue (Redis) cannot be reached, so jobs can be neither "
+            "submitted nor read; prediction still works. Try again shortly. "
+            f"Received: {type(error).__name__}: {error}"
+        )
+    )
+
+
+def _http_error(error: HTTPException) -> tuple[Response, int]:
+    status = error.code or 500
+    code = (error.name or "error").lower().replace(" ", "_")
+    body = {"error": {"code": code, "message": _http_message(error), "details": []}}
+    return jsonify(body), status
+
+
+def _http_message(error: HTTPException) -> str:
+    """Werkzeug's own text for a URL no route takes says neither which URL nor
+    why; say both. A description set where the error was raised is kept."""
+    received = f"Received: {request.method} {request.path!r}"
+    if isinstance(error, NotFound) and error.description == NotFound.description:
+        return f"No route matches this URL; /openapi.json lists the routes. {received}"
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        methods = ", ".join(sorted(set(error.valid_methods) - {"HEAD", "OPTIONS"}))
+        return f"This URL takes {methods}. {received}"
+    return error.description or error.name
+
+
+def _unexpected(error: Exception) -> tuple[Response, int]:
+    log.exception("unhandled error")
+    return error_response(FitserveError("An unexpected server error occurred; it has been logged."))
