@@ -1,0 +1,34 @@
+"""Fixtures for the worker's unit tests: the real Redis, under the per-test key
+prefix and queue names of the shared `settings` fixture (tests/conftest.py),
+which also deletes every key and queue list a test wrote."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from models.jobs.store import JobStore
+from models.settings import Settings
+
+
+@pytest.fixture
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def jobs(settings: Settings, redis_client: redis.Redis) -> JobStore:
+    return JobStore(redis_client, settings.redis_prefix)
+
+
+def wait_until_orphaned(jobs: JobStore, job_id: str, timeout_s: float = 10.0) -> None:
+    """Wait for job `job_id`'s lease to run out, as it does when its worker dies."""
+    deadline = time.monotonic() + timeout_s
+    while job_id not in jobs.orphans():
+        assert time.monotonic() < deadline, f"the lease of job {job_id} never lapsed"
+        time.sleep(0.02)
