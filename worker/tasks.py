@@ -1,4 +1,4 @@
-"""Celery tasks: thin, JSON in and out; the work is in models.runner."""
+"""Celery tasks: thin, JSON in and out; the work is in worker.runner."""
 
 from __future__ import annotations
 

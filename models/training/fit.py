@@ -50,7 +50,7 @@ class TrainingResult:
 
 
 class CheckpointSink(Protocol):
-    """Where checkpoints go (models.checkpoints.Checkpointer): offered one
+    """Where checkpoints go (models.training.checkpoints.Checkpointer): offered one
     after each epoch, it decides whether to build and keep it."""
 
     def offer(self, make: Callable[[], Checkpoint], final: bool) -> None: ...

@@ -36,7 +36,7 @@ from models.training.checkpoints import capture, restore_callbacks
 from models.training.fused_program import CompiledEpoch, DeviceData, compile_epoch
 from models.training.spec import ModelSpec
 
-Observer = Any  # models.training.TrainingObserver (imported there; avoids a cycle)
+Observer = Any  # models.training.fit.TrainingObserver (imported there; avoids a cycle)
 History = dict[str, list[float]]
 
 

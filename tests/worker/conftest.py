@@ -4,8 +4,11 @@ which also deletes every key and queue list a test wrote."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -32,3 +35,14 @@ def wait_until_orphaned(jobs: JobStore, job_id: str, timeout_s: float = 10.0) ->
     while job_id not in jobs.orphans():
         assert time.monotonic() < deadline, f"the lease of job {job_id} never lapsed"
         time.sleep(0.02)
+
+
+def sent(client: redis.Redis, queue: str) -> list[tuple[str, list[Any]]]:
+    """(task, args) of every message waiting on `queue`, oldest first."""
+    messages = []
+    for raw in reversed(client.lrange(queue, 0, -1)):  # LPUSH'd: newest first
+        message = json.loads(raw)
+        assert message["properties"]["body_encoding"] == "base64"
+        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
+        messages.append((message["headers"]["task"], args))
+    return messages

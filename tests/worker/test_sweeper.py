@@ -5,8 +5,6 @@ base64 body holds its arguments."""
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,7 +20,7 @@ from models.jobs.workers import WorkerRegistry
 from models.records import JobRecord
 from models.settings import Jobs, Settings
 from models.storage.checkpoints import Checkpoint, CheckpointStore
-from tests.worker.conftest import wait_until_orphaned
+from tests.worker.conftest import sent, wait_until_orphaned
 from worker.celery_app import PREDICT_TASK, TRAIN_TASK, make_celery
 from worker.queue import JobQueue
 from worker.sweeper import Sweeper
@@ -78,17 +76,6 @@ def sweeper(
     checkpoints: CheckpointStore,
 ) -> Sweeper:  # fmt: skip
     return make_sweeper(app, short_lease, jobs, registry, checkpoints)
-
-
-def sent(client: redis.Redis, queue: str) -> list[tuple[str, list[Any]]]:
-    """(task, args) of every message waiting on `queue`, oldest first."""
-    messages = []
-    for raw in reversed(client.lrange(queue, 0, -1)):  # LPUSH'd: newest first
-        message = json.loads(raw)
-        assert message["properties"]["body_encoding"] == "base64"
-        args, _kwargs, _embed = json.loads(base64.b64decode(message["body"]))
-        messages.append((message["headers"]["task"], args))
-    return messages
 
 
 def orphaned_job(jobs: JobStore, device: str = "auto") -> str:

@@ -88,12 +88,13 @@ def test_large_batches_are_predicted_in_chunks(store: ModelStore) -> None:
     np.testing.assert_array_equal(loaded.predict(x)[-5:], loaded.forward(x[-5:]))
 
 
-def wait_for_version(predictor: Predictor, version: int, timeout_s: float = 5) -> float:
+def wait_for_version(predictor: Predictor, version: int, timeout_s: float = 30) -> None:
+    """Until the latest version served is `version` (a deadline, not a timing:
+    the swap takes ~0.1-0.3 s on a quiet machine, over a second on a busy one)."""
     started = time.monotonic()
     while predictor.get("m").version != version:
         assert time.monotonic() - started < timeout_s, f"latest never moved to {version}"
         time.sleep(0.01)
-    return time.monotonic() - started
 
 
 def test_latest_moves_to_a_new_version_without_blocking(store: ModelStore) -> None:
@@ -102,7 +103,7 @@ def test_latest_moves_to_a_new_version_without_blocking(store: ModelStore) -> No
     assert predictor.get("m").version == 1
     publish(store)
     assert predictor.get("m").version == 1  # v2 loads aside; v1 answers meanwhile
-    assert wait_for_version(predictor, 2) < 1.0
+    wait_for_version(predictor, 2)
 
 
 def test_a_broken_version_never_replaces_a_working_one(store: ModelStore) -> None:
