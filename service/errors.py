@@ -22,16 +22,12 @@ class PayloadTooLarge(FitserveError):
 STATUS_BY_CODE = {
     errors.FitserveError.code: 500,
     errors.BadRequest.code: 400,
-    errors.MalformedBody.code: 400,
-    errors.InvalidSample.code: 400,
     Unauthorized.code: 401,
     errors.NotFound.code: 404,
     errors.Conflict.code: 409,
     PayloadTooLarge.code: 413,
     errors.UnsupportedMediaType.code: 415,
     errors.ValidationFailed.code: 422,
-    errors.InvalidDataset.code: 422,
-    errors.SpecDatasetMismatch.code: 422,
     errors.ServiceUnavailable.code: 503,
 }
 

@@ -22,11 +22,11 @@ from models.errors import InvalidDataset, Loc, MalformedBody
 Row = tuple[int, list[str]]  # the file line where the row ends, and its fields
 
 
-def parse_csv(body: bytes, target: str | None) -> tuple[Dataset, str, str]:
+def parse_csv(body: bytes, target: str | None) -> tuple[Dataset, str]:
     rows = _rows(body)
     header = _header(rows[0][1], target)
     x, labels = _cells(rows[1:], header)
-    return _dataset(x, labels, rows[1:], header), "csv", header.label
+    return _dataset(x, labels, rows[1:], header), header.label
 
 
 # --- the header ----------------------------------------------------------------------

@@ -60,7 +60,7 @@ def parse_upload(
             f"{len(body)} bytes",
         )
     if fmt == "csv":
-        dataset, _, column = parse_csv(body, target)
+        dataset, column = parse_csv(body, target)
         return dataset, fmt, column
     arrays = parse_json(body) if fmt == "json" else parse_npz(body, max_array_bytes)
     return finish(*arrays), fmt, None

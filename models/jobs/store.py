@@ -22,16 +22,16 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, Literal, cast, get_args
 
 import redis
 
 from models.errors import Conflict, NotFound
 from models.ids import is_job_id, new_job_id
-from models.records import JobKind, JobRecord
+from models.records import JobKind, JobRecord, JobState
 
-STATES = ("queued", "running", "succeeded", "failed", "cancelled")
-FINAL_STATES = ("succeeded", "failed", "cancelled")
+STATES: tuple[JobState, ...] = get_args(JobState)
+FINAL_STATES: tuple[JobState, ...] = ("succeeded", "failed", "cancelled")
 
 # KEYS: job hash, running set. ARGV: new state, allowed current states (comma
 # list), field, value, ...  Every value is JSON, the states too ('"queued"').

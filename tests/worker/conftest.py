@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 import redis
+from celery import Celery
 
 from models.jobs.store import JobStore
 from models.settings import Settings
+from worker.celery_app import make_celery
 
 
 @pytest.fixture
@@ -22,6 +24,14 @@ def redis_client(settings: Settings) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(settings.redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture
+def app(settings: Settings) -> Iterator[Celery]:
+    """A Celery app on the real broker, sending to this test's queues."""
+    app = make_celery(settings)
+    yield app
+    app.close()
 
 
 @pytest.fixture

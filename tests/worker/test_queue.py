@@ -3,7 +3,6 @@ device of job goes to, what its record says, and a broker that refuses."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import kombu.exceptions
@@ -18,13 +17,6 @@ from models.settings import Settings
 from tests.worker.conftest import sent
 from worker.celery_app import PREDICT_TASK, TRAIN_TASK, make_celery
 from worker.queue import JobQueue
-
-
-@pytest.fixture
-def app(settings: Settings) -> Iterator[Celery]:
-    app = make_celery(settings)
-    yield app
-    app.close()
 
 
 @pytest.fixture

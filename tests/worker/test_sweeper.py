@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -42,13 +41,6 @@ def spec(device: str = "auto") -> dict[str, Any]:
 def short_lease(settings: Settings) -> Settings:
     """The shared per-test settings (cleaned up by their fixture), with short leases."""
     return settings.model_copy(update={"jobs": Jobs(lease_s=LEASE_S)})
-
-
-@pytest.fixture
-def app(short_lease: Settings) -> Iterator[Celery]:
-    app = make_celery(short_lease)
-    yield app
-    app.close()
 
 
 @pytest.fixture
