@@ -5,12 +5,17 @@
 Trains the seed's binary model (breast cancer, 30 features, 3 x Dense(60) +
 sigmoid), publishes it, then starts on this machine:
   - the service (`fitserve-api`, gunicorn, its default workers and threads),
+  - the same service with its store in an S3 bucket instead of the local folder
+    (a SeaweedFS started here on loopback; the API lists versions from its
+    catalog and answers from its own downloaded copy, so this should cost
+    nothing per request),
   - the baseline under TensorFlow (a user's default) and under the service's
     backend: bench/baseline_app.py, Flask threaded, `model.predict` per request,
 and measures one row at concurrency 1 and 8 (p50/p99 latency, throughput),
 then 100,000 rows in one request (JSON and NPY) against in-process
-`model.predict` on the same array. Prints ratios; with `wrk` installed
-(Debian package), checks the one-row figures with it too.
+`model.predict` on the same array. Prints ratios (the S3 store's against the
+local one's too); with `wrk` installed (Debian package), checks the one-row
+figures with it too. `--stores local` leaves the S3 server out.
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", os.environ.get("FITSERVE_KERAS_BACKEND", "jax"))
@@ -37,21 +41,31 @@ import redis  # noqa: E402
 from sklearn.datasets import load_breast_cancer  # noqa: E402
 
 from bench.load import LoadResult, post_once, run_load  # noqa: E402
+from bench.stores import KEY, STORES, bench_settings, start_seaweedfs  # noqa: E402
 from models.datasets import DatasetStore  # noqa: E402
 from models.jobs.store import JobStore  # noqa: E402
-from models.settings import Queues, Settings  # noqa: E402
-from service.local_processes import Service, api_answers, free_port, settings_environment  # noqa: E402
+from models.settings import Settings  # noqa: E402
+from models.storage.blobs import open_blobs  # noqa: E402
+from models.storage.model_store import ModelStore  # noqa: E402
+from service.local_processes import (  # noqa: E402
+    SeaweedFS,
+    Service,
+    api_answers,
+    forget_redis_state,
+    free_port,
+    settings_environment,
+)
 from worker.runner import WorkerContext, run_training_job  # noqa: E402
 
-KEY = "bench-key"
 SPEC = json.loads((ROOT / "examples" / "breast_cancer.json").read_text())["spec"]
 BATCH_ROWS = 100_000
+LOCAL, S3 = "fitserve", "fitserve (S3 store)"
 
 
 def train_and_publish(settings: Settings) -> Path:
     client = redis.Redis.from_url(settings.redis_url)
     jobs = JobStore(client, settings.redis_prefix)
-    datasets = DatasetStore(settings.datasets_dir)
+    datasets = DatasetStore(open_blobs(settings))
     cancer = load_breast_cancer()
     x = (cancer.data - cancer.data.mean(axis=0)) / cancer.data.std(axis=0)
     record, _ = datasets.save(
@@ -63,7 +77,7 @@ def train_and_publish(settings: Settings) -> Path:
     for key in client.scan_iter(f"{settings.redis_prefix}:*"):
         client.delete(key)
     assert finished["state"] == "succeeded", finished["error"]
-    return settings.models_dir / "cancer" / "1" / "model.keras"
+    return ModelStore(open_blobs(settings)).model_file("cancer", 1)
 
 
 def start_baseline(model: Path, backend: str, folder: Path) -> tuple[Service, int]:
@@ -86,14 +100,42 @@ def _pings(port: int) -> bool:
         return False
 
 
+ONE_ROW = json.dumps({"instances": [list(map(float, np.linspace(-1, 1, 30)))]}).encode()
+ONE_ROW_HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+# The two stores' services share each cell's time in this many slices, taken
+# in turns (local, S3, S3, local, ...): the machine's noise hits both alike.
+SLICES = 4
+
+
 def one_row(port: int, path: str, clients: int, seconds: float, warm_up_clients: int) -> LoadResult:
-    body = json.dumps({"instances": [list(map(float, np.linspace(-1, 1, 30)))]}).encode()
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
-    run_load(port, path, body, headers, warm_up_clients, 60.0, 40)
-    return run_load(port, path, body, headers, clients, seconds, 1_000_000)
+    run_load(port, path, ONE_ROW, ONE_ROW_HEADERS, warm_up_clients, 60.0, 40)
+    return run_load(port, path, ONE_ROW, ONE_ROW_HEADERS, clients, seconds, 1_000_000)
 
 
-def batch_rows_per_s(port: int, x: np.ndarray, kind: str, repeats: int) -> float:
+def one_row_in_turns(servers: dict[str, tuple[int, str]], names: list[str], clients: int,
+                     seconds: float) -> dict[str, LoadResult]:  # fmt: skip
+    """`one_row` for each of `names`, its `seconds` cut into SLICES taken in
+    turns with the others'; each warmed by 8 clients (every gunicorn worker)."""
+    for name in names:
+        port, path = servers[name]
+        run_load(port, path, ONE_ROW, ONE_ROW_HEADERS, 8, 60.0, 40)
+    parts: dict[str, list[LoadResult]] = {name: [] for name in names}
+    for turn in range(SLICES):
+        for name in names if turn % 2 == 0 else names[::-1]:
+            port, path = servers[name]
+            parts[name].append(run_load(port, path, ONE_ROW, ONE_ROW_HEADERS, clients,
+                                        seconds / SLICES, 1_000_000))  # fmt: skip
+    return {name: LoadResult([ms for part in results for ms in part.latencies_ms],
+                             sum(part.seconds for part in results),
+                             sum(part.errors for part in results))
+            for name, results in parts.items()}  # fmt: skip
+
+
+def batch_rows_per_s(ports: dict[str, int], x: np.ndarray, kind: str,
+                     repeats: int) -> dict[str, float]:  # fmt: skip
+    """Rows per second of each server, one request of all of `x` at a time, the
+    servers in turns (A B, B A, ...); a first request each as a warm-up. The
+    time is the request's, from sending its body to reading all the answer."""
     import http.client
 
     if kind == "json":
@@ -105,15 +147,20 @@ def batch_rows_per_s(port: int, x: np.ndarray, kind: str, repeats: int) -> float
         body = buffer.getvalue()
         headers = {"Content-Type": "application/x-npy", "Accept": "application/x-npy"}
     headers["Authorization"] = f"Bearer {KEY}"
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-    timings = []
-    for _ in range(repeats + 1):  # the first is a warm-up
-        started = time.perf_counter()
-        status, answer = post_once(connection, "/v1/models/cancer:predict", body, headers)
-        timings.append(time.perf_counter() - started)
-        assert status == 200, answer[:300]
-    connection.close()
-    return len(x) / statistics.median(timings[1:])
+    names = list(ports)
+    timings: dict[str, list[float]] = {name: [] for name in names}
+    for turn in range(repeats + 1):  # the first is a warm-up
+        for name in names if turn % 2 == 0 else names[::-1]:
+            # A connection per request: the server closes one that idles
+            # (keep-alive) while the other server is asked.
+            connection = http.client.HTTPConnection("127.0.0.1", ports[name], timeout=300)
+            connection.connect()
+            started = time.perf_counter()
+            status, answer = post_once(connection, "/v1/models/cancer:predict", body, headers)
+            timings[name].append(time.perf_counter() - started)
+            connection.close()
+            assert status == 200, answer[:300]
+    return {name: len(x) / statistics.median(times[1:]) for name, times in timings.items()}
 
 
 def in_process_rows_per_s(model_path: Path, x: np.ndarray, repeats: int) -> float:
@@ -180,79 +227,133 @@ def machine() -> str:
             f"({keras.backend.backend()} in the service)")  # fmt: skip
 
 
+def copy_models(source: Settings, target: Settings) -> None:
+    """The published versions, byte for byte, into `target`'s store."""
+    local, remote = open_blobs(source), open_blobs(target)
+    for key in local.keys("models/"):
+        remote.put_file(key, local.local_file(key))
+
+
+def start_service(settings: Settings, folder: Path, name: str) -> tuple[Service, int]:
+    port = free_port()
+    environment = settings_environment(settings, port) | {
+        "FITSERVE_SERVER__WORKERS": str(settings.server.workers)}  # fmt: skip
+    service = Service.entry_point(["fitserve-api"], environment, folder / f"{name}.log")
+    return service, port
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="shorter runs (a smoke test)")
+    parser.add_argument("--stores", nargs="+", choices=STORES, default=list(STORES),
+                        help="the service's stores (default: both, compared)")  # fmt: skip
     options = parser.parse_args()
+    if "local" not in options.stores:
+        parser.error("--stores: the local store's service is the reference; name `local`")
     seconds, repeats = (3.0, 1) if options.quick else (10.0, 3)
     folder = Path(tempfile.mkdtemp(prefix="fitserve-bench-"))
-    tag = uuid.uuid4().hex[:8]
-    settings = Settings(data_dir=folder / "var", redis_prefix=f"bench-{tag}",
-                        queues=Queues(cpu=f"bench-{tag}.cpu", gpu=f"bench-{tag}.gpu"),
-                        api_keys=[KEY])  # fmt: skip
+    settings = bench_settings(folder / "var")
     print(f"machine: {machine()}")
     model_path = train_and_publish(settings)
-    port = free_port()
-    service = Service.entry_point(["fitserve-api"], settings_environment(settings, port) | {
-        "FITSERVE_SERVER__WORKERS": str(settings.server.workers)}, folder / "api.log")  # fmt: skip
     servers: dict[str, tuple[int, str]] = {}
-    started: list[Service] = [service]
+    started: list[Service] = []
+    seaweedfs: SeaweedFS | None = None
+    s3_settings: Settings | None = None
     try:
+        service, port = start_service(settings, folder, "api")
+        started.append(service)
+        if "s3" in options.stores:
+            seaweedfs = start_seaweedfs(folder / "seaweedfs")
+            s3_settings = bench_settings(folder / "var-s3", seaweedfs)
+            copy_models(settings, s3_settings)
+            s3_service, s3_port = start_service(s3_settings, folder, "api-s3")
+            started.append(s3_service)
         service.wait_until(api_answers(f"http://127.0.0.1:{port}"))
-        servers["fitserve"] = (port, "/v1/models/cancer:predict")
+        servers[LOCAL] = (port, "/v1/models/cancer:predict")
+        if s3_settings is not None:
+            s3_service.wait_until(api_answers(f"http://127.0.0.1:{s3_port}"))
+            servers[S3] = (s3_port, "/v1/models/cancer:predict")
         for backend in ("tensorflow", settings.keras_backend):
             baseline, baseline_port = start_baseline(model_path, backend, folder)
             started.append(baseline)
             servers[f"baseline ({backend})"] = (baseline_port, "/predict")
         report(servers, settings, model_path, seconds, repeats, folder)
+        if s3_settings is not None:
+            # Served from its own download, never from the local store's folder.
+            assert any((s3_settings.cache_dir / "models").rglob("*.keras")), "no cached model"
+            assert not (s3_settings.data_dir / "models").exists()
     finally:
         for process in started:
             process.stop()
+        if seaweedfs is not None:
+            seaweedfs.stop()
+        for each in (settings, s3_settings):
+            if each is not None:
+                forget_redis_state(each)
         shutil.rmtree(folder, ignore_errors=True)
 
 
 def report(servers: dict[str, tuple[int, str]], settings: Settings, model_path: Path,
            seconds: float, repeats: int, folder: Path) -> None:  # fmt: skip
-    results: dict[str, dict[int, LoadResult]] = {}
+    results: dict[str, dict[int, LoadResult]] = {name: {} for name in servers}
     print(f"\none row ({seconds:.0f} s per cell, Python keep-alive clients on the same machine)")
     print(f"{'server':28} {'c1 p50 ms':>10} {'c1 p99 ms':>10} {'c1 req/s':>9} "
           f"{'c8 p50 ms':>10} {'c8 p99 ms':>10} {'c8 req/s':>9}")  # fmt: skip
-    for name, (port, path) in servers.items():
-        # c1 first, warmed by one client: a baseline that breaks under
-        # concurrent requests still gets its single-client figures.
-        warm_up = 8 if name == "fitserve" else 1  # fitserve: reach every gunicorn worker
-        results[name] = {clients: one_row(port, path, clients, seconds, warm_up)
-                         for clients in (1, 8)}  # fmt: skip
-        c1, c8 = results[name][1], results[name][8]
+    # c1 first, warmed by one client: a baseline that breaks under concurrent
+    # requests still gets its single-client figures. The two stores' services
+    # take each cell in turns (one_row_in_turns).
+    fitserves = [name for name in (LOCAL, S3) if name in servers]
+    for clients in (1, 8):
+        for name, result in one_row_in_turns(servers, fitserves, clients, seconds).items():
+            results[name][clients] = result
+        for name, (port, path) in servers.items():
+            if name not in fitserves:
+                results[name][clients] = one_row(port, path, clients, seconds, 1)
+    for name, by_clients in results.items():
+        c1, c8 = by_clients[1], by_clients[8]
         print(
             f"{name:28} {c1.p50:10.2f} {c1.p99:10.2f} {c1.throughput:9.0f} "
             f"{c8.p50:10.2f} {c8.p99:10.2f} {c8.throughput:9.0f}"
             + (f"   errors {c1.errors + c8.errors}" if c1.errors + c8.errors else "")
         )
-    ours, tf = results["fitserve"], results["baseline (tensorflow)"]
-    working = [r for n, r in results.items() if n != "fitserve" and r[1].latencies_ms]
+    ours, tf = results[LOCAL], results["baseline (tensorflow)"]
+    working = [r for n, r in results.items() if n not in (LOCAL, S3) and r[1].latencies_ms]
     peer = min(working, key=lambda r: r[1].p50)
     print(f"\nratios: c1 p50 {tf[1].p50 / ours[1].p50:.1f}x lower than the TensorFlow baseline "
           f"(target >= 20x, and {ours[1].p50:.2f} ms against 3 ms), "
           f"{peer[1].p50 / ours[1].p50:.1f}x lower than the stronger baseline; "
           f"c8 throughput {ours[8].throughput / tf[8].throughput:.1f}x the TensorFlow "
           f"baseline's (target >= 10x)")  # fmt: skip
+    if S3 in results:
+        s3 = results[S3]
+        print(f"S3 store / local store (target: unchanged, ~1.0x): "
+              f"c1 p50 {s3[1].p50 / ours[1].p50:.2f}x, c1 p99 {s3[1].p99 / ours[1].p99:.2f}x, "
+              f"c1 req/s {s3[1].throughput / ours[1].throughput:.2f}x; "
+              f"c8 p50 {s3[8].p50 / ours[8].p50:.2f}x, c8 p99 {s3[8].p99 / ours[8].p99:.2f}x, "
+              f"c8 req/s {s3[8].throughput / ours[8].throughput:.2f}x")  # fmt: skip
 
-    port = servers["fitserve"][0]
     x = np.random.default_rng(0).normal(size=(BATCH_ROWS, 30)).astype("float32")
     in_process = in_process_rows_per_s(model_path, x, repeats)
-    as_npy = batch_rows_per_s(port, x, "npy", repeats)
-    as_json = batch_rows_per_s(port, x, "json", repeats)
+    ports = {name: servers[name][0] for name in fitserves}
+    rates = {(name, kind): rate for kind in ("npy", "json")
+             for name, rate in batch_rows_per_s(ports, x, kind, repeats).items()}  # fmt: skip
     print(f"\n{BATCH_ROWS:,} rows in one request (median of {repeats})")
     print(f"  in-process model.predict ({settings.keras_backend}): {in_process:12,.0f} rows/s")
-    print(
-        f"  fitserve, NPY in and out:   {as_npy:12,.0f} rows/s = "
-        f"{as_npy / in_process:.0%} of in-process (target >= 50%)"
-    )
-    print(
-        f"  fitserve, JSON in and out:  {as_json:12,.0f} rows/s = "
-        f"{as_json / in_process:.0%} of in-process (target >= 20%)"
-    )
+    for name in fitserves:
+        label = "fitserve" if name == LOCAL else "fitserve (S3)"
+        as_npy, as_json = rates[name, "npy"], rates[name, "json"]
+        print(
+            f"  {label + ', NPY in and out:':33}{as_npy:12,.0f} rows/s = "
+            f"{as_npy / in_process:.0%} of in-process (target >= 50%)"
+        )
+        print(
+            f"  {label + ', JSON in and out:':33}{as_json:12,.0f} rows/s = "
+            f"{as_json / in_process:.0%} of in-process (target >= 20%)"
+        )
+    if S3 in servers:
+        print(f"  S3 store / local store (target: unchanged, ~1.0x): NPY "
+              f"{rates[S3, 'npy'] / rates[LOCAL, 'npy']:.2f}x, JSON "
+              f"{rates[S3, 'json'] / rates[LOCAL, 'json']:.2f}x")  # fmt: skip
 
     forward_pass_costs(model_path)
 

@@ -1,29 +1,40 @@
 """Training benchmark: the four example programs as the plain Keras script and
 through the service, in one run.
 
-    make bench-train        (or: .venv/bin/python -m bench.train [--repeats N])
+    make bench-train        (or: .venv/bin/python -m bench.train [--repeats N]
+                             [--service-repeats N] [--examples NAME ...]
+                             [--stores local s3])
 
 The plain script (bench/plain_fit.py: `fit` on numpy arrays with the spec's
 arguments, timed alone) runs under TensorFlow, what `pip install tensorflow`
 gives a user, and under JAX, the service's backend. The service is a real
 worker and API; a job's time is its record's `started_at` to `finished_at`
 (loading the data, training, saving and publishing the model). Each service
-job runs `repeats` times: the first pays for compiling its program, later ones
-find it in the worker's compilation cache.
+job runs `service-repeats` times: the first pays for compiling its program,
+later ones find it in the worker's compilation cache.
+
+The service runs twice over, with the same settings but its store (datasets,
+model versions, checkpoints) in a local folder, and in a bucket of a real S3
+server (SeaweedFS, started here on loopback): each store has its own worker
+and API. Their jobs alternate (local, S3, S3, local, ...), so the machine's
+noise hits both alike; the table compares their job times (target: S3 within
++20% of local).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,17 +44,27 @@ ROOT = Path(__file__).resolve().parents[1]
 import requests  # noqa: E402
 
 from bench.examples import EXAMPLES, FILES, ensure_data  # noqa: E402
-from models.settings import Queues, Settings  # noqa: E402
+from bench.stores import (  # noqa: E402
+    KEY,
+    STORE_NAMES,
+    STORES,
+    bench_settings,
+    start_seaweedfs,
+)
+from models.settings import Settings  # noqa: E402
+from models.storage.blobs import open_blobs  # noqa: E402
 from service.local_processes import (  # noqa: E402
+    SeaweedFS,
     Service,
     api_answers,
+    forget_redis_state,
     free_port,
     settings_environment,
     worker_answers,
 )
 
-KEY = "bench-key"
 BACKENDS = ("tensorflow", "jax")
+S3_TARGET = 1.20  # S3 job time / local job time
 
 
 def plain(backend: str, example: str, repeats: int) -> dict[str, Any]:
@@ -55,24 +76,77 @@ def plain(backend: str, example: str, repeats: int) -> dict[str, Any]:
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
 
 
-def service_runs(url: str, example: str, repeats: int) -> list[dict[str, Any]]:
-    http = requests.Session()
-    http.headers["Authorization"] = f"Bearer {KEY}"
-    filename, media_type = FILES[example]
-    data = (ensure_data() / filename).read_bytes()
-    spec_part = (EXAMPLES / f"{example}.json").read_bytes()
-    jobs = []
-    for _ in range(repeats):
-        response = http.post(f"{url}/v1/jobs", files={
+@dataclass
+class Deployment:
+    """One store's worker and API."""
+
+    store: str
+    settings: Settings
+    worker: Service
+    api: Service
+    url: str
+    http: requests.Session = field(default_factory=requests.Session)
+
+    @classmethod
+    def start(cls, store: str, folder: Path, server: SeaweedFS | None) -> Deployment:
+        folder.mkdir(parents=True)
+        settings = bench_settings(folder / "var", server)
+        port = free_port()
+        environment = settings_environment(settings, port)
+        worker = Service.entry_point(["fitserve-worker"], environment, folder / "worker.log")
+        api = Service.entry_point(["fitserve-api"], environment, folder / "api.log")
+        deployment = cls(store, settings, worker, api, f"http://127.0.0.1:{port}")
+        deployment.http.headers["Authorization"] = f"Bearer {KEY}"
+        return deployment
+
+    def wait_until_ready(self) -> None:
+        self.api.wait_until(api_answers(self.url))
+        answers = worker_answers(self.settings.redis_url, self.worker.process.pid)
+        self.worker.wait_until(answers, 180)
+
+    def run_job(self, example: str) -> dict[str, Any]:
+        """One training job of `example`, to its end; its record, with the
+        client's time for the POST (upload, dataset stored, job queued) added."""
+        filename, media_type = FILES[example]
+        data = (ensure_data() / filename).read_bytes()
+        spec_part = (EXAMPLES / f"{example}.json").read_bytes()
+        posted = time.perf_counter()
+        response = self.http.post(f"{self.url}/v1/jobs", files={
             "spec": ("spec.json", spec_part, "application/json"),
             "file": (filename, data, media_type)})  # fmt: skip
+        post_s = time.perf_counter() - posted
         response.raise_for_status()
         job_id = response.json()["id"]
-        while (job := http.get(f"{url}/v1/jobs/{job_id}").json())["state"] not in (
+        while (job := self.http.get(f"{self.url}/v1/jobs/{job_id}").json())["state"] not in (
             "succeeded", "failed", "cancelled"):  # fmt: skip
             time.sleep(0.05)
-        assert job["state"] == "succeeded", job["error"]
-        jobs.append(job)
+        assert job["state"] == "succeeded", (self.store, job["error"])
+        return {**job, "post_s": post_s}
+
+    def check_store(self) -> None:
+        """That the jobs' models went where the settings said: a bucket's
+        deployment keeps none in its data folder (only its cache)."""
+        blobs = open_blobs(self.settings)
+        assert blobs.remote == (self.store == "s3"), blobs.url
+        assert next(blobs.keys("models/"), None) is not None, f"no models in {blobs.url}"
+        if self.store == "s3":
+            assert not (self.settings.data_dir / "models").exists(), self.settings.data_dir
+
+    def stop(self) -> None:
+        self.api.stop()
+        self.worker.stop()
+        self.http.close()
+        forget_redis_state(self.settings)
+
+
+def service_runs(deployments: list[Deployment], example: str,
+                 repeats: int) -> dict[str, list[dict[str, Any]]]:  # fmt: skip
+    """`repeats` jobs per store, alternating: A B, B A, A B, ... so that each
+    store runs first in half the rounds (the first round compiles in both)."""
+    jobs: dict[str, list[dict[str, Any]]] = {d.store: [] for d in deployments}
+    for round_ in range(repeats):
+        for deployment in deployments if round_ % 2 == 0 else deployments[::-1]:
+            jobs[deployment.store].append(deployment.run_job(example))
     return jobs
 
 
@@ -88,62 +162,114 @@ def metric_text(metrics: dict[str, float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each plain script")
+    parser.add_argument("--service-repeats", type=int, default=5,
+                        help="jobs per program and store (the first compiles)")  # fmt: skip
     parser.add_argument("--examples", nargs="*", default=list(FILES))
+    parser.add_argument("--stores", nargs="+", choices=STORES, default=list(STORES),
+                        help="the service's store (default: both, compared)")  # fmt: skip
     options = parser.parse_args()
+    stores = list(dict.fromkeys(options.stores))
     ensure_data()
     folder = Path(tempfile.mkdtemp(prefix="fitserve-bench-train-"))
-    tag = uuid.uuid4().hex[:8]
-    settings = Settings(data_dir=folder / "var", redis_prefix=f"bench-{tag}",
-                        queues=Queues(cpu=f"bench-{tag}.cpu", gpu=f"bench-{tag}.gpu"),
-                        api_keys=[KEY])  # fmt: skip
-    port = free_port()
-    environment = settings_environment(settings, port)
-    worker = Service.entry_point(["fitserve-worker"], environment, folder / "worker.log")
-    api = Service.entry_point(["fitserve-api"], environment, folder / "api.log")
+    server = start_seaweedfs(folder / "seaweedfs") if "s3" in stores else None
+    deployments: list[Deployment] = []
     try:
-        api.wait_until(api_answers(f"http://127.0.0.1:{port}"))
-        worker.wait_until(worker_answers(settings.redis_url, worker.process.pid), 180)
+        for store in stores:
+            store_server = server if store == "s3" else None
+            deployments.append(Deployment.start(store, folder / store, store_server))
+        for deployment in deployments:
+            deployment.wait_until_ready()
         rows = []
         for example in options.examples:
             baselines = {backend: plain(backend, example, options.repeats)
                          for backend in BACKENDS}  # fmt: skip
-            jobs = service_runs(f"http://127.0.0.1:{port}", example, options.repeats)
+            jobs = service_runs(deployments, example, options.service_repeats)
             rows.append((example, baselines, jobs))
+        for deployment in deployments:
+            deployment.check_store()
+    except BaseException:
+        print(f"(logs kept in {folder})", file=sys.stderr)
+        raise
     finally:
-        api.stop()
-        worker.stop()
-    report(rows, options.repeats)
+        for deployment in deployments:
+            deployment.stop()
+        if server is not None:
+            server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
+    report(rows, options.repeats, options.service_repeats, stores)
 
 
-def report(rows: list[tuple[str, dict[str, Any], list[dict[str, Any]]]], repeats: int) -> None:
+Row = tuple[str, dict[str, Any], dict[str, list[dict[str, Any]]]]
+
+
+def report(rows: list[Row], repeats: int, service_repeats: int, stores: list[str]) -> None:
     import keras
 
+    main_store = stores[0]
     print(f"machine: {os.cpu_count()} cores, {platform.machine()}, Python "
           f"{platform.python_version()}, Keras {keras.__version__}; service backend: jax "
-          f"(fused training); medians of {repeats}")  # fmt: skip
+          f"(fused training); medians of {repeats} (plain) and {service_repeats} (service, "
+          f"the first included); service store: {STORE_NAMES[main_store]}")  # fmt: skip
     print(f"\n{'example':14} {'plain TF s':>10} {'plain JAX s':>11} {'service s':>10} "
           f"{'(first)':>8} {'vs TF':>7} {'vs JAX':>7}")  # fmt: skip
-    for example, baselines, jobs in rows:
+    for example, baselines, by_store in rows:
         tf, jax = baselines["tensorflow"]["fit_s"], baselines["jax"]["fit_s"]
-        times = [seconds(job) for job in jobs]
+        times = [seconds(job) for job in by_store[main_store]]
         median = statistics.median(times)
         print(f"{example:14} {tf:10.2f} {jax:11.2f} {median:10.2f} {times[0]:8.2f} "
               f"{tf / median:6.1f}x {jax / median:6.1f}x")  # fmt: skip
-    waits = [seconds(job, "created_at", "started_at") for _, _, jobs in rows for job in jobs]
-    print(
-        f"\nqueue to start (created_at -> started_at, idle worker): median "
-        f"{statistics.median(waits) * 1000:.0f} ms, max {max(waits) * 1000:.0f} ms"
-    )
+    for store in stores:
+        waits = [seconds(job, "created_at", "started_at") for *_, jobs in rows
+                 for job in jobs[store]]  # fmt: skip
+        print(
+            f"\nqueue to start (created_at -> started_at, idle worker), {STORE_NAMES[store]}: "
+            f"median {statistics.median(waits) * 1000:.0f} ms, max {max(waits) * 1000:.0f} ms"
+        )
+    if set(stores) == set(STORES):
+        store_report(rows, service_repeats)
     print("\nfinal training metrics")
-    for example, baselines, jobs in rows:
+    for example, baselines, by_store in rows:
         print(f"  {example}")
         for backend in BACKENDS:
             print(f"    plain {backend:10} {metric_text(baselines[backend]['metrics'])}")
-        print(f"    service          {metric_text(jobs[-1]['result']['metrics'])}")
-        tf_loss = baselines["tensorflow"]["metrics"]["loss"]
-        loss = jobs[-1]["result"]["metrics"]["loss"]
-        print(f"    service loss / plain TF loss: {loss / tf_loss:.3f} (target <= 1.10)")
+        for store in stores:
+            jobs = by_store[store]
+            label = f"service ({store})"
+            print(f"    {label:16} {metric_text(jobs[-1]['result']['metrics'])}")
+            tf_loss = baselines["tensorflow"]["metrics"]["loss"]
+            loss = jobs[-1]["result"]["metrics"]["loss"]
+            print(f"    service ({store}) loss / plain TF loss: {loss / tf_loss:.3f} "
+                  f"(target <= 1.10)")  # fmt: skip
+
+
+def store_report(rows: list[Row], repeats: int) -> None:
+    """Local folder against S3 bucket: job time (started_at -> finished_at) and
+    the client's POST (upload, dataset stored, job queued)."""
+    warm = repeats > 1  # the first job of each store compiles: left out when others ran
+    which = f"medians of the {repeats - 1} after the first" if warm else "one run each"
+    print(f"\nservice job time by store (started_at -> finished_at; {which}, the first "
+          f"compiles; jobs alternate between the stores)")  # fmt: skip
+    print(f"{'example':14} {'local s':>8} {'S3 s':>8} {'S3-local ms':>12} {'S3/local':>9} "
+          f"{'(first local':>13} {'S3)':>6} {'POST local ms':>14} {'POST S3 ms':>11}")  # fmt: skip
+    ratios = []
+    for example, _, by_store in rows:
+        times = {store: [seconds(job) for job in jobs] for store, jobs in by_store.items()}
+        medians = {store: statistics.median(ts[1:] if warm else ts) for store, ts in times.items()}
+        posts = {store: statistics.median(job["post_s"] for job in jobs) * 1000
+                 for store, jobs in by_store.items()}  # fmt: skip
+        ratio = medians["s3"] / medians["local"]
+        ratios.append(ratio)
+        extra_ms = (medians["s3"] - medians["local"]) * 1000
+        print(f"{example:14} {medians['local']:8.2f} {medians['s3']:8.2f} {extra_ms:+12.0f} "
+              f"{ratio:8.2f}x "
+              f"{times['local'][0]:13.2f} {times['s3'][0]:6.2f} "
+              f"{posts['local']:14.0f} {posts['s3']:11.0f}"
+              f"{'' if ratio <= S3_TARGET else '   OVER TARGET'}")  # fmt: skip
+    geomean = math.exp(statistics.fmean(math.log(r) for r in ratios))
+    print(f"S3/local job time: geometric mean {geomean:.2f}x, worst {max(ratios):.2f}x "
+          f"(target <= {S3_TARGET:.2f}x, i.e. within +{S3_TARGET - 1:.0%} of the local store, "
+          f"for every program)")  # fmt: skip
 
 
 if __name__ == "__main__":

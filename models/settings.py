@@ -46,10 +46,27 @@ class Jobs(BaseModel):
     max_attempts: int = Field(default=3, ge=1)
 
 
+class S3(BaseModel):
+    """The S3-compatible server of an `s3://` store. Credentials and region come
+    the standard AWS way (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    AWS_DEFAULT_REGION); the endpoint may come from AWS_ENDPOINT_URL too."""
+
+    endpoint_url: str | None = None
+    # Path-style (`host/bucket/key`) is what SeaweedFS and MinIO answer out of
+    # the box; AWS answers both.
+    addressing_style: Literal["path", "virtual", "auto"] = "path"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FITSERVE_", env_nested_delimiter="__")
 
     data_dir: Path = Path("var")
+    # Where datasets, model versions, checkpoints and results live: a local
+    # folder (by default `data_dir` itself, the single-host layout) or
+    # `s3://bucket/prefix`, which every host shares. With a bucket, `data_dir`
+    # is this process's own cache of what it downloaded, never shared.
+    store_url: str | None = None
+    s3: S3 = Field(default_factory=S3)
     redis_url: str = "redis://127.0.0.1:6379/0"
     # Prefix of every Redis key we write, so several deployments (or test
     # runs) can share one Redis without seeing each other's jobs.
@@ -74,17 +91,6 @@ class Settings(BaseSettings):
         return value
 
     @property
-    def models_dir(self) -> Path:
-        return self.data_dir / "models"
-
-    @property
-    def datasets_dir(self) -> Path:
-        return self.data_dir / "datasets"
-
-    @property
-    def results_dir(self) -> Path:
-        return self.data_dir / "results"
-
-    @property
-    def checkpoints_dir(self) -> Path:
-        return self.data_dir / "checkpoints"
+    def cache_dir(self) -> Path:
+        """Local copies of a bucket's objects (models.storage.blobs)."""
+        return self.data_dir / "cache"

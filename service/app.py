@@ -11,9 +11,11 @@ from flask import Flask
 from models.datasets import UNPACK_RATIO, DatasetStore
 from models.jobs.store import JobStore
 from models.jobs.workers import WorkerRegistry
+from models.serving.catalog import ModelCatalog, announce_changes
 from models.serving.predictor import Predictor
 from models.settings import Settings
-from models.storage.model_store import ModelStore
+from models.storage.blobs import open_blobs
+from models.storage.model_store import ModelStore, adopt_earlier_layout
 from models.storage.results import ResultStore
 from models.training.backend import configure_backend
 from service.auth import install_auth
@@ -38,21 +40,25 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_upload_bytes
     app.url_map.converters["model"] = ModelNameConverter
     client = redis.Redis.from_url(settings.redis_url)
-    model_store = ModelStore(settings.models_dir)
+    blobs = open_blobs(settings)
+    adopt_earlier_layout(blobs)  # a store an earlier release wrote
+    # Every API process learns of a publish or delete through Redis at once.
+    model_store = ModelStore(blobs, on_change=announce_changes(client, settings.redis_prefix))
     job_store = JobStore(client, settings.redis_prefix)
     registry = WorkerRegistry(client, settings.redis_prefix)
     celery = make_celery(settings)
+    # Its subscriber starts on the first ask, in each gunicorn worker process.
+    catalog = ModelCatalog(model_store, client, settings.redis_prefix)
     services = app.extensions["fitserve"] = Services(
         settings=settings,
         redis=client,
         jobs=job_store,
         # An NPZ upload unpacks to at most UNPACK_RATIO times the upload limit.
-        datasets=DatasetStore(
-            settings.datasets_dir, UNPACK_RATIO * settings.limits.max_upload_bytes
-        ),
+        datasets=DatasetStore(blobs, UNPACK_RATIO * settings.limits.max_upload_bytes),
         models=model_store,
-        predictor=Predictor(model_store, settings.model_cache_size),
-        results=ResultStore(settings.results_dir),
+        catalog=catalog,
+        predictor=Predictor(model_store, catalog, settings.model_cache_size),
+        results=ResultStore(blobs),
         workers=registry,
         celery=celery,
         queue=JobQueue(celery, settings.queues, job_store, registry),

@@ -13,6 +13,7 @@ from models.errors import NotFound, ValidationFailed, problem
 from models.jobs.store import JobStore
 from models.jobs.workers import WorkerRegistry
 from models.records import DatasetRecord
+from models.serving.catalog import ModelCatalog
 from models.serving.predictor import Predictor
 from models.settings import Settings
 from models.storage.model_store import ModelStore
@@ -27,6 +28,8 @@ class Services:
     jobs: JobStore
     datasets: DatasetStore
     models: ModelStore
+    # What versions exist, for reads (cached for a bucket); writes go to `models`.
+    catalog: ModelCatalog
     predictor: Predictor
     results: ResultStore
     workers: WorkerRegistry

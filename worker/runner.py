@@ -29,8 +29,10 @@ from models.datasets import DatasetStore
 from models.errors import FitserveError, JobCancelled, LeaseLost, WorkerStopping
 from models.jobs.store import Claim, JobStore, utc_now
 from models.records import JobError, JobRecord
+from models.serving.catalog import announce_changes
 from models.serving.predictor import load_version
 from models.settings import Jobs, Settings
+from models.storage.blobs import open_blobs
 from models.storage.checkpoints import CheckpointStore
 from models.storage.model_store import ModelStore
 from models.storage.results import ResultStore
@@ -69,15 +71,16 @@ class WorkerContext:
         cls, settings: Settings, client: redis.Redis, worker: str, device: str, backend: str,
         requeue: Callable[[JobRecord], object] | None = None,
     ) -> WorkerContext:  # fmt: skip
+        blobs = open_blobs(settings)
         return cls(
             jobs=JobStore(client, settings.redis_prefix),
-            datasets=DatasetStore(settings.datasets_dir),
-            models=ModelStore(settings.models_dir),
-            results=ResultStore(settings.results_dir),
+            datasets=DatasetStore(blobs),
+            models=ModelStore(blobs, on_change=announce_changes(client, settings.redis_prefix)),
+            results=ResultStore(blobs),
             worker=worker,
             device=device,
             backend=backend,
-            checkpoints=CheckpointStore(settings.checkpoints_dir),
+            checkpoints=CheckpointStore(blobs),
             policy=settings.jobs,
             requeue=requeue,
         )
@@ -190,7 +193,9 @@ def _train_and_publish(
     job_id = job["id"]
     spec = ModelSpec.model_validate(job["spec"])
     dataset = context.datasets.load(job["dataset"])
-    resume = context.checkpoints.load(job_id)
+    # Only a job delivered before can have a checkpoint: a first delivery does
+    # not ask the store (a round trip when the store is a bucket).
+    resume = context.checkpoints.load(job_id) if job["attempts"] > 1 else None
     if job["attempts"] > 1:
         _record_restart(job, lease, resume.epoch if resume else 0, context)
     progress = JobProgress(context.jobs, job_id, spec.fit.epochs, lease,

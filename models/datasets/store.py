@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from pathlib import Path
 
 from models import errors
 from models.datasets.dataset import Dataset
@@ -19,6 +18,7 @@ from models.datasets.problems import error
 from models.datasets.target import describe_target
 from models.errors import NotFound
 from models.records import DatasetRecord
+from models.storage.blobs import Blobs
 from models.storage.dataset_files import DatasetFiles
 
 
@@ -28,8 +28,8 @@ class DatasetStore:
     `max_array_bytes` bounds what one compressed NPZ upload may unpack to (and be
     stored as): the API sets it from its upload limit."""
 
-    def __init__(self, root: Path, max_array_bytes: int = MAX_ARRAY_BYTES) -> None:
-        self.files = DatasetFiles(root)
+    def __init__(self, blobs: Blobs, max_array_bytes: int = MAX_ARRAY_BYTES) -> None:
+        self.files = DatasetFiles(blobs)
         self.max_array_bytes = max_array_bytes
 
     def save(

@@ -5,8 +5,9 @@ more than the arithmetic of a small MLP). A loaded version runs the numpy
 forward pass (models.serving.forward) once it has matched Keras on a probe batch, and
 Keras' own inference call otherwise, in bounded chunks either way.
 
-`latest` follows the store: a newly published version is loaded on the first
-request after it appears. A version that fails to load never replaces a
+`latest` follows the store through the catalog (models.serving.catalog): a
+newly published version is loaded on the first request after this process
+learns of it. A version that fails to load never replaces a
 working one (TF Serving's availability-preserving rule): requests for the
 latest keep going to the newest version that loads, and the broken one is not
 retried for a while.
@@ -25,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from models.errors import ServiceUnavailable
+from models.serving.catalog import ModelCatalog
 from models.serving.forward import ForwardPass, UnsupportedLayer
-from models.storage.model_store import ModelStore, file_sha256
+from models.storage.model_store import ModelStore
 from models.training.labels import LabelEncoding
 
 log = logging.getLogger(__name__)
@@ -68,8 +70,12 @@ class Prediction:
 
 
 class Predictor:
-    def __init__(self, store: ModelStore, cache_size: int = 8) -> None:
+    def __init__(
+        self, store: ModelStore, catalog: ModelCatalog | None = None, cache_size: int = 8
+    ) -> None:
         self.store = store
+        # Which versions exist: asked on every request, so cached for a remote store.
+        self.catalog = catalog or ModelCatalog(store)
         self.cache_size = cache_size
         self._cache: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._failed: dict[tuple[str, int], tuple[float, str]] = {}
@@ -82,10 +88,10 @@ class Predictor:
 
     def get(self, name: str, version: int | None = None) -> LoadedModel:
         if version is not None:
-            return self._get_exact(name, self.store.resolve(name, version))
-        versions = self.store.versions(name)
+            return self._get_exact(name, self.catalog.resolve(name, version))
+        versions = self.catalog.versions(name)
         if not versions:
-            self.store.resolve(name, None)  # raises NotFound naming the model
+            self.catalog.resolve(name, None)  # raises NotFound naming the model
         serving = self._newest_cached(name, versions)
         if serving is not None and serving.version != versions[-1]:
             # A new version appeared: load it aside and swap it in when ready;
@@ -129,7 +135,7 @@ class Predictor:
     def preload_latest(self) -> None:
         """Load the latest version of every model (up to the cache size), so the
         first requests do not pay for it."""
-        for name in self.store.names()[: self.cache_size]:
+        for name in self.catalog.names()[: self.cache_size]:
             try:
                 self.get(name)
             except ServiceUnavailable:
@@ -174,12 +180,9 @@ def load_version(store: ModelStore, name: str, version: int) -> LoadedModel:
     import keras
 
     metadata = store.metadata(name, version)
-    path = store.model_path(name, version)
-    # Only files this service wrote are loaded: the hash recorded at publish must match.
-    if file_sha256(path) != metadata.get("model_sha256"):
-        raise ValueError(
-            f"{path} does not match the hash recorded when it was published; refusing to load it"
-        )
+    # A local copy (downloaded once per host from a bucket) whose hash matches
+    # the manifest's: only files this service wrote are loaded.
+    path = store.model_file(name, version)
     model = keras.saving.load_model(path, safe_mode=True)
     encoding = LabelEncoding(task=metadata["task"], classes=metadata["classes"], one_hot=True)
     forward, engine = _fastest_faithful_forward(model, metadata["input_shape"])

@@ -1,5 +1,7 @@
-"""Checkpoint files: one `.npz` per job, replaced atomically (write beside,
-then rename), so a crash while saving leaves the previous checkpoint whole.
+"""Checkpoints: one `.npz` per job at `checkpoints/<job id>.npz` in the store
+(models.storage.blobs), so a job whose worker host died resumes on another.
+Each save replaces the object whole (a put is atomic in a bucket, a rename in
+a folder), so a crash while saving leaves the previous checkpoint whole.
 
 What goes in a checkpoint, and when one is saved, is the training room's
 (models.training.checkpoints); this module only stores and reads them.
@@ -7,16 +9,15 @@ What goes in a checkpoint, and when one is saved, is the training room's
 
 from __future__ import annotations
 
+import io
 import json
-import os
-import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
 
 from models.ids import is_job_id
+from models.storage.blobs import Blobs
 
 
 @dataclass
@@ -33,17 +34,15 @@ class Checkpoint:
 
 
 class CheckpointStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, blobs: Blobs) -> None:
+        self.blobs = blobs
 
-    def _path(self, job_id: str) -> Path:
+    def _key(self, job_id: str) -> str:
         if not is_job_id(job_id):
             raise ValueError(f"Job ids are 32 hex digits. Received: {job_id!r}")
-        return self.root / f"{job_id}.npz"
+        return f"checkpoints/{job_id}.npz"
 
     def save(self, job_id: str, checkpoint: Checkpoint) -> None:
-        path = self._path(job_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
         arrays: dict[str, np.ndarray] = {}
         for group in ("trainable", "non_trainable", "optimizer", "best_weights"):
             for index, value in enumerate(getattr(checkpoint, group) or []):
@@ -60,19 +59,16 @@ class CheckpointStore:
                        for group in ("trainable", "non_trainable", "optimizer", "best_weights")},
         }  # fmt: skip
         arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-        partial = path.with_name(f".{path.stem}-{uuid.uuid4().hex}.npz")
-        try:
-            with partial.open("wb") as handle:
-                np.savez(handle, **cast(dict[str, Any], arrays))
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, **cast(dict[str, Any], arrays))
+        self.blobs.put(self._key(job_id), buffer.getvalue())
 
     def load(self, job_id: str) -> Checkpoint | None:
-        path = self._path(job_id)
-        if not path.exists():
+        try:
+            body = self.blobs.get(self._key(job_id))
+        except FileNotFoundError:
             return None
-        with np.load(path, allow_pickle=False) as saved:
+        with np.load(io.BytesIO(body), allow_pickle=False) as saved:
             meta = json.loads(saved["meta"].tobytes())
 
             def group(name: str) -> list[np.ndarray]:
@@ -91,9 +87,8 @@ class CheckpointStore:
             )
 
     def delete(self, job_id: str) -> None:
-        self._path(job_id).unlink(missing_ok=True)
+        self.blobs.delete(self._key(job_id))
 
     def job_ids(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return [path.stem for path in self.root.glob("*.npz") if is_job_id(path.stem)]
+        names = (key.removeprefix("checkpoints/") for key in self.blobs.keys("checkpoints/"))
+        return [name[:-4] for name in names if name.endswith(".npz") and is_job_id(name[:-4])]

@@ -1,82 +1,79 @@
-"""Stored datasets: `<root>/<id>/` holds `data.npz` (the arrays) and
-`record.json` (what the API shows about them).
+"""Stored datasets: `datasets/<id>/` holds `data.npz` (the arrays) and
+`record.json` (what the API shows about them), in the store (models.storage.blobs).
 
-A dataset is written into a folder beside the others and renamed into place,
-so a reader sees all of a dataset or none of it, and of two identical uploads
-racing, one wins and the other finds it stored. Ids are checked against their
-pattern before any path is built from them. What a dataset is, and how an
-upload becomes one, is the datasets room's (models.datasets).
+The arrays go first and the record last, with a conditional create: a
+dataset exists exactly when its record does, so a reader sees all of a
+dataset or none of it, and of two identical uploads racing, one wins and the
+other finds it stored. Ids are checked against their pattern before any key
+is built from them. What a dataset is, and how an upload becomes one, is the
+datasets room's (models.datasets).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from models.ids import is_dataset_id
 from models.records import DatasetRecord
+from models.storage.blobs import Blobs
 
 DATA_FILE = "data.npz"
 RECORD_FILE = "record.json"
 
 
 class DatasetFiles:
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
+    def __init__(self, blobs: Blobs) -> None:
+        self.blobs = blobs
 
     def exists(self, dataset_id: str) -> bool:
-        return self._path(dataset_id).is_dir()
+        return self.blobs.exists(self._key(dataset_id, RECORD_FILE))
 
     def put(self, dataset_id: str, x: np.ndarray, y: np.ndarray, record: DatasetRecord) -> bool:
         """Store a dataset; False when an identical one was stored first."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        staging = self.root / f".tmp-{uuid.uuid4().hex}"
-        try:
-            staging.mkdir()
-            np.savez(staging / DATA_FILE, x=x, y=y)
-            (staging / RECORD_FILE).write_text(json.dumps(record))
-            try:
-                os.rename(staging, self._path(dataset_id))
-            except OSError:
-                if not self.exists(dataset_id):
-                    raise
-                return False  # an identical upload won the race
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return True
+        with tempfile.TemporaryDirectory(prefix="fitserve-dataset-") as staging:
+            local = Path(staging) / DATA_FILE
+            np.savez(local, x=x, y=y)
+            # Large arrays go up in parts (S3's multipart upload).
+            self.blobs.put_file(self._key(dataset_id, DATA_FILE), local)
+        return self.blobs.create(self._key(dataset_id, RECORD_FILE), json.dumps(record).encode())
 
     def record(self, dataset_id: str) -> DatasetRecord:
         """The stored record; FileNotFoundError when there is none."""
-        return json.loads((self._path(dataset_id) / RECORD_FILE).read_text())
+        return json.loads(self.blobs.get(self._key(dataset_id, RECORD_FILE)))
 
     def arrays(self, dataset_id: str) -> tuple[np.ndarray, np.ndarray]:
         """The stored x and y; FileNotFoundError when there are none."""
-        with np.load(self._path(dataset_id) / DATA_FILE, allow_pickle=False) as npz:
+        if not self.exists(dataset_id):
+            raise FileNotFoundError(dataset_id)
+        # The id hashes the upload, so a local copy of the arrays never goes stale.
+        with np.load(self.blobs.local_file(self._key(dataset_id, DATA_FILE)),
+                     allow_pickle=False) as npz:  # fmt: skip
             return npz["x"], npz["y"]
 
     def delete(self, dataset_id: str) -> None:
         """FileNotFoundError when there is no such dataset."""
-        # Moved aside first, so a reader never sees a half-deleted dataset.
-        trash = self.root / f".tmp-{uuid.uuid4().hex}"
-        os.rename(self._path(dataset_id), trash)
-        shutil.rmtree(trash, ignore_errors=True)
+        if not self.exists(dataset_id):
+            raise FileNotFoundError(dataset_id)
+        # The record first, so a reader never sees a half-deleted dataset.
+        self.blobs.delete(self._key(dataset_id, RECORD_FILE))
+        self.blobs.delete(self._key(dataset_id, DATA_FILE))
 
     def records(self) -> list[DatasetRecord]:
         records = []
-        for entry in self.root.iterdir() if self.root.is_dir() else []:
-            if is_dataset_id(entry.name):
+        for key in self.blobs.keys("datasets/"):
+            parts = key.split("/")
+            if len(parts) == 3 and parts[2] == RECORD_FILE and is_dataset_id(parts[1]):
                 try:
-                    records.append(json.loads((entry / RECORD_FILE).read_text()))
-                except (FileNotFoundError, NotADirectoryError):  # deleted while listing
+                    records.append(json.loads(self.blobs.get(key)))
+                except FileNotFoundError:  # deleted while listing
                     continue
         return records
 
-    def _path(self, dataset_id: str) -> Path:
+    def _key(self, dataset_id: str, file: str) -> str:
         if not is_dataset_id(dataset_id):
-            raise FileNotFoundError(dataset_id)  # before any path is built from user input
-        return self.root / dataset_id
+            raise FileNotFoundError(dataset_id)  # before any key is built from user input
+        return f"datasets/{dataset_id}/{file}"

@@ -1,80 +1,129 @@
-"""The model store: TF Serving's `<name>/<version>/` tree on a local or shared disk.
+"""The model store: TF Serving's `<name>/<version>/` tree, in a folder or a bucket.
 
-Publishing writes a complete version into a temporary folder and renames it
-into place. `rename` of a folder onto a missing name is atomic, and onto an
-existing one fails, so a reader never sees half a model and two publishers
-racing for version N+1 cannot both win: the loser retries with N+2.
+Under `models/<name>/<version>/` a version has three objects, written in
+this order:
+
+  claim.json     who took the number: a conditional create (If-None-Match: *
+                 on S3, link() on a folder), so of two publishers on two hosts
+                 racing for N+1 exactly one gets it and the other tries N+2.
+                 It outlives the version: a deleted number is never reused
+                 (a cache elsewhere may still hold the old model under it).
+  model.keras    the model, as Keras saved it.
+  manifest.json  the metadata, and the sha256 and size of every file. It is
+                 written last, and a version exists exactly when its manifest
+                 does, so a reader never sees half a version.
+
+`models/<name>/jobs/<job id>` names the number a job claimed, so the retry
+of a job that died while publishing finishes that version instead of
+publishing a second one.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import uuid
+import logging
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from models.errors import NotFound
-from models.ids import MODEL_NAME, VERSION, anchored, is_model_name
+from models.ids import MODEL_NAME, VERSION, anchored, is_job_id, is_model_name
+from models.storage.blobs import Blobs, FolderBlobs
+
+log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
-METADATA_FILE = "metadata.json"
-RETIRED_PREFIX = ".retired-"
+MANIFEST_FILE = "manifest.json"
+CLAIM_FILE = "claim.json"
 
 
 class ModelStore:
-    def __init__(self, root: Path) -> None:
-        self.root = root
+    def __init__(self, blobs: Blobs, on_change: Callable[[str], None] | None = None) -> None:
+        self.blobs = blobs
+        # Told the model's name after each publish and delete (the API
+        # processes' catalogs learn of it: models.serving.catalog).
+        self.on_change = on_change
 
     def publish(
         self, name: str, write_model: Callable[[Path], None], metadata: dict[str, Any]
     ) -> int:
-        """Publish a new version of `name`; `write_model(path)` saves the `.keras` file."""
+        """Publish a new version of `name`; `write_model(path)` saves the `.keras` file.
+
+        With `metadata["job"]`, publishing is idempotent per job: a retry
+        completes the version its first attempt claimed."""
         check_model_name(name)
-        folder = self.root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        # Named after the job, so its retry can clear what a crash left behind.
-        owner = metadata.get("job") or "unowned"
-        for debris in folder.glob(f".tmp-{owner}-*"):
-            shutil.rmtree(debris, ignore_errors=True)
-        staging = folder / f".tmp-{owner}-{uuid.uuid4().hex}"
-        staging.mkdir()
+        job_id = metadata.get("job")
+        claimed = self._claimed_by(name, job_id)
+        if claimed is not None and self.blobs.exists(f"models/{name}/{claimed}/{MANIFEST_FILE}"):
+            return claimed  # a second delivery of a job that published already
+        with tempfile.TemporaryDirectory(prefix="fitserve-publish-") as staging:
+            local = Path(staging) / MODEL_FILE
+            write_model(local)
+            digest, size = file_sha256(local), local.stat().st_size
+            version = claimed if claimed is not None else self._claim(name, job_id)
+            folder = f"models/{name}/{version}"
+            self.blobs.put_file(f"{folder}/{MODEL_FILE}", local)
+        manifest = {
+            **metadata, "name": name, "version": version, "model_sha256": digest,
+            "files": {MODEL_FILE: {"sha256": digest, "bytes": size}},
+        }  # fmt: skip
+        self.blobs.put(f"{folder}/{MANIFEST_FILE}", _json(manifest))
+        self._changed(name)
+        return version
+
+    def _claimed_by(self, name: str, job_id: Any) -> int | None:
+        """The number job `job_id` claimed for `name` and may still finish: None
+        when it claimed none, or when that version was deleted since."""
+        if not is_job_id(job_id):
+            return None
         try:
-            write_model(staging / MODEL_FILE)
-            # Recorded so that a load can tell the file is the one we wrote.
-            metadata = {**metadata, "model_sha256": file_sha256(staging / MODEL_FILE)}
-            version = max([0, *self.versions(name), *self._retired(name)]) + 1
-            while True:
-                _write_json(staging / METADATA_FILE, {**metadata, "name": name, "version": version})
-                try:
-                    os.rename(staging, folder / str(version))
-                    return version
-                except OSError:
-                    if not (folder / str(version)).exists():
-                        raise
-                    version += 1  # another publisher took it
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            version = int(json.loads(self.blobs.get(f"models/{name}/jobs/{job_id}"))["version"])
+            claim = json.loads(self.blobs.get(f"models/{name}/{version}/{CLAIM_FILE}"))
+        except FileNotFoundError:
+            return None
+        return None if claim.get("deleted") else version
+
+    def _claim(self, name: str, job_id: Any) -> int:
+        """A new number: the first free one above every number ever claimed."""
+        version = max([0, *self._claimed(name)]) + 1
+        owner = _json({"job": job_id if is_job_id(job_id) else None})
+        while not self.blobs.create(f"models/{name}/{version}/{CLAIM_FILE}", owner):
+            version += 1  # another publisher took it
+        if is_job_id(job_id):
+            self.blobs.put(f"models/{name}/jobs/{job_id}", _json({"version": version}))
+        return version
+
+    def _claimed(self, name: str) -> list[int]:
+        return [int(folder) for folder, files in self._listing(name).items() if CLAIM_FILE in files]
+
+    def _listing(self, name: str) -> dict[str, set[str]]:
+        """The objects under each version folder of `name`, from one listing."""
+        folders: dict[str, set[str]] = {}
+        if not is_model_name(name):
+            return folders
+        prefix = f"models/{name}/"
+        for key in self.blobs.keys(prefix):
+            folder, _, rest = key[len(prefix) :].partition("/")
+            if VERSION.fullmatch(folder):
+                folders.setdefault(folder, set()).add(rest)
+        return folders
 
     def names(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(
-            entry.name
-            for entry in self.root.iterdir()
-            if is_model_name(entry.name) and self.versions(entry.name)
-        )
+        """Every model with at least one version."""
+        names: set[str] = set()
+        for key in self.blobs.keys("models/"):
+            parts = key.split("/")
+            if len(parts) == 4 and parts[3] == MANIFEST_FILE and VERSION.fullmatch(parts[2]):
+                names.add(parts[1])
+        return sorted(name for name in names if is_model_name(name))
 
     def versions(self, name: str) -> list[int]:
-        folder = self.root / name
-        if not is_model_name(name) or not folder.is_dir():
+        if not is_model_name(name):
             return []
-        return sorted(
-            int(entry.name) for entry in folder.iterdir() if VERSION.fullmatch(entry.name)
-        )
+        folders = self.blobs.folders_holding(f"models/{name}/", MANIFEST_FILE)
+        return sorted(int(folder) for folder in folders if VERSION.fullmatch(folder))
 
     def latest_version(self, name: str) -> int | None:
         versions = self.versions(name)
@@ -82,54 +131,84 @@ class ModelStore:
 
     def resolve(self, name: str, version: int | None) -> int:
         """The version to serve: `version` if it exists, else the latest; NotFound otherwise."""
-        versions = self.versions(name)
-        if not versions:
-            raise NotFound(f"No model named {name!r} has been published. Received: {name!r}")
-        if version is None:
-            return versions[-1]
-        if version not in versions:
-            raise NotFound(
-                f"Model {name!r} has no version {version}; it has versions {versions}. "
-                f"Received: version={version}"
-            )
-        return version
+        return resolve_in(name, version, self.versions(name))
 
     def version_published_by(self, name: str, job_id: str) -> int | None:
         """The version that job `job_id` published, if any: a retried job must
         not publish a second one."""
-        for version in reversed(self.versions(name)):
-            try:
-                if self.metadata(name, version).get("job") == job_id:
-                    return version
-            except (OSError, ValueError, NotFound):
-                continue  # deleted meanwhile, or not ours to read
+        if not (is_model_name(name) and is_job_id(job_id)):
+            return None
+        try:
+            version = int(json.loads(self.blobs.get(f"models/{name}/jobs/{job_id}"))["version"])
+        except FileNotFoundError:
+            return None
+        # Claimed but not finished (its worker died mid-publish): not published.
+        if self.blobs.exists(f"models/{name}/{version}/{MANIFEST_FILE}"):
+            return version
         return None
 
-    def model_path(self, name: str, version: int) -> Path:
-        return self.root / name / str(self.resolve(name, version)) / MODEL_FILE
+    def manifest(self, name: str, version: int) -> dict[str, Any]:
+        check_model_name(name)
+        try:
+            manifest: dict[str, Any] = json.loads(
+                self.blobs.get(f"models/{name}/{int(version)}/{MANIFEST_FILE}")
+            )
+        except FileNotFoundError:
+            self.resolve(name, version)  # NotFound, naming what there is
+            raise NotFound(f"Model {name!r} version {version} was deleted") from None
+        return manifest
 
     def metadata(self, name: str, version: int) -> dict[str, Any]:
-        path = self.root / name / str(self.resolve(name, version)) / METADATA_FILE
-        return json.loads(path.read_text())
+        manifest = self.manifest(name, version)
+        manifest.pop("files", None)
+        return manifest
+
+    def model_file(self, name: str, version: int) -> Path:
+        """A local path to the version's `.keras` file, its hash checked
+        against the manifest: only files this service wrote are loaded."""
+        expected = self.manifest(name, version)["files"][MODEL_FILE]["sha256"]
+        key = f"models/{name}/{int(version)}/{MODEL_FILE}"
+        path = self.blobs.local_file(key)
+        if file_sha256(path) != expected:
+            if self.blobs.remote:  # a damaged download: fetch it once more
+                path.unlink(missing_ok=True)
+                path = self.blobs.local_file(key)
+            if file_sha256(path) != expected:
+                raise ValueError(
+                    f"{key} does not match the hash recorded when it was published; "
+                    "refusing to load it"
+                )
+        return path
 
     def delete(self, name: str, version: int) -> None:
         self.resolve(name, version)
-        folder = self.root / name
-        # A deleted number is never published again: a cache elsewhere may
-        # still hold the old model under it. The marker remembers it.
-        (folder / f"{RETIRED_PREFIX}{version}").touch()
-        # Rename first so readers stop seeing the version at once, then delete.
-        doomed = folder / f".deleted-{version}-{uuid.uuid4().hex}"
-        os.rename(folder / str(version), doomed)
-        shutil.rmtree(doomed, ignore_errors=True)
+        folder = f"models/{name}/{int(version)}"
+        # The claim stays, so the number is never published again, marked so
+        # that the job that claimed it does not finish it again on a retry.
+        claim = json.loads(self.blobs.get(f"{folder}/{CLAIM_FILE}"))
+        self.blobs.put(f"{folder}/{CLAIM_FILE}", _json({**claim, "deleted": True}))
+        # Then the manifest: the version is gone for readers at once.
+        self.blobs.delete(f"{folder}/{MANIFEST_FILE}")
+        self.blobs.delete(f"{folder}/{MODEL_FILE}")
+        self._changed(name)
 
-    def _retired(self, name: str) -> list[int]:
-        folder = self.root / name
-        return [
-            int(entry.name.removeprefix(RETIRED_PREFIX))
-            for entry in folder.glob(f"{RETIRED_PREFIX}*")
-            if entry.name.removeprefix(RETIRED_PREFIX).isdigit()
-        ]
+    def _changed(self, name: str) -> None:
+        if self.on_change is not None:
+            self.on_change(name)
+
+
+def resolve_in(name: str, version: int | None, versions: list[int]) -> int:
+    """`version` if it is among `versions`, else the latest; NotFound otherwise."""
+    if not versions:
+        raise NotFound(f"No model named {name!r} has been published. Received: {name!r}")
+    if version is None:
+        return versions[-1]
+    if version not in versions:
+        raise NotFound(
+            f"Model {name!r} has no version {version}; it has versions {versions}. "
+            f"Received: version={version}"
+        )
+    return version
 
 
 def file_sha256(path: Path) -> str:
@@ -141,10 +220,51 @@ def file_sha256(path: Path) -> str:
 
 
 def check_model_name(name: str) -> None:
-    # The API refuses bad names with a 422 first; this guards the filesystem.
+    # The API refuses bad names with a 422 first; this guards the store's keys.
     if not is_model_name(name):
         raise ValueError(f"Model names match {anchored(MODEL_NAME)}. Received: {name!r}")
 
 
-def _write_json(path: Path, value: dict[str, Any]) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True))
+def _json(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, indent=2, sort_keys=True).encode()
+
+
+def adopt_earlier_layout(blobs: Blobs) -> list[str]:
+    """Bring a folder store written before the claim/manifest layout into it.
+
+    Earlier releases renamed whole version folders into place and kept
+    `metadata.json` (the manifest without its file list) beside the model, and
+    a `.retired-<N>` file per deleted number. Each such version gets its claim
+    and manifest (the metadata was written last then too, so a folder that has
+    one is whole), and each retired number a claim marked deleted. Returns what
+    it adopted; idempotent, so every process may run it at start."""
+    if not isinstance(blobs, FolderBlobs) or not (blobs.root / "models").is_dir():
+        return []
+    adopted = []
+    for model in (blobs.root / "models").iterdir():
+        if not is_model_name(model.name) or not model.is_dir():
+            continue
+        for entry in model.iterdir():
+            if entry.name.startswith(".retired-") and VERSION.fullmatch(entry.name[9:]):
+                blobs.create(f"models/{model.name}/{entry.name[9:]}/{CLAIM_FILE}",
+                             _json({"job": None, "deleted": True}))  # fmt: skip
+                entry.unlink(missing_ok=True)
+            elif VERSION.fullmatch(entry.name) and (entry / "metadata.json").is_file():
+                folder = f"models/{model.name}/{entry.name}"
+                try:
+                    metadata = json.loads((entry / "metadata.json").read_text())
+                except FileNotFoundError:  # another process adopted it meanwhile
+                    continue
+                job = metadata.get("job")
+                blobs.create(f"{folder}/{CLAIM_FILE}", _json({"job": job}))
+                files = {MODEL_FILE: {"sha256": metadata.get("model_sha256"),
+                                      "bytes": (entry / MODEL_FILE).stat().st_size}}  # fmt: skip
+                blobs.put(f"{folder}/{MANIFEST_FILE}", _json({**metadata, "files": files}))
+                if is_job_id(job):
+                    blobs.put(f"models/{model.name}/jobs/{job}",
+                              _json({"version": int(entry.name)}))  # fmt: skip
+                (entry / "metadata.json").unlink(missing_ok=True)
+                adopted.append(folder)
+    if adopted:
+        log.info("adopted %d model versions of the earlier folder layout", len(adopted))
+    return adopted

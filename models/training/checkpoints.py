@@ -55,7 +55,16 @@ class Checkpointer:
         self.force = force or threading.Event()
         self.saved = 0
         self._next = 0.0
-        self._writer = _LatestWriter(lambda checkpoint: store.save(job_id, checkpoint))
+        # How long the last write took: a bucket's round trips count against
+        # the share as the copy does (the write runs on a thread, but it
+        # costs the store, and checkpoints wait behind it).
+        self._write_s = 0.0
+        self._writer = _LatestWriter(self._save)
+
+    def _save(self, checkpoint: Checkpoint) -> None:
+        started = time.monotonic()
+        self.store.save(self.job_id, checkpoint)
+        self._write_s = time.monotonic() - started
 
     def offer(self, make: Callable[[], Checkpoint], final: bool) -> None:
         """After an epoch: save `make()` if it is the last epoch or one is due."""
@@ -67,11 +76,11 @@ class Checkpointer:
         self.saved += 1
         if urgent:
             self._writer.wait()
-            self.store.save(self.job_id, checkpoint)
+            self._save(checkpoint)
         else:
             self._writer.submit(checkpoint)
         finished = time.monotonic()
-        self._next = finished + (finished - started) / self.share
+        self._next = finished + (finished - started + self._write_s) / self.share
 
     def wait(self) -> None:
         """Until every checkpoint offered so far is on disk."""

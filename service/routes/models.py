@@ -6,7 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from models.errors import SpecDatasetMismatch, UnsupportedMediaType, problem
+from models.errors import NotFound, SpecDatasetMismatch, UnsupportedMediaType, problem
 from models.serving import samples
 from models.validation import validate
 from service.bodies import parse_json, request_body
@@ -21,16 +21,22 @@ blueprint = Blueprint("models", __name__, url_prefix="/v1/models")
 
 @blueprint.get("")
 def index() -> Response:
-    store = services().models
+    catalog = services().catalog
     listing = []
-    for name in store.names():
-        versions = store.versions(name)
+    for name in catalog.names():
+        versions = catalog.versions(name)
+        try:
+            details = catalog.metadata(name, versions[-1]) if versions else None
+        except NotFound:
+            details = None
+        if details is None:
+            continue  # its last version was deleted a moment ago
         listing.append(
             {
                 "name": name,
                 "latest_version": versions[-1],
                 "versions": versions,
-                "task": store.metadata(name, versions[-1])["task"],
+                "task": details["task"],
             }
         )
     return jsonify({"models": listing})
@@ -39,7 +45,7 @@ def index() -> Response:
 @blueprint.get("/<model:name>")
 @blueprint.get("/<model:name>/versions/<int:version>")
 def status(name: str, version: int | None = None) -> Response:
-    resolved = services().models.resolve(name, version)
+    resolved = services().catalog.resolve(name, version)
     return jsonify(
         {
             "model_version_status": [
@@ -56,9 +62,9 @@ def status(name: str, version: int | None = None) -> Response:
 @blueprint.get("/<model:name>/metadata")
 @blueprint.get("/<model:name>/versions/<int:version>/metadata")
 def metadata(name: str, version: int | None = None) -> Response:
-    store = services().models
-    resolved = store.resolve(name, version)
-    details = store.metadata(name, resolved)
+    catalog = services().catalog
+    resolved = catalog.resolve(name, version)
+    details = catalog.metadata(name, resolved)
     return jsonify(
         {
             "model_spec": {
@@ -104,10 +110,10 @@ def predict(name: str, version: int | None = None) -> Response:
 def batch_predict(name: str, version: int | None = None) -> tuple[Response, int, dict[str, str]]:
     """Predict every row of a stored dataset on the workers (a `predict` job)."""
     parts = services()
-    resolved = parts.models.resolve(name, version)  # the job pins the version
+    resolved = parts.catalog.resolve(name, version)  # the job pins the version
     batch = validate(BatchPredictRequest, parse_json(request_body(request)))
     record = parts.dataset_named_in_body(batch.dataset)
-    input_shape = parts.models.metadata(name, resolved)["input_shape"]
+    input_shape = parts.catalog.metadata(name, resolved)["input_shape"]
     if list(record["x_shape"]) != list(input_shape):
         message = (
             f"Dataset {record['id']} has samples of shape {record['x_shape']}; model {name!r} "
@@ -120,7 +126,9 @@ def batch_predict(name: str, version: int | None = None) -> tuple[Response, int,
 
 @blueprint.delete("/<model:name>/versions/<int:version>")
 def delete(name: str, version: int) -> tuple[str, int]:
-    services().models.delete(name, version)
+    parts = services()
+    parts.models.delete(name, version)  # announced to every process by the store
+    parts.catalog.refresh(name)  # this one sees it at once (read your writes)
     return "", 204
 
 

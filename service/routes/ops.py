@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-
 from flask import Blueprint, Response, jsonify
 
 from service.context import services
@@ -31,10 +29,8 @@ def readyz() -> tuple[Response, int]:
     except Exception as exc:  # any failure to reach the broker means not ready
         problems.append(f"Redis (the job store and queue) unreachable: {exc}")
     try:
-        parts.settings.models_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=parts.settings.models_dir):
-            pass
-    except OSError as exc:
+        parts.models.blobs.check()
+    except Exception as exc:  # a folder or a bucket: any failure means not ready
         problems.append(f"model store not writable: {exc}")
     if problems:
         return jsonify({"status": "unavailable", "reasons": problems}), 503

@@ -35,8 +35,11 @@ def live() -> Response:
 
 @blueprint.get("/health/ready")
 def ready() -> tuple[Response, int]:
-    store = services().settings.models_dir
-    ok = store.is_dir() or not store.exists()  # an empty deployment is ready too
+    try:
+        services().models.blobs.check()
+        ok = True
+    except Exception:  # a folder or a bucket: any failure means not ready
+        ok = False
     return jsonify({"ready": ok}), 200 if ok else 503
 
 
@@ -53,9 +56,9 @@ def model_ready(name: str, version: int | None = None) -> tuple[Response, int]:
 @blueprint.get("/models/<model:name>")
 @blueprint.get("/models/<model:name>/versions/<int:version>")
 def metadata(name: str, version: int | None = None) -> Response:
-    store = services().models
-    resolved = store.resolve(name, version)
-    details = store.metadata(name, resolved)
+    catalog = services().catalog
+    resolved = catalog.resolve(name, version)
+    details = catalog.metadata(name, resolved)
     outputs = [_tensor_metadata("output_0", "FP32", [details["outputs"]])]
     if details["classes"]:
         kind = "BYTES" if isinstance(details["classes"][0], str) else "INT64"
@@ -63,7 +66,7 @@ def metadata(name: str, version: int | None = None) -> Response:
     return jsonify(
         {
             "name": name,
-            "versions": [str(v) for v in store.versions(name)],
+            "versions": [str(v) for v in catalog.versions(name)],
             "platform": "keras",
             "inputs": [_tensor_metadata("x", "FP32", details["input_shape"])],
             "outputs": outputs,

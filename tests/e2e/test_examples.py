@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from models.datasets import parse_dataset
+from models.storage.blobs import open_blobs
+from models.storage.model_store import ModelStore
 from tests.e2e.conftest import Live
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -104,7 +106,7 @@ def _assert_served_like_keras(live: Live, job: dict[str, Any], x: np.ndarray) ->
     import keras
 
     name, version = job["result"]["model"], job["result"]["version"]
-    path = live.settings.models_dir / name / str(version) / "model.keras"
+    path = ModelStore(open_blobs(live.settings)).model_file(name, version)
     expected = keras.saving.load_model(path, safe_mode=True).predict(x, verbose=0)
 
     rows = live.http.post(live.url(f"/v1/models/{name}:predict"), json={"instances": x.tolist()})

@@ -19,6 +19,7 @@ import redis
 from celery import Celery
 
 from models.jobs.workers import WorkerRegistry
+from models.storage.blobs import open_blobs
 from models.storage.checkpoints import CheckpointStore
 from service.client import ApiError, Client
 from tests.conftest import API_KEY, forget_redis_state, isolated_settings
@@ -33,7 +34,9 @@ MAX_ATTEMPTS = 3
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     folder = tmp_path_factory.mktemp("faults")
     settings = isolated_settings(folder / "var")
-    cluster = Cluster(settings, folder, FITSERVE_JOBS__MAX_ATTEMPTS=str(MAX_ATTEMPTS))
+    (folder / "tmp").mkdir()
+    cluster = Cluster(settings, folder, FITSERVE_JOBS__MAX_ATTEMPTS=str(MAX_ATTEMPTS),
+                      TMPDIR=str(folder / "tmp"))  # fmt: skip
     try:
         cluster.start_api()
         cluster.dataset = cluster.upload(SLOW_DATASET)
@@ -57,7 +60,7 @@ def spec(**fit: Any) -> dict[str, Any]:
 
 
 def checkpoints(cluster: Cluster) -> list[str]:
-    return CheckpointStore(cluster.settings.checkpoints_dir).job_ids()
+    return CheckpointStore(open_blobs(cluster.settings)).job_ids()
 
 
 def test_a_killed_worker_s_job_resumes_and_publishes_once(workers: Cluster) -> None:
@@ -199,11 +202,12 @@ def test_a_worker_killed_while_publishing_leaves_no_partial_version(workers: Clu
                       {"type": "dense", "units": 1}]}  # fmt: skip
     worker = workers.start_worker()
     job = workers.submit("killed-publishing", big, workers.dataset)
-    folder = workers.settings.models_dir / "killed-publishing"
-    staging = _wait_for_staging(folder)
+    # The worker's temporary folder (TMPDIR): where a version is saved before
+    # it goes into the store.
+    staging = _wait_for_staging(Path(workers.environment["TMPDIR"]))
     workers.kill(worker)
 
-    assert staging.exists()  # the half-written version, left behind
+    assert staging.exists()  # the half-written model, left behind
     assert workers.versions("killed-publishing") == []
     assert workers.http.get(workers.url("/v1/models/killed-publishing")).status_code == 404
     workers.start_worker(wait=False)
@@ -213,7 +217,12 @@ def test_a_worker_killed_while_publishing_leaves_no_partial_version(workers: Clu
     assert finished["restarts"][0]["resumed_from_epoch"] == 2
     assert len(finished["history"]["loss"]) == 2
     assert workers.versions("killed-publishing") == [1]
-    assert not staging.exists()  # the retried job cleared its own debris
+    # The store holds that one version, whole, and the job's claim on it.
+    store = set(open_blobs(workers.settings).keys("models/killed-publishing/"))
+    assert store == {
+        f"models/killed-publishing/{name}"
+        for name in ("1/claim.json", "1/model.keras", "1/manifest.json", f"jobs/{job['id']}")
+    }
     predicted = workers.http.post(workers.url("/v1/models/killed-publishing:predict"),
                                   json={"instances": X[:3].tolist()})  # fmt: skip
     assert predicted.status_code == 200, predicted.text
@@ -226,7 +235,7 @@ def _wait_for_staging(folder: Path, timeout_s: float = 120) -> Path:
         if folder.is_dir():
             with os.scandir(folder) as entries:
                 for entry in entries:
-                    if entry.name.startswith(".tmp-"):
+                    if entry.name.startswith("fitserve-publish-"):
                         return Path(entry.path)
         time.sleep(0.001)
     raise AssertionError(f"no version was being written under {folder}")

@@ -10,6 +10,7 @@ from collections import Counter
 import numpy as np
 import requests
 
+from models.storage.blobs import open_blobs
 from models.storage.model_store import ModelStore
 from tests.conftest import API_KEY
 from tests.e2e.conftest import Live
@@ -72,7 +73,7 @@ def test_publishing_under_load_drops_nothing(live: Live) -> None:
         assert moved_at - published < 1.0
 
         # A version 3 that cannot load: serving must stay on version 2.
-        store = ModelStore(live.settings.models_dir)
+        store = ModelStore(open_blobs(live.settings))
         metadata = store.metadata("swap", 2)
         store.publish("swap", lambda path: path.write_bytes(b"\0broken"), metadata)
         broken_at = time.monotonic()

@@ -11,6 +11,7 @@ import pytest
 from models import errors
 from models.datasets import DatasetStore
 from models.serving import forward, samples
+from models.storage.blobs import FolderBlobs
 from service import client
 from service import errors as http_errors
 from service.errors import REQUEST_PLACES, STATUS_BY_CODE, http_status, parsing_request
@@ -63,7 +64,7 @@ def test_every_status_code_names_a_class_of_the_tree() -> None:
 def test_a_dataset_parser_locates_problems_inside_the_body_and_the_route_adds_body(
     tmp_path,
 ) -> None:
-    store = DatasetStore(tmp_path)
+    store = DatasetStore(FolderBlobs(tmp_path))
     body = b"a,b,label\n1,2,x\n3,oops,y\n"
     with pytest.raises(errors.InvalidDataset) as parsed:
         store.save(body, CSV)
@@ -86,7 +87,7 @@ def test_an_error_about_another_input_is_placed_where_that_input_came_from(
     tmp_path, call, loc: list[str]
 ) -> None:
     with pytest.raises(errors.FitserveError) as placed, parsing_request():
-        call(DatasetStore(tmp_path))
+        call(DatasetStore(FolderBlobs(tmp_path)))
     assert placed.value.details[0]["loc"] == loc
     assert placed.value.argument in REQUEST_PLACES
 

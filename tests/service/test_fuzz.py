@@ -97,7 +97,7 @@ def known(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Known:
     """A published model, a stored dataset and a cancelled prediction job in `app`."""
-    models_dir = app.extensions["fitserve"].settings.models_dir
+    models_dir = app.extensions["fitserve"].settings.data_dir / "models"
     if "store" in trained_models:
         shutil.copytree(trained_models["store"], models_dir)
     else:

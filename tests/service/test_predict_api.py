@@ -11,6 +11,9 @@ import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
+from models.storage.blobs import open_blobs
+from models.storage.model_store import ModelStore
+
 GENERATOR = np.random.default_rng(0)
 X = GENERATOR.normal(size=(60, 4)).round(3)
 SPECIES = np.array(["setosa", "versicolor", "virginica"])[np.argmax(X[:, :3], axis=1)]
@@ -51,7 +54,7 @@ def model(request: pytest.FixtureRequest, publish: Callable[..., dict[str, Any]]
 def keras_predict(app_settings: Any, name: str, x: np.ndarray) -> np.ndarray:
     import keras
 
-    path = app_settings.models_dir / name / "1" / "model.keras"
+    path = ModelStore(open_blobs(app_settings)).model_file(name, 1)
     return np.asarray(keras.saving.load_model(path, safe_mode=True).predict(x, verbose=0))
 
 

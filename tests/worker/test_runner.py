@@ -333,7 +333,10 @@ def test_a_prediction_job_writes_its_outputs_to_the_result_store(
 ) -> None:
     """Batch prediction with a published version: every row's output and
     decoded label is stored, and the job's result says how many rows."""
-    shutil.copytree(trained.context.models.root, context.models.root)  # version 1 of MODEL
+    # Version 1 of MODEL, from the trained context's folder store into this one's.
+    shutil.copytree(
+        trained.context.models.blobs.url + "/models", context.models.blobs.url + "/models"
+    )
     job_id = context.jobs.create("predict", MODEL, dataset_id, version=1)["id"]
 
     record = run_prediction_job(job_id, context)

@@ -18,6 +18,7 @@ from models.jobs.store import JobStore
 from models.jobs.workers import WorkerRegistry
 from models.records import JobRecord
 from models.settings import Jobs, Settings
+from models.storage.blobs import open_blobs
 from models.storage.checkpoints import Checkpoint, CheckpointStore
 from tests.worker.conftest import sent, wait_until_orphaned
 from worker.celery_app import PREDICT_TASK, TRAIN_TASK, make_celery
@@ -50,7 +51,7 @@ def registry(short_lease: Settings, redis_client: redis.Redis) -> WorkerRegistry
 
 @pytest.fixture
 def checkpoints(short_lease: Settings) -> CheckpointStore:
-    return CheckpointStore(short_lease.checkpoints_dir)
+    return CheckpointStore(open_blobs(short_lease))
 
 
 def make_sweeper(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import tracemalloc
 import zipfile
 from pathlib import Path
@@ -28,7 +27,7 @@ from models.errors import (
     NotFound,
     UnsupportedMediaType,
 )
-from models.storage import dataset_files
+from models.storage.blobs import FolderBlobs
 
 CSV = "text/csv"
 JSON = "application/json"
@@ -521,7 +520,7 @@ def test_describe_results_are_plain_json() -> None:
 
 
 def test_store_save_returns_a_record(tmp_path: Path, iris_csv: bytes) -> None:
-    record, created = DatasetStore(tmp_path).save(iris_csv, CSV)
+    record, created = DatasetStore(FolderBlobs(tmp_path)).save(iris_csv, CSV)
     assert created is True
     assert len(record["id"]) == 24
     assert record["rows"] == 150
@@ -537,7 +536,7 @@ def test_store_save_returns_a_record(tmp_path: Path, iris_csv: bytes) -> None:
 
 
 def test_store_same_bytes_give_the_same_dataset(tmp_path: Path) -> None:
-    store = DatasetStore(tmp_path)
+    store = DatasetStore(FolderBlobs(tmp_path))
     first, created_first = store.save(SIMPLE_CSV, CSV)
     second, created_second = store.save(SIMPLE_CSV, "text/csv; charset=utf-8")
     assert (created_first, created_second) == (True, False)
@@ -546,7 +545,7 @@ def test_store_same_bytes_give_the_same_dataset(tmp_path: Path) -> None:
 
 
 def test_store_csv_target_is_part_of_the_id(tmp_path: Path) -> None:
-    store = DatasetStore(tmp_path)
+    store = DatasetStore(FolderBlobs(tmp_path))
     by_default, _ = store.save(SIMPLE_CSV, CSV)
     by_b, created = store.save(SIMPLE_CSV, CSV, target="b")
     assert created is True
@@ -559,7 +558,7 @@ def test_store_csv_target_is_part_of_the_id(tmp_path: Path) -> None:
 
 
 def test_store_json_and_npz_ignore_target_in_the_id(tmp_path: Path) -> None:
-    store = DatasetStore(tmp_path)
+    store = DatasetStore(FolderBlobs(tmp_path))
     body = json_body([[1], [2]], [0, 1])
     first, _ = store.save(body, JSON)
     second, created = store.save(body, JSON, target="anything")
@@ -580,12 +579,12 @@ def test_store_failed_save_stores_nothing(
     tmp_path: Path, body: bytes, content_type: str, error: type[Exception]
 ) -> None:
     with pytest.raises(error):
-        DatasetStore(tmp_path).save(body, content_type)
+        DatasetStore(FolderBlobs(tmp_path)).save(body, content_type)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_store_load_returns_equal_arrays(tmp_path: Path) -> None:
-    store = DatasetStore(tmp_path)
+    store = DatasetStore(FolderBlobs(tmp_path))
     x = np.arange(24, dtype=np.float32).reshape(6, 2, 2)
     y = np.array(["a", "b", "c", "a", "b", "c"])
     record, _ = store.save(npz_body(x=x, y=y), NPZ)
@@ -599,18 +598,18 @@ def test_store_load_returns_equal_arrays(tmp_path: Path) -> None:
 
 
 def test_store_list_is_newest_first_and_skips_temp_folders(tmp_path: Path) -> None:
-    store = DatasetStore(tmp_path)
+    store = DatasetStore(FolderBlobs(tmp_path))
     ids = [store.save(json_body([[i], [i + 1]], [0, 1]), JSON)[0]["id"] for i in range(3)]
     (tmp_path / ".tmp-leftover").mkdir()
     assert [record["id"] for record in store.list()] == ids[::-1]
 
 
 def test_store_list_of_missing_root_is_empty(tmp_path: Path) -> None:
-    assert DatasetStore(tmp_path / "absent").list() == []
+    assert DatasetStore(FolderBlobs(tmp_path / "absent")).list() == []
 
 
 def test_store_delete(tmp_path: Path) -> None:
-    store = DatasetStore(tmp_path)
+    store = DatasetStore(FolderBlobs(tmp_path))
     record, _ = store.save(SIMPLE_CSV, CSV)
     store.delete(record["id"])
     assert store.list() == []
@@ -636,40 +635,39 @@ def test_store_delete(tmp_path: Path) -> None:
     ],
 )
 def test_store_bad_or_unknown_id_is_not_found(tmp_path: Path, dataset_id: str) -> None:
-    store = DatasetStore(tmp_path / "datasets")
+    store = DatasetStore(FolderBlobs(tmp_path))
     (tmp_path / "datasets").mkdir()
     for action in (store.get, store.load, store.delete):
         with pytest.raises(NotFound, match="Received:"):
             action(dataset_id)
 
 
-def test_store_losing_the_rename_race_returns_the_winner(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    real_rename = os.rename
+def test_store_losing_the_create_race_returns_the_winner(tmp_path: Path) -> None:
+    blobs = FolderBlobs(tmp_path)
+    real_create = blobs.create
     winner: dict[str, Any] = {}
 
-    def rename_after_a_rival(src: Path, dst: Path) -> None:
-        monkeypatch.setattr(dataset_files.os, "rename", real_rename)
-        winner.update(DatasetStore(tmp_path).save(SIMPLE_CSV, CSV)[0])
-        real_rename(src, dst)
+    def create_after_a_rival(key: str, data: bytes) -> bool:
+        blobs.create = real_create  # type: ignore[method-assign]
+        winner.update(DatasetStore(FolderBlobs(tmp_path)).save(SIMPLE_CSV, CSV)[0])
+        return real_create(key, data)
 
-    monkeypatch.setattr(dataset_files.os, "rename", rename_after_a_rival)
-    record, created = DatasetStore(tmp_path).save(SIMPLE_CSV, CSV)
+    blobs.create = create_after_a_rival  # type: ignore[method-assign]
+    record, created = DatasetStore(blobs).save(SIMPLE_CSV, CSV)
     assert created is False
     assert record == winner
-    assert [path.name for path in tmp_path.iterdir()] == [record["id"]]
+    assert [path.name for path in (tmp_path / "datasets").iterdir()] == [record["id"]]
 
 
 def test_store_refuses_an_npz_that_unpacks_beyond_its_limit(tmp_path: Path) -> None:
     """The API sets the limit from its upload limit: a few kilobytes of deflated
     zeros can declare far more than any upload it accepts."""
-    store = DatasetStore(tmp_path, max_array_bytes=10_000)
+    store = DatasetStore(FolderBlobs(tmp_path), max_array_bytes=10_000)
     body = npz_body(x=np.zeros((100, 100)), y=np.zeros(100))
     with pytest.raises(InvalidDataset, match="expected at most 10,000 bytes of arrays"):
         store.save(body, NPZ)
     assert list(tmp_path.iterdir()) == []
-    assert DatasetStore(tmp_path).save(body, NPZ)[1] is True
+    assert DatasetStore(FolderBlobs(tmp_path)).save(body, NPZ)[1] is True
 
 
 def test_an_npz_bomb_is_refused_before_it_unpacks() -> None:

@@ -15,6 +15,7 @@ import pytest  # noqa: E402
 
 from models.errors import ServiceUnavailable  # noqa: E402
 from models.serving.predictor import Predictor  # noqa: E402
+from models.storage.blobs import FolderBlobs
 from models.storage.model_store import ModelStore  # noqa: E402
 from models.training.builder import build_model  # noqa: E402
 from models.training.spec import ModelSpec  # noqa: E402
@@ -32,7 +33,7 @@ X = np.random.default_rng(1).normal(size=(5, 3)).astype("float32")
 
 @pytest.fixture
 def store(tmp_path: Path) -> ModelStore:
-    return ModelStore(tmp_path / "models")
+    return ModelStore(FolderBlobs(tmp_path))
 
 
 def publish(store: ModelStore, model: Any = None, name: str = "m") -> int:
@@ -54,7 +55,7 @@ def publish_broken(store: ModelStore, name: str = "m") -> int:
 def keras_predict(store: ModelStore, version: int) -> np.ndarray:
     import keras
 
-    return np.asarray(keras.saving.load_model(store.model_path("m", version)).predict(X, verbose=0))
+    return np.asarray(keras.saving.load_model(store.model_file("m", version)).predict(X, verbose=0))
 
 
 def test_builder_models_run_on_the_numpy_pass_and_match_keras(store: ModelStore) -> None:
@@ -134,7 +135,7 @@ def test_no_loadable_version_is_unavailable(store: ModelStore) -> None:
 def test_a_model_file_changed_after_publishing_is_never_loaded(store: ModelStore) -> None:
     publish(store)
     publish(store)
-    with store.model_path("m", 2).open("ab") as handle:
+    with store.blobs.local_file("models/m/2/model.keras").open("ab") as handle:
         handle.write(b"tampered")
     predictor = Predictor(store)
     assert predictor.get("m").version == 1  # the working version keeps serving

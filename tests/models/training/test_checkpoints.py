@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from models.datasets import Dataset
+from models.storage.blobs import FolderBlobs
 from models.storage.checkpoints import Checkpoint, CheckpointStore
 from models.training.checkpoints import Checkpointer
 from models.training.fit import SilentObserver, TrainingResult, train
@@ -124,7 +125,7 @@ def test_a_checkpoint_of_another_network_is_refused() -> None:
 
 
 def test_store_round_trip_replace_and_delete(tmp_path: Path) -> None:
-    store = CheckpointStore(tmp_path / "checkpoints")
+    store = CheckpointStore(FolderBlobs(tmp_path))
     assert store.load(JOB) is None
     stopping = {"monitor": "loss", "patience": 5, "restore_best_weights": True}
     _, checkpoints = run(spec(epochs=3, early_stopping=stopping))
@@ -140,7 +141,8 @@ def test_store_round_trip_replace_and_delete(tmp_path: Path) -> None:
         for got, want in zip(getattr(loaded, group), getattr(last, group), strict=True):
             np.testing.assert_array_equal(got, want)
     assert store.job_ids() == [JOB]
-    assert [path.name for path in store.root.iterdir()] == [f"{JOB}.npz"]  # no leftovers
+    # No leftovers beside it.
+    assert [path.name for path in (tmp_path / "checkpoints").iterdir()] == [f"{JOB}.npz"]
     store.delete(JOB)
     assert store.load(JOB) is None and store.job_ids() == []
 
@@ -148,11 +150,11 @@ def test_store_round_trip_replace_and_delete(tmp_path: Path) -> None:
 @pytest.mark.parametrize("job_id", ["../escape", "0123", "", "G" * 32, f"{JOB}/x", f"{JOB}\n"])
 def test_store_refuses_names_that_are_not_job_ids(tmp_path: Path, job_id: str) -> None:
     with pytest.raises(ValueError, match="32 hex digits"):
-        CheckpointStore(tmp_path).load(job_id)
+        CheckpointStore(FolderBlobs(tmp_path)).load(job_id)
 
 
 def test_checkpointer_keeps_saves_to_a_small_share_of_the_time(tmp_path: Path) -> None:
-    store = CheckpointStore(tmp_path)
+    store = CheckpointStore(FolderBlobs(tmp_path))
     checkpointer = Checkpointer(store, JOB, share=0.05)
     _, (checkpoint, *_) = run(spec(epochs=1))
     made = []
