@@ -18,8 +18,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     FITSERVE_DATA_DIR=/var/lib/fitserve
 
-# A non-root user, and the store's mount point owned by it: a fresh named volume
-# mounted there takes this ownership, so the user can write models and datasets.
+# A non-root user, and FITSERVE_DATA_DIR owned by it. With an s3:// store
+# (docker-compose.yml) that folder is this container's own cache; with a folder
+# store it is the store itself, and a fresh volume mounted there takes this
+# ownership, so the user can write models and datasets.
 RUN useradd --create-home --uid 10001 --user-group fitserve \
     && install -d -o fitserve -g fitserve /var/lib/fitserve
 
