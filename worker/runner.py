@@ -158,10 +158,19 @@ def run_training_job(job_id: str, context: WorkerContext) -> JobRecord:
             log.error("job %s: Redis unreachable; it will be delivered again", job_id)
             raise
         except Exception as exc:
-            context.checkpoints.delete(job_id)
-            return _stop(job_id, context, exc)
+            return _forget_checkpoint(job_id, context, _stop(job_id, context, exc))
+        return _forget_checkpoint(job_id, context, _succeed(job_id, context, result))
+
+
+def _forget_checkpoint(job_id: str, context: WorkerContext, finished: JobRecord) -> JobRecord:
+    """Drop a finished job's checkpoint, after its state is recorded: the job
+    is done without waiting on the store's round trip, and a checkpoint this
+    leaves behind (the store away, the worker killed) the sweeper drops."""
+    try:
         context.checkpoints.delete(job_id)
-        return _succeed(job_id, context, result)
+    except Exception:
+        log.warning("job %s: its checkpoint could not be deleted yet", job_id, exc_info=True)
+    return finished
 
 
 def _hand_back(job: JobRecord, context: WorkerContext) -> JobRecord:

@@ -1,8 +1,9 @@
 """Which versions each model has, as this API process sees them.
 
-With a local folder the store is asked on every call: a directory listing
-costs microseconds and is always fresh. With a bucket every listing is a
-network round trip, so the catalog answers from memory instead:
+The predictor asks on every request, and a listing costs a network round
+trip with a bucket and a directory read plus a stat per version with a
+folder (a sizeable share of a one-row request), so the catalog answers from
+memory instead:
 
 - each model's versions are listed once, on the first ask, and kept;
 - a publish or delete anywhere is announced on the Redis channel
@@ -15,7 +16,8 @@ network round trip, so the catalog answers from memory instead:
   the poll; a flood of asks for a missing one costs one listing a second),
   and so is one asked for a version it does not have.
 
-The subscriber starts on the first ask in each process (gunicorn forks its
+Without a Redis client and with a folder (tests, tools) it asks the store on
+every call instead. The subscriber starts on the first ask in each process (gunicorn forks its
 workers after importing us; a thread does not survive a fork).
 """
 
@@ -85,7 +87,8 @@ class _Entry:
 
 class ModelCatalog:
     """`names`, `versions`, `resolve` and `metadata` of a ModelStore, cached
-    when the store is remote (see the module's docstring). Thread-safe."""
+    when changes are announced to it or the store is remote (see the module's
+    docstring). Thread-safe."""
 
     def __init__(
         self,
@@ -97,13 +100,16 @@ class ModelCatalog:
         recheck_s: float = RECHECK_S,
     ) -> None:
         self.store = store
-        self.remote = bool(getattr(store.blobs, "remote", False))
+        # Cached when changes are announced to it (a Redis client) or when
+        # listing crosses the network (a bucket, polled without announcements);
+        # else (a folder, no Redis: tests, tools) every ask lists the store.
+        self.cached = client is not None or bool(getattr(store.blobs, "remote", False))
         self.channel = changes_channel(prefix)
         self.poll_s = poll_s
         self.recheck_s = recheck_s
         self._client = client
         self._reset()
-        if self.remote:
+        if self.cached:
             # A forked child starts empty, with fresh locks (one held by another
             # thread at the fork would never be released) and its own subscriber.
             ref = weakref.ref(self)
@@ -136,7 +142,7 @@ class ModelCatalog:
 
     def names(self) -> list[str]:
         """Every model with at least one version."""
-        if not self.remote:
+        if not self.cached:
             return self.store.names()
         self._start()
         with self._lock:
@@ -145,7 +151,7 @@ class ModelCatalog:
 
     def versions(self, name: str) -> list[int]:
         """The model's versions, ascending ([] when it has none)."""
-        if not self.remote:
+        if not self.cached:
             return self.store.versions(name)
         self._start()
         if not is_model_name(name):
@@ -170,7 +176,7 @@ class ModelCatalog:
 
     def resolve(self, name: str, version: int | None) -> int:
         """The version to serve: `version` if it exists, else the latest; NotFound otherwise."""
-        if not self.remote:
+        if not self.cached:
             return self.store.resolve(name, version)
         versions = self.versions(name)
         if versions and version is not None and version not in versions:
@@ -178,9 +184,9 @@ class ModelCatalog:
         return resolve_in(name, version, versions)
 
     def metadata(self, name: str, version: int) -> dict[str, Any]:
-        """The version's metadata (a shallow copy: a remote store's is cached,
+        """The version's metadata (a shallow copy: a cached catalog keeps it,
         a version never changes once published)."""
-        if not self.remote:
+        if not self.cached:
             return self.store.metadata(name, version)
         resolved = self.resolve(name, version)
         with self._lock:
@@ -201,7 +207,7 @@ class ModelCatalog:
         request sees the delete without waiting for the announcement. Never
         raises: a store error is logged, and the announcement or the poll
         catches up."""
-        if not self.remote:
+        if not self.cached:
             return
         if name is None:
             self._poll()

@@ -32,6 +32,8 @@ from models.settings import Settings
 
 # A key's segments: letters, digits and `_-.=+@`, not starting with `.`.
 _SEGMENT = re.compile(r"[A-Za-z0-9_\-=+@][A-Za-z0-9_\-=+@.]*")
+# Files from this size up go to S3 as multipart uploads, in parts this size.
+MULTIPART_BYTES = 64 << 20
 # S3 turns a conditional create that races another into 409; the client retries.
 _CONFLICT_RETRIES = 20
 
@@ -302,9 +304,15 @@ class S3Blobs(Blobs):
     def put_file(self, key: str, path: Path) -> None:
         from boto3.s3.transfer import TransferConfig
 
-        # Above 64 MiB in 64 MiB parts: large datasets upload as multipart,
-        # and a failed part is retried alone.
-        config = TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20)
+        if Path(path).stat().st_size < MULTIPART_BYTES:
+            # One PUT: the transfer manager's threads cost more than a small
+            # file's upload (a model, most datasets).
+            with Path(path).open("rb") as body:
+                self.client.put_object(Bucket=self.bucket, Key=self._name(key), Body=body)
+            return
+        # Large datasets go up in 64 MiB parts, a failed part retried alone.
+        config = TransferConfig(multipart_threshold=MULTIPART_BYTES,
+                                multipart_chunksize=MULTIPART_BYTES)  # fmt: skip
         self.client.upload_file(str(path), self.bucket, self._name(key), Config=config)
 
     def create(self, key: str, data: bytes) -> bool:

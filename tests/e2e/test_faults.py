@@ -86,7 +86,10 @@ def test_a_killed_worker_s_job_resumes_and_publishes_once(workers: Cluster) -> N
     assert resumed["resumed_from_epoch"] == restart["resumed_from_epoch"] >= 2
     assert len(resumed["history"]["loss"]) == 10
     assert workers.versions("resumed") == [1]
-    assert checkpoints(workers) == []
+    deadline = time.monotonic() + 30
+    while checkpoints(workers):  # dropped once the job's state is recorded
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
     # The same job never interrupted: resuming restored the weights, the
     # optimizer and the shuffle, so the curves are the same numbers.

@@ -342,7 +342,29 @@ def _resolves(catalog: ModelCatalog, name: str, version: int) -> bool:
         return False
 
 
-def test_a_local_store_is_asked_on_every_call() -> None:
+def test_a_local_store_told_of_changes_is_cached_too(
+    client: redis.Redis, settings: Settings
+) -> None:
+    """The API's case with a folder: the worker announces what it publishes,
+    so a request does not pay for a directory read and a stat per version."""
+    store = FakeStore(remote=False)
+    store.on_change = announce_changes(client, settings.redis_prefix)
+    store.publish("m")
+    catalog = ModelCatalog(as_store(store), client, settings.redis_prefix, poll_s=60)
+    try:
+        subscribed(catalog)
+        assert catalog.versions("m") == [1]  # listed once, on this first ask
+        listed = store.calls["versions m"]
+        for _ in range(100):
+            assert catalog.versions("m") == [1]
+        assert store.calls["versions m"] == listed
+        store.publish("m")
+        wait_until(lambda: catalog.versions("m") == [1, 2], LEARN_S, "learned of version 2")
+    finally:
+        catalog.close()
+
+
+def test_a_local_store_without_redis_is_asked_on_every_call() -> None:
     store = FakeStore(remote=False)
     store.publish("m")
     catalog = ModelCatalog(as_store(store))
