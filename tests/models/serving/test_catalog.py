@@ -257,6 +257,9 @@ class FileStore(FakeStore):
         return self.published[name][-1]
 
 
+# When the whole suite runs, JAX is loaded in this process and warns on every
+# fork: the child here runs no JAX, only the catalog.
+@pytest.mark.filterwarnings("ignore:os.fork\\(\\) was called:RuntimeWarning")
 def test_a_forked_process_subscribes_on_its_own(
     tmp_path: Path, client: redis.Redis, settings: Settings
 ) -> None:
