@@ -42,7 +42,7 @@ COPY service ./service
 COPY worker ./worker
 RUN pip install --no-deps . && rm -rf build ./*.egg-info
 
-# Run outside /app so `python -m gunicorn` (cwd on sys.path) imports the
+# Run outside /app so `python -m granian` (cwd on sys.path) imports the
 # installed packages, not the copied sources.
 USER fitserve
 WORKDIR /home/fitserve

@@ -4,7 +4,7 @@
 
 Trains the seed's binary model (breast cancer, 30 features, 3 x Dense(60) +
 sigmoid), publishes it, then starts on this machine:
-  - the service (`fitserve-api`, gunicorn, its default workers and threads),
+  - the service (`fitserve-api`, granian, its default workers and threads),
   - the same service with its store in an S3 bucket instead of the local folder
     (a SeaweedFS started here on loopback; the API lists versions from its
     catalog and answers from its own downloaded copy, so this should cost
@@ -115,7 +115,7 @@ def one_row(port: int, path: str, clients: int, seconds: float, warm_up_clients:
 def one_row_in_turns(servers: dict[str, tuple[int, str]], names: list[str], clients: int,
                      seconds: float) -> dict[str, LoadResult]:  # fmt: skip
     """`one_row` for each of `names`, its `seconds` cut into SLICES taken in
-    turns with the others'; each warmed by 8 clients (every gunicorn worker)."""
+    turns with the others'; each warmed by 8 clients (every API worker process)."""
     for name in names:
         port, path = servers[name]
         run_load(port, path, ONE_ROW, ONE_ROW_HEADERS, 8, 60.0, 40)

@@ -11,7 +11,7 @@ from pathlib import Path
 from models.settings import S3, Queues, Settings
 from service.local_processes import SeaweedFS
 
-KEY = "bench-key"
+KEY = "bench-key-0123456789abcdef"  # keys are at least 16 characters
 STORES = ("local", "s3")
 STORE_NAMES = {"local": "local folder", "s3": "S3 bucket (SeaweedFS on loopback)"}
 # One fixed key pair for the bench's SeaweedFS (weed adopts these variables as

@@ -5,6 +5,7 @@
      │    ├── MalformedBody          malformed_body
      │    └── InvalidSample          invalid_sample
      ├── Unauthorized                unauthorized           (service.errors: HTTP only)
+     ├── Forbidden                   forbidden              (service.errors: HTTP only)
      ├── NotFound                    not_found
      ├── Conflict                    conflict
      ├── PayloadTooLarge             payload_too_large      (service.errors: HTTP only)
@@ -14,7 +15,8 @@
      │    ├── SpecDatasetMismatch    spec_dataset_mismatch
      │    └── SpecError              validation_failed      (a spec rule across fields; also a
      │                                                       ValueError, for pydantic)
-     ├── ServiceUnavailable          service_unavailable
+     ├── ServiceUnavailable          service_unavailable    (may say when to retry)
+     ├── DamagedStore                damaged_store          (a stored object is unreadable)
      ├── ApiError                    api_error              (service.client: the API's answer)
      └── JobInterrupted              (never reaches HTTP: stops a running job)
           ├── JobCancelled           job_cancelled          the job was cancelled
@@ -29,6 +31,9 @@ happened, what was expected, and `Received: ...`. `details` lists each problem
 as `{"loc": [...], "msg": ...}`, where `loc` is a path inside the input that
 was parsed (a dataset's `["line", 7, "age"]`); the HTTP layer says where in
 the request that input was (`within("body")`, `["query", "target"]`).
+A message quotes what it received through `quoted`, which keeps a few items
+of a list and the start of a long text: a hostile body must not come back
+whole in its error.
 """
 
 from __future__ import annotations
@@ -109,6 +114,21 @@ class SpecError(ValidationFailed, ValueError):
 class ServiceUnavailable(FitserveError):
     code = "service_unavailable"
 
+    def __init__(
+        self, message: str, details: list[dict[str, Any]] | None = None, *,
+        retry_after_s: int | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(message, details)
+        # Sent as `Retry-After` when set: the condition is expected to pass.
+        self.retry_after_s = retry_after_s
+
+
+class DamagedStore(FitserveError):
+    """An object in the store cannot be read as what it should be (a manifest
+    that is not JSON): a server fault, named so an operator can find it."""
+
+    code = "damaged_store"
+
 
 class JobInterrupted(FitserveError):
     """A running job must stop before it finishes; raised inside training."""
@@ -133,3 +153,29 @@ class WorkerStopping(JobInterrupted):
 def problem(loc: Loc, msg: str) -> dict[str, Any]:
     """One entry of an error's `details` list."""
     return {"loc": list(loc), "msg": msg}
+
+
+MOST_ITEMS = 5
+MOST_CHARS = 80
+
+
+def quoted(value: Any, most_items: int = MOST_ITEMS, most_chars: int = MOST_CHARS) -> str:
+    """`value` as a message quotes it: the first `most_items` items of a list
+    (or keys of a dict) and then how many there were in all, a long text cut
+    at `most_chars`. `[1, 2, 3, 4, 5, ... (1,000 in all)]`"""
+    if isinstance(value, list | tuple | set | frozenset | dict):
+        items = sorted(value, key=repr) if isinstance(value, set | frozenset) else list(value)
+        # Items nested inside are quoted shorter still, so the whole stays short.
+        if isinstance(value, dict):
+            shown = [f"{quoted(key, 3, 20)}: {quoted(value[key], 3, 20)}"
+                     for key in items[:most_items]]  # fmt: skip
+        else:
+            shown = [quoted(item, 3, 20) for item in items[:most_items]]
+        if len(items) > most_items:
+            shown.append(f"... ({len(items):,} in all)")
+        opening, closing = ("[", "]") if isinstance(value, list | tuple) else ("{", "}")
+        return opening + ", ".join(shown) + closing
+    text = repr(value)
+    if len(text) <= most_chars:
+        return text
+    return f"{text[: most_chars - 3]}... ({len(text):,} characters)"

@@ -17,17 +17,26 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 class Limits(BaseModel):
     max_upload_bytes: int = 256 * 1024 * 1024
+    # Samples in one :predict request (a larger one is a 413 saying so).
     max_predict_rows: int = 1_000_000
+    # Rows x outputs of one :batchPredict job, checked when it is submitted: the
+    # worker holds the outputs whole (float32, 400 MB at this default) and the
+    # result is stored and served from them (streamed, so the API holds a chunk).
+    max_batch_predict_values: int = 100_000_000
 
 
 class Server(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8000
-    # One gunicorn worker process per core: each answers from its own model
+    # One API worker process per core: each answers from its own model
     # cache, and numpy releases the GIL inside the matrix products.
     workers: int = Field(default_factory=lambda: os.cpu_count() or 2)
     # Threads per process: event streams (SSE) hold one each while they last.
     threads: int = 16
+    # Open event streams per process, at most: beyond it a stream is a 503 with
+    # Retry-After. Half the threads, so that watchers (a dashboard per open tab)
+    # never hold every thread and predictions and polls still get answered.
+    max_event_streams: int = Field(default=8, ge=1)
 
 
 class Queues(BaseModel):
@@ -44,6 +53,15 @@ class Jobs(BaseModel):
 
     lease_s: float = Field(default=20.0, gt=0)
     max_attempts: int = Field(default=3, ge=1)
+    # A finished job's record, its history and a prediction job's result are
+    # kept this long, then forgotten: without a limit Redis and the store grow
+    # with every job ever run. A month leaves time to look a job up, fetch a
+    # batch result, or compare runs; models published by jobs are kept regardless.
+    retention_days: float = Field(default=30.0, gt=0)
+
+    @property
+    def retention_s(self) -> float:
+        return self.retention_days * 86400
 
 
 class S3(BaseModel):
@@ -57,8 +75,42 @@ class S3(BaseModel):
     addressing_style: Literal["path", "virtual", "auto"] = "path"
 
 
+class Redis(BaseModel):
+    """How long a call to Redis may wait. A Redis that stops answering without
+    closing its connections (stopped, swapped out, behind a network that drops
+    packets) turns into an error after this long, never a call that waits for
+    good: a job route answers 503 within 5 s. Failed calls are not retried
+    (models.redis_client), so one call waits at most one timeout."""
+
+    # A command's answer takes milliseconds; a Redis silent for 2 s is stalled.
+    socket_timeout_s: float = Field(default=2.0, gt=0)
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+
+
+# An entry of FITSERVE_API_KEYS is `<key>` (every route) or `<role>:<key>`.
+KEY_ROLES = ("full", "predict")
+MIN_KEY_LENGTH = 16
+
+
+def key_role(entry: str, position: int = 0) -> tuple[str, str]:
+    """(role, key) of an entry of `api_keys`."""
+    role, separator, key = entry.partition(":")
+    if not separator:
+        return "full", entry
+    if role not in KEY_ROLES:
+        # A mistyped role must not turn into a key with every right.
+        raise ValueError(
+            f"Entry {position} of FITSERVE_API_KEYS is <key> or <role>:<key> with a role "
+            f"among {list(KEY_ROLES)}; its role is none of them."
+        )
+    return role, key
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FITSERVE_", env_nested_delimiter="__")
+    # Errors never echo what they refused: it may be an API key.
+    model_config = SettingsConfigDict(
+        env_prefix="FITSERVE_", env_nested_delimiter="__", hide_input_in_errors=True
+    )
 
     data_dir: Path = Path("var")
     # Where datasets, model versions, checkpoints and results live: a local
@@ -71,6 +123,7 @@ class Settings(BaseSettings):
     # Prefix of every Redis key we write, so several deployments (or test
     # runs) can share one Redis without seeing each other's jobs.
     redis_prefix: str = "fitserve"
+    redis: Redis = Field(default_factory=Redis)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     keras_backend: Literal["jax", "tensorflow", "torch"] = "jax"
     limits: Limits = Field(default_factory=Limits)
@@ -89,6 +142,24 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
         return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _check_keys(cls, entries: list[str]) -> list[str]:
+        # Entries are named by position: an error must never print a key.
+        seen = set()
+        for position, entry in enumerate(entries, 1):
+            _, key = key_role(entry, position)
+            if len(key) < MIN_KEY_LENGTH:
+                raise ValueError(
+                    f"API keys are at least {MIN_KEY_LENGTH} characters long; entry {position} "
+                    "of FITSERVE_API_KEYS is shorter. Make one with: python3 -c "
+                    "'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+            if key in seen:
+                raise ValueError(f"Entry {position} of FITSERVE_API_KEYS repeats a key.")
+            seen.add(key)
+        return entries
 
     @property
     def cache_dir(self) -> Path:

@@ -6,7 +6,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from models.errors import ValidationFailed, problem
+from models.errors import ValidationFailed, problem, quoted
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -42,7 +42,7 @@ def _detail(error: Any, loc_prefix: tuple[str | int, ...]) -> dict[str, Any]:
         # An unknown or missing layer type: blame the discriminator field itself.
         loc = loc + (str(error["ctx"]["discriminator"]).strip("'"),)
     if error["type"] not in ("missing",) and "Received" not in message:
-        message = f"{message}. Received: {_short(error.get('input'))}"
+        message = f"{message}. Received: {quoted(error.get('input'))}"
     return problem(list(loc_prefix + _drop_union_tags(loc)), message)
 
 
@@ -57,8 +57,3 @@ def _drop_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 _UNION_TAGS = {
     "dense", "dropout", "flatten", "batch_normalization", "Optimizer", "optimizer_name",
 }  # fmt: skip
-
-
-def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: Redis (if none answers), one training worker and the API on
 # 127.0.0.1:8000, with models and datasets under ./var. Ctrl-C stops both.
+# The worker is supervised: if it dies it is started again (worker/supervisor.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-redis.sh
@@ -17,7 +18,7 @@ if [ -z "${FITSERVE_API_KEYS:-}" ]; then
   echo "API key (kept in var/api-key): $FITSERVE_API_KEYS"
 fi
 
-fitserve worker &
+fitserve worker --supervised &
 worker=$!
 trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null' EXIT INT TERM
 echo "Serving on http://${FITSERVE_SERVER__HOST:-127.0.0.1}:${FITSERVE_SERVER__PORT:-8000}"

@@ -7,8 +7,8 @@ errors          each error code's HTTP status, the HTTP-only errors, where a pro
 error_handlers  every error as API.md's JSON body
 auth            API keys; bodies, converters, schemas, render: reading requests, writing answers
 openapi         /openapi.json from the routes and the pydantic models that validate them
-events, metrics Server-Sent Events for a job; Prometheus metrics across gunicorn's processes
-main            `fitserve-api` (gunicorn), with gunicorn_conf's hooks
+events, metrics Server-Sent Events for a job; Prometheus metrics across the server's processes
+main            `fitserve-api` (granian), and `app()`, the app each of its processes builds
 cli, client     the `fitserve` command and its HTTP client (ClientSettings from FITSERVE_*)
 local_processes starting the entry points as local processes (the e2e tests, the benchmarks)
 

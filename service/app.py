@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 import threading
 
-import redis
 from flask import Flask
 
 from models.datasets import UNPACK_RATIO, DatasetStore
 from models.jobs.store import JobStore
 from models.jobs.workers import WorkerRegistry
+from models.redis_client import open_redis
 from models.serving.catalog import ModelCatalog, announce_changes
 from models.serving.predictor import Predictor
 from models.settings import Settings
 from models.storage.blobs import open_blobs
+from models.storage.debris import forget_debris_at_start
 from models.storage.model_store import ModelStore, adopt_earlier_layout
 from models.storage.results import ResultStore
 from models.training.backend import configure_backend
@@ -39,15 +40,17 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_upload_bytes
     app.url_map.converters["model"] = ModelNameConverter
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings)  # the job store, registry and catalog share it
     blobs = open_blobs(settings)
     adopt_earlier_layout(blobs)  # a store an earlier release wrote
+    forget_debris_at_start(blobs)  # what writes cut off left in it
     # Every API process learns of a publish or delete through Redis at once.
     model_store = ModelStore(blobs, on_change=announce_changes(client, settings.redis_prefix))
-    job_store = JobStore(client, settings.redis_prefix)
+    job_store = JobStore(client, settings.redis_prefix, settings.jobs.retention_s)
+    job_store.index_earlier_jobs()
     registry = WorkerRegistry(client, settings.redis_prefix)
     celery = make_celery(settings)
-    # Its subscriber starts on the first ask, in each gunicorn worker process.
+    # Its subscriber starts on the first ask, in each API worker process.
     catalog = ModelCatalog(model_store, client, settings.redis_prefix)
     services = app.extensions["fitserve"] = Services(
         settings=settings,

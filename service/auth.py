@@ -1,19 +1,53 @@
-"""Bearer-key authentication for every route but health checks and the dashboard."""
+"""Bearer-key authentication for every route but health checks and the dashboard,
+and the roles of keys.
+
+An entry of `FITSERVE_API_KEYS` is a key with every right, or `predict:<key>`:
+a key that may only predict, evaluate and read models (GET of `/v1/models...`,
+POST `...:predict` and `...:evaluate`, and V2's metadata, ready and infer),
+for the clients of a model that must not train, upload or delete. Any other
+route is a 403 for it. A request without a valid key is a 401, logged (path,
+address and reason, never the key) and counted in `/metrics`.
+"""
 
 from __future__ import annotations
 
 import hmac
+import logging
+from typing import NoReturn
 
-from flask import Flask, request
+from flask import Flask, current_app, g, request
 
-from service.errors import Unauthorized
+from models.errors import quoted
+from models.settings import key_role
+from service.errors import Forbidden, Unauthorized
+from service.metrics import count_auth_failure
+
+log = logging.getLogger(__name__)
 
 # Health checks, the API's own description, and the dashboard's assets.
 OPEN_PATHS = ("/healthz", "/readyz", "/v2/health/", "/static/", "/openapi.json", "/docs")
+EXTENSION = "fitserve.keys"
+
+
+class Keys:
+    """The configured keys and their roles."""
+
+    def __init__(self, entries: list[str]) -> None:
+        self._keys = [(role, key.encode()) for role, key in map(key_role, entries)]
+
+    def role_of(self, token: str) -> str | None:
+        """The role of `token`, or None when it is no key of ours."""
+        presented = token.encode()
+        role = None
+        # compare_digest over every key: no early exit that times which one nearly matched.
+        for candidate, key in self._keys:
+            if hmac.compare_digest(presented, key):
+                role = candidate
+        return role
 
 
 def install_auth(app: Flask, api_keys: list[str]) -> None:
-    keys = [key.encode() for key in api_keys]
+    app.extensions[EXTENSION] = Keys(api_keys)
 
     @app.before_request
     def _require_key() -> None:
@@ -23,11 +57,62 @@ def install_auth(app: Flask, api_keys: list[str]) -> None:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise Unauthorized(
+            reason = "no Authorization header" if not header else "a malformed header"
+            _refuse(
+                "missing" if not header else "malformed",
                 "This route needs an API key: send 'Authorization: Bearer <key>'. "
-                f"Received: {'no Authorization header' if not header else 'a malformed header'}"
+                f"Received: {reason}",
             )
-        # compare_digest over every key: no early exit that times which one nearly matched.
-        matches = [hmac.compare_digest(token.encode(), key) for key in keys]
-        if not any(matches):
-            raise Unauthorized("The API key is not valid. Received: an unknown key")
+        role = app.extensions[EXTENSION].role_of(token)
+        if role is None:
+            _refuse("unknown_key", "The API key is not valid. Received: an unknown key")
+        g.key_role = role
+        # A route no rule matches is let through: its 404 or 405 tells nothing.
+        if role == "predict" and request.url_rule is not None:
+            if not predict_may(request.method, path):
+                _forbid(path)
+
+
+def predict_may(method: str, path: str) -> bool:
+    """Whether a `predict` key may make this request: model reads, predict,
+    evaluate, and V2's metadata, ready and infer."""
+    if method in ("GET", "HEAD"):
+        return path in ("/v1/models", "/v2") or path.startswith(("/v1/models/", "/v2/models/"))
+    if method == "POST":
+        # Model and label names hold no ':', so the suffix is the verb.
+        if path.startswith("/v1/models/"):
+            return path.endswith((":predict", ":evaluate"))
+        return path.startswith("/v2/models/") and path.endswith("/infer")
+    return False
+
+
+def presented_role() -> str | None:
+    """The role of the key this request carries (None without a valid one),
+    for open routes that say more to a caller with a key (`/readyz`)."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    keys: Keys = current_app.extensions[EXTENSION]
+    return keys.role_of(token)
+
+
+def _refuse(reason: str, message: str) -> NoReturn:
+    _log_refusal("unauthorized", reason)
+    raise Unauthorized(message)
+
+
+def _forbid(path: str) -> NoReturn:
+    _log_refusal("forbidden", "forbidden")
+    raise Forbidden(
+        "This key may only predict, evaluate and read models (its role is 'predict'); "
+        f"this route needs a key with every right. Received: {request.method} {quoted(path)}"
+    )
+
+
+def _log_refusal(status: str, reason: str) -> None:
+    """A warning line (path, address, reason: never the key) and the counter."""
+    count_auth_failure(reason)
+    log.warning(
+        "%s: %s %s from %s (%s)", status, request.method, request.path, request.remote_addr,
+        reason, extra={"path": request.path, "remote_addr": request.remote_addr, "reason": reason},
+    )  # fmt: skip

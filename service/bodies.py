@@ -10,10 +10,11 @@ from werkzeug.datastructures import MultiDict
 from werkzeug.formparser import FormDataParser
 
 from models.datasets import media_type_for_filename
-from models.errors import MalformedBody, problem
+from models.errors import MalformedBody, problem, quoted
 from service.errors import PayloadTooLarge
 
 GENERIC_TYPES = ("", "application/octet-stream", "text/plain")
+_READ_BYTES = 1 << 20  # read from the connection at a time
 
 
 class NamedPartsParser(FormDataParser):
@@ -44,14 +45,14 @@ class FitserveRequest(Request):
     form_data_parser_class = NamedPartsParser
 
 
-def dataset_upload(request: Request) -> tuple[bytes, str]:
+def dataset_upload(request: Request) -> tuple[bytes | bytearray, str]:
     """(body, media type) of the uploaded dataset."""
     if request.mimetype == "multipart/form-data":
         part = request.files.get("file")
         if part is None:
             raise MalformedBody(
                 "A multipart upload needs a 'file' part holding the dataset. "
-                f"Received: parts {sorted(request.files) + sorted(request.form)}"
+                f"Received: parts {quoted(sorted(request.files) + sorted(request.form))}"
             )
         media_type = part.mimetype or ""
         if media_type in GENERIC_TYPES:
@@ -60,16 +61,29 @@ def dataset_upload(request: Request) -> tuple[bytes, str]:
     return request_body(request), request.mimetype
 
 
-def request_body(request: Request) -> bytes:
+def request_body(request: Request) -> bytearray:
     """The whole body, or PayloadTooLarge when it exceeds the upload limit.
+
+    Read into one growing buffer: werkzeug's get_data gathers the pieces and
+    then copies them into bytes, twice the body at its peak. The buffer grows
+    as bytes arrive (a Content-Length alone reserves nothing), and a bytearray
+    is what the parsers read without copying (np.frombuffer, the CSV and NPZ
+    readers, orjson).
 
     Werkzeug limits a body without a Content-Length (chunked) by reading up to
     the limit and stopping there, silently: a cut-off dataset would be stored.
     So when the limit was reached, look one byte further in the raw input.
     """
-    body = request.get_data(cache=False)
     stream = request.stream
-    if request.content_length is None and getattr(stream, "is_exhausted", False):
+    length = request.content_length
+    body = bytearray()
+    while not getattr(stream, "is_exhausted", False):
+        wanted = _READ_BYTES if length is None else min(_READ_BYTES, length - len(body))
+        chunk = stream.read(wanted) if wanted > 0 else b""
+        if not chunk:
+            break
+        body += chunk
+    if length is None and getattr(stream, "is_exhausted", False):
         raw = request.environ["wsgi.input"]
         if raw.read(1):
             drain(raw)
@@ -94,7 +108,7 @@ def upload_limit_message(limit: int | None) -> str:
     )
 
 
-def parse_json(raw: bytes, where: str = "body") -> Any:
+def parse_json(raw: bytes | bytearray, where: str = "body") -> Any:
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

@@ -3,7 +3,7 @@ start the service's parts.
 
     fitserve train examples/iris.json examples/data/iris.csv --model iris
     fitserve jobs | fitserve models | fitserve predict iris rows.csv | fitserve cancel ID
-    fitserve serve | fitserve worker
+    fitserve serve | fitserve worker [--supervised]
 
 The server and key come from --url/--key, else FITSERVE_URL and
 FITSERVE_API_KEY, else http://127.0.0.1:8000 and the key `make run` keeps in
@@ -79,8 +79,10 @@ def _parser() -> argparse.ArgumentParser:
                          help="write the predictions to this .csv, .npy or .json file")  # fmt: skip
     cancel = command("cancel", _cancel, "Cancel a queued or running job.")
     cancel.add_argument("job")
-    command("serve", _serve, "Run the API (gunicorn), as `make run` does.")
-    command("worker", _worker, "Run a training worker.")
+    command("serve", _serve, "Run the API (granian), as `make run` does.")
+    worker = command("worker", _worker, "Run a training worker.")
+    worker.add_argument("--supervised", action="store_true",
+                        help="start it again whenever it dies, as `make run` does")  # fmt: skip
     return parser
 
 
@@ -230,6 +232,10 @@ def _serve(arguments: argparse.Namespace) -> int:
 
 
 def _worker(arguments: argparse.Namespace) -> int:
+    if arguments.supervised:
+        from worker.supervisor import main as supervise
+
+        return supervise([])
     from worker.main import main as work
 
     work([])

@@ -10,7 +10,8 @@ import redis
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound, RequestEntityTooLarge
 
-from models.errors import FitserveError, ServiceUnavailable
+from models.errors import FitserveError, ServiceUnavailable, quoted
+from models.redis_client import redis_error_in, redis_trouble, refused
 from service.bodies import drain, upload_limit_message
 from service.errors import PayloadTooLarge, http_status
 
@@ -20,20 +21,27 @@ log = logging.getLogger(__name__)
 def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(FitserveError, _fitserve_error)
     app.register_error_handler(RequestEntityTooLarge, _too_large)
-    app.register_error_handler(redis.ConnectionError, _redis_down)
-    app.register_error_handler(redis.TimeoutError, _redis_down)
+    # Unreachable, silent past its timeout, or refusing writes (out of memory,
+    # a read-only replica, snapshots failing): 503s. Other errors a 500.
+    app.register_error_handler(redis.RedisError, _redis_error)
     # What Celery raises when it cannot hand a job to the broker.
-    app.register_error_handler(kombu.exceptions.OperationalError, _redis_down)
+    app.register_error_handler(kombu.exceptions.OperationalError, _redis_error)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected)
 
 
 def error_response(error: FitserveError) -> tuple[Response, int]:
-    return jsonify(error.to_dict()), http_status(error)
+    response = jsonify(error.to_dict())
+    retry_after_s = getattr(error, "retry_after_s", None)
+    if retry_after_s is not None:
+        response.headers["Retry-After"] = str(retry_after_s)
+    return response, http_status(error)
 
 
 def _fitserve_error(error: FitserveError) -> tuple[Response, int]:
-    if http_status(error) >= 500:
+    if getattr(error, "retry_after_s", None) is not None:
+        log.warning("busy: %s", error.message)  # a limit doing its work, not a fault
+    elif http_status(error) >= 500:
         log.error("server error: %s", error.message)
     return error_response(error)
 
@@ -59,13 +67,24 @@ def _form_limit_message(length: int) -> str:
     )
 
 
-def _redis_down(error: Exception) -> tuple[Response, int]:
+def _redis_error(error: Exception) -> tuple[Response, int]:
     # Job state and the queue live in Redis; datasets and prediction do not.
-    log.error("Redis unreachable: %s", error)
+    timeout_s = current_app.extensions["fitserve"].settings.redis.socket_timeout_s
+    trouble = redis_trouble(error, timeout_s)
+    if trouble is None:  # Redis refused our command, not for a state of its own: a bug
+        return _unexpected(error)
+    log.error("%s: %s", trouble, error)
+    if refused(error):
+        outcome, advice = "jobs can be neither submitted nor changed until it is fixed", ""
+    else:
+        outcome, advice = "jobs can be neither submitted nor read", " Try again shortly."
+    writes = request.method not in ("GET", "HEAD")
+    if writes and isinstance(redis_error_in(error), redis.TimeoutError):
+        # The command waits in Redis's socket buffer and runs when Redis resumes.
+        advice += " This change may still take effect when Redis answers: look before resending."
     return error_response(
         ServiceUnavailable(
-            "The job store and queue (Redis) cannot be reached, so jobs can be neither "
-            "submitted nor read; prediction still works. Try again shortly. "
+            f"{trouble}, so {outcome}; prediction still works.{advice} "
             f"Received: {type(error).__name__}: {error}"
         )
     )
@@ -81,7 +100,7 @@ def _http_error(error: HTTPException) -> tuple[Response, int]:
 def _http_message(error: HTTPException) -> str:
     """Werkzeug's own text for a URL no route takes says neither which URL nor
     why; say both. A description set where the error was raised is kept."""
-    received = f"Received: {request.method} {request.path!r}"
+    received = f"Received: {request.method} {quoted(request.path)}"
     if isinstance(error, NotFound) and error.description == NotFound.description:
         return f"No route matches this URL; /openapi.json lists the routes. {received}"
     if isinstance(error, MethodNotAllowed) and error.valid_methods:

@@ -14,6 +14,12 @@ class Unauthorized(FitserveError):
     code = "unauthorized"
 
 
+class Forbidden(FitserveError):
+    """A valid key whose role does not allow the route (service.auth)."""
+
+    code = "forbidden"
+
+
 class PayloadTooLarge(FitserveError):
     code = "payload_too_large"
 
@@ -23,6 +29,7 @@ STATUS_BY_CODE = {
     errors.FitserveError.code: 500,
     errors.BadRequest.code: 400,
     Unauthorized.code: 401,
+    Forbidden.code: 403,
     errors.NotFound.code: 404,
     errors.Conflict.code: 409,
     PayloadTooLarge.code: 413,
@@ -47,6 +54,7 @@ REQUEST_PLACES: dict[str | None, tuple[str, ...]] = {
     "content_type": ("header", "Content-Type"),
     "target": ("query", "target"),
     "dataset_id": ("path", "dataset_id"),
+    "page_token": ("query", "page_token"),
 }
 
 

@@ -6,22 +6,32 @@ it needs nothing from the worker and survives either side restarting. Events:
 
 - `snapshot`: the whole job record, first, so a late subscriber has the curves so far;
 - `epoch` (id = the epoch number): `{epoch, epochs, fraction, eta_s, logs}`, one per
-  epoch, none skipped: they are read off the job's history;
+  epoch, none skipped: they are read off the job's history, from the first not sent;
 - `state`: `{state, error, result, finished_at}` on each change of state; the
   stream ends after a final one.
 
 A comment line every 15 s keeps proxies from closing an idle stream, and a
 stream ends after `max_seconds`; EventSource clients reconnect by themselves,
 sending `Last-Event-ID`, and get a fresh snapshot.
+
+Each open stream holds a server thread, so a process keeps at most
+`server.max_event_streams` open (`StreamSlots`): one more is a 503 with
+`Retry-After`, and predictions and polls keep the other threads. A slot is
+freed when the server closes the response: at the stream's end, or when a
+write to a client that went away fails (the next keep-alive at the latest).
 """
 
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from flask import Flask
+
+from models.errors import ServiceUnavailable
 from models.jobs.store import FINAL_STATES, JobStore
 from models.records import JobRecord
 
@@ -52,14 +62,19 @@ def _stream(jobs: JobStore, job: JobRecord, max_seconds: float) -> Iterator[str]
                 yield ": keep-alive\n\n"
                 quiet_since = time.monotonic()
             continue
+        if latest["state"] is None:  # deleted, or expired
+            return
         seen, quiet_since = latest, time.monotonic()
-        current = jobs.get(job_id)
-        for epoch in range(epochs_seen + 1, _epochs(current) + 1):
-            yield _event("epoch", _epoch(current, epoch), event_id=str(epoch))
-        epochs_seen = max(epochs_seen, _epochs(current))
-        if current["state"] != state:
-            state = current["state"]
-            yield _event("state", {name: current.get(name) for name in STATE_FIELDS})
+        # Only the epochs not sent yet: a long job's history is not read again.
+        new = jobs.epoch_logs(job_id, epochs_seen)
+        for number, logs in enumerate(new, start=epochs_seen + 1):
+            yield _event("epoch", _epoch(number, logs, latest["progress"], epochs_seen + len(new)),
+                         event_id=str(number))  # fmt: skip
+        epochs_seen += len(new)
+        if latest["state"] != state:
+            state = latest["state"]
+            current = jobs.fields(job_id, *STATE_FIELDS)
+            yield _event("state", current)
             if state in FINAL_STATES:
                 return
 
@@ -68,17 +83,15 @@ def _epochs(job: JobRecord) -> int:
     return len((job.get("history") or {}).get("loss", []))
 
 
-def _epoch(job: JobRecord, epoch: int) -> dict[str, Any]:
-    progress = job["progress"]
-    logs = {name: values[epoch - 1] for name, values in job["history"].items()
-            if len(values) >= epoch}  # fmt: skip
+def _epoch(
+    epoch: int, logs: dict[str, float], progress: Mapping[str, Any], last: int
+) -> dict[str, Any]:
     total = progress.get("epochs") or epoch
-    latest = epoch == _epochs(job)
     return {
         "epoch": epoch,
         "epochs": total,
         "fraction": round(epoch / total, 4),
-        "eta_s": progress.get("eta_s") if latest else None,
+        "eta_s": progress.get("eta_s") if epoch == last else None,
         "logs": logs,
     }
 
@@ -89,3 +102,49 @@ def _event(name: str, data: Mapping[str, Any], event_id: str | None = None) -> s
         lines.append(f"id: {event_id}")
     lines.append(f"data: {json.dumps(data, separators=(',', ':'))}")
     return "\n".join(lines) + "\n\n"
+
+
+# A client refused a stream tries again after this long (EventSource: its own retry).
+RETRY_AFTER_S = 5
+SLOTS_EXTENSION = "fitserve.event_streams"
+
+
+class StreamSlots:
+    """The event streams this process holds open: at most `cap`. Thread-safe."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.open = 0
+        self._lock = threading.Lock()
+
+    def take(self) -> Callable[[], None]:
+        """A slot, and the function that frees it (once, however often it is
+        called); ServiceUnavailable, with Retry-After, when all are taken."""
+        with self._lock:
+            if self.open >= self.cap:
+                raise ServiceUnavailable(
+                    f"This API process has its {self.cap} event streams open, as many as "
+                    "FITSERVE_SERVER__MAX_EVENT_STREAMS allows; try again in "
+                    f"{RETRY_AFTER_S} s, or poll GET /v1/jobs/<id>. Received: one more stream",
+                    retry_after_s=RETRY_AFTER_S,
+                )
+            self.open += 1
+        freed = False
+
+        def free() -> None:
+            nonlocal freed
+            with self._lock:
+                if not freed:
+                    freed = True
+                    self.open -= 1
+
+        return free
+
+
+def stream_slots(app: Flask) -> StreamSlots:
+    """The app's slots: one set per process (the server forks before a request)."""
+    slots = app.extensions.get(SLOTS_EXTENSION)
+    if slots is None:
+        cap = app.extensions["fitserve"].settings.server.max_event_streams
+        slots = app.extensions.setdefault(SLOTS_EXTENSION, StreamSlots(cap))
+    return slots

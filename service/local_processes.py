@@ -33,6 +33,8 @@ def settings_environment(settings: Settings, port: int) -> dict[str, str]:
         "FITSERVE_DATA_DIR": str(settings.data_dir),
         "FITSERVE_REDIS_URL": settings.redis_url,
         "FITSERVE_REDIS_PREFIX": settings.redis_prefix,
+        "FITSERVE_REDIS__SOCKET_TIMEOUT_S": str(settings.redis.socket_timeout_s),
+        "FITSERVE_REDIS__CONNECT_TIMEOUT_S": str(settings.redis.connect_timeout_s),
         "FITSERVE_QUEUES__CPU": settings.queues.cpu,
         "FITSERVE_QUEUES__GPU": settings.queues.gpu,
         "FITSERVE_API_KEYS": ",".join(settings.api_keys),
@@ -46,9 +48,9 @@ def settings_environment(settings: Settings, port: int) -> dict[str, str]:
 def forget_redis_state(settings: Settings) -> None:
     """Delete every Redis key of `settings`' prefix and queues (a test's or a
     benchmark's own, on a Redis others share)."""
-    import redis
+    from models.redis_client import open_redis
 
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings)
     keys = list(client.scan_iter(f"{settings.redis_prefix}:*"))
     for queue in (settings.queues.cpu, settings.queues.gpu):
         keys += [queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}"]

@@ -1,33 +1,76 @@
-"""`fitserve-api`: the API under gunicorn (a production WSGI server).
+"""`fitserve-api`: the API under granian, an HTTP server written in Rust that
+runs the WSGI app in worker processes, a pool of Python threads in each.
 
-gunicorn forks its workers before any of them builds the app, so Keras and
-its backend are imported after the fork, in each worker (they are not
-fork-safe). Bind address and worker counts come from FITSERVE_ settings.
+Why granian: it reads requests in its own event loop and hands one to a
+Python thread only once its headers are in, so a slow or idle client holds a
+socket, never a thread. Under 500 slowloris and 500 idle connections
+`:predict` still answers in milliseconds (`python -m bench.slow_clients`),
+where gunicorn's gthread workers gave every thread to them; and its
+per-request overhead is a fraction of gunicorn's. A client has HEADER_TIMEOUT_S
+to send its headers, and an idle keep-alive connection is closed after as long.
+
+granian forks its workers before any of them builds the app (`app()` below),
+so Keras and its backend are imported after the fork, in each worker (they are
+not fork-safe). Bind address, worker processes and threads come from
+FITSERVE_ settings; arguments to `fitserve-api` are passed on to granian.
 """
 
 from __future__ import annotations
 
 import os
+import resource
 import shutil
+import signal
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from models.settings import Settings
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+HEADER_TIMEOUT_S = 10
+# granian counts connections, not requests, against its limit per process
+# (`--backpressure`): room for a thousand hostile ones and everyone else.
+CONNECTIONS_PER_PROCESS = 4096
+# On SIGTERM the requests in flight finish; a worker process still there
+# after this long is killed (as gunicorn's graceful timeout did): an event
+# stream never ends by itself, and a granian worker now and then does not stop.
+STOP_TIMEOUT_S = 30
 
 
 def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     server = settings.server
     _metrics_folder(settings)
+    _raise_open_files_limit(CONNECTIONS_PER_PROCESS * server.workers + 1024)
     arguments = [
-        sys.executable, "-m", "gunicorn", "service.app:create_app()",
-        f"--bind={server.host}:{server.port}", f"--workers={server.workers}",
-        f"--threads={server.threads}", "--worker-class=gthread", "--timeout=120",
-        "--config=python:service.gunicorn_conf",
-        # One fixed control-socket path per user would be fought over by every
-        # server on the host (tests start several); we do not use it.
-        "--no-control-socket",
+        sys.executable, "-m", "granian", "--interface=wsgi", "--factory", "service.main:app",
+        f"--host={server.host}", f"--port={server.port}", f"--workers={server.workers}",
+        f"--blocking-threads={server.threads}", f"--backpressure={CONNECTIONS_PER_PROCESS}",
+        "--backlog=2048", "--http=1", "--no-ws",
+        f"--http1-header-read-timeout={HEADER_TIMEOUT_S * 1000}",
+        "--respawn-failed-workers", f"--workers-kill-timeout={STOP_TIMEOUT_S}",
     ]  # fmt: skip
     os.execv(sys.executable, arguments + list(argv if argv is not None else sys.argv[1:]))
+
+
+def app() -> Flask:
+    """The app, built in each worker process (granian's `--factory`)."""
+    from models.logs import configure_logging
+    from service.app import create_app
+
+    settings = Settings()
+    configure_logging(settings.log_format)
+    _forget_dead_processes()
+    # A terminal's Ctrl-C reaches the whole process group: the server's
+    # process, which then sends each worker SIGTERM, and each worker. A
+    # granian worker that gets SIGINT and SIGTERM at once sometimes never
+    # stops (until killed STOP_TIMEOUT_S later): the workers leave SIGINT to
+    # the server. Blocked here, before granian starts its threads, so in all.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    return create_app(settings)
 
 
 def _metrics_folder(settings: Settings) -> None:
@@ -37,6 +80,41 @@ def _metrics_folder(settings: Settings) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder.resolve())
+
+
+def _forget_dead_processes() -> None:
+    """Drop the live gauges (loaded models) of worker processes that died:
+    granian starts a new one in their place, and a scrape would go on adding
+    up the dead one's. Their counters and histograms stay, as they should."""
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not folder:
+        return
+    from prometheus_client import multiprocess
+
+    for path in Path(folder).glob("gauge_live*_*.db"):
+        pid = path.stem.rpartition("_")[2]
+        if pid.isdigit() and not _alive(int(pid)):
+            multiprocess.mark_process_dead(int(pid), folder)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process
+    return True
+
+
+def _raise_open_files_limit(wanted: int) -> None:
+    """A socket per connection: the soft limit (often 1024) raised towards
+    `wanted`, within the hard limit. granian's processes inherit it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= wanted:
+        return
+    resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY
+                                                else min(wanted, hard), hard))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
 """`/metrics` in Prometheus' text format, and a JSON access log line per request.
 
 Counted in each API process: request latency by route, predicted samples by
-model, loaded models. Under gunicorn the processes write these to files in
-PROMETHEUS_MULTIPROC_DIR (set by service.main) and a scrape adds them up.
+model, requests refused for their key (by reason), loaded models. Under
+`fitserve-api` the processes write these to files in PROMETHEUS_MULTIPROC_DIR
+(set by service.main) and a scrape adds them up.
 Read from Redis at scrape time, so every API process answers the same: jobs
 by state, queue depth, online workers, and the samples the workers trained.
 """
@@ -38,6 +39,10 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )  # fmt: skip
 PREDICTIONS = Counter("fitserve_predictions_total", "Samples predicted.", ["model"])
+# reason: missing, malformed, unknown_key (401s) or forbidden (a predict key's 403).
+AUTH_FAILURES = Counter(
+    "fitserve_auth_failures_total", "Requests refused for their API key.", ["reason"]
+)
 LOADED_MODELS = Gauge(
     "fitserve_loaded_models", "Model versions loaded in the API's caches.",
     multiprocess_mode="livesum",
@@ -46,6 +51,10 @@ LOADED_MODELS = Gauge(
 
 def count_predictions(model: str, samples: int) -> None:
     PREDICTIONS.labels(model=model).inc(samples)
+
+
+def count_auth_failure(reason: str) -> None:
+    AUTH_FAILURES.labels(reason=reason).inc()
 
 
 def install_metrics(app: Flask) -> None:

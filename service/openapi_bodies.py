@@ -145,6 +145,12 @@ TARGET = {"name": "target", "in": "query", "required": False, "schema": {"type":
 # Query parameters, as OpenAPI parameter objects.
 QUERY_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("POST", "/v1/datasets"): [TARGET],
+    ("GET", "/v1/datasets"): [
+        {"name": "page_token", "in": "query", "schema": {"type": "string"},
+         "description": "next_page_token of the page before"},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                    "maximum": 500}},
+    ],
     ("POST", "/v1/jobs"): [TARGET],
     ("GET", "/v1/jobs"): [
         {"name": "state", "in": "query", "schema": {"enum": list(STATES)}},

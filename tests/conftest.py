@@ -19,7 +19,7 @@ from models.settings import S3, Queues, Settings  # noqa: E402
 from service.local_processes import SeaweedFS, forget_redis_state  # noqa: E402, F401
 
 REDIS_URL = os.environ.get("FITSERVE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-API_KEY = "test-key"
+API_KEY = "test-key-0123456789abcdef"  # keys are at least 16 characters
 
 
 def isolated_settings(data_dir: Path) -> Settings:

@@ -27,8 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "worker": {"models.*"},
     "service": {"models.*", "worker.celery_app", "worker.queue"},
 }
-# `fitserve worker` starts a worker process from the one command line.
-ENTRY_POINTS = {("service.cli", "worker.main")}
+# `fitserve worker [--supervised]` starts a worker process from the one command line.
+ENTRY_POINTS = {("service.cli", "worker.main"), ("service.cli", "worker.supervisor")}
 
 
 def room_of(module: str) -> str:

@@ -3,7 +3,11 @@
 The lease is renewed from a thread, so that a long compilation or a long
 epoch in the main thread cannot let it lapse; if the thread finds the lease
 gone (the worker stalled past its expiry and another worker took the job
-over), the job stops at its next cancel point and publishes nothing.
+over), the job stops at its next cancel point and publishes nothing. That
+thread may not have run yet when a stalled worker wakes up: every write the
+worker makes to its job carries the lease's token, and Redis refuses it once
+another delivery has claimed the job (models.jobs.store), and `confirm` asks
+Redis before what cannot be taken back.
 """
 
 from __future__ import annotations
@@ -50,6 +54,12 @@ class LeaseKeeper:
         """Raise LeaseLost when the job is no longer this worker's."""
         if self.lost.is_set():
             raise LeaseLost(f"Job {self.job_id} was taken over by another worker.")
+
+    def confirm(self) -> None:
+        """`check`, and ask Redis too: LeaseLost unless the job still runs
+        under this lease's token. Asked before publishing a version."""
+        self.check()
+        self.jobs.check_owner(self.job_id, self.token)
 
     def _run(self) -> None:
         # Renewing at a quarter of the lease survives two missed renewals.

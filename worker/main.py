@@ -13,14 +13,15 @@ import os
 import socket
 import sys
 
-import redis
 from celery.signals import worker_shutting_down
 
 from models.jobs.store import JobStore, utc_now
 from models.jobs.workers import WorkerRegistry
 from models.logs import configure_logging
+from models.redis_client import open_redis
 from models.settings import Settings
 from models.storage.blobs import open_blobs
+from models.storage.debris import forget_debris_at_start
 from models.storage.model_store import adopt_earlier_layout
 from models.training.backend import configure_backend, enable_compilation_cache
 from models.training.fit import warm_up
@@ -37,7 +38,9 @@ def main(argv: list[str] | None = None) -> None:
     settings = Settings()
     configure_backend(settings.keras_backend, quick_eager_compiles=True)
     configure_logging(settings.log_format)
-    adopt_earlier_layout(open_blobs(settings))  # a store an earlier release wrote
+    blobs = open_blobs(settings)
+    adopt_earlier_layout(blobs)  # a store an earlier release wrote
+    forget_debris_at_start(blobs)  # what writes cut off left in it
     import keras  # once, here: every job in this process reuses it
 
     # Before anything runs on a device: TensorFlow takes its memory-growth
@@ -57,10 +60,12 @@ def main(argv: list[str] | None = None) -> None:
     # Unique per process: several workers may share a host (and a broker's
     # control channel), and Celery wants distinct node names.
     name = f"fitserve-{device.replace(':', '')}-{os.getpid()}@{socket.gethostname()}"
-    client = redis.Redis.from_url(settings.redis_url)
+    client = open_redis(settings)  # jobs, leases, heartbeat and sweeper share it
     app = make_celery(settings)
     registry = WorkerRegistry(client, settings.redis_prefix)
-    queue = JobQueue(app, settings.queues, JobStore(client, settings.redis_prefix), registry)
+    jobs = JobStore(client, settings.redis_prefix, settings.jobs.retention_s)
+    jobs.index_earlier_jobs()
+    queue = JobQueue(app, settings.queues, jobs, registry)
     context = WorkerContext.from_settings(
         settings, client, name, device, keras.backend.backend(), requeue=queue.send
     )
@@ -73,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
          "gpus": gpus, "backend": context.backend, "queue": queue_name, "started_at": utc_now()},
     )  # fmt: skip
     register_tasks(app, context, heartbeat)
-    sweeper = Sweeper(queue, context.checkpoints, settings.jobs.lease_s)
+    sweeper = Sweeper(queue, context.checkpoints, settings.jobs.lease_s, context.results)
     heartbeat.start()
     sweeper.start()
     arguments = [

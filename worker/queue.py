@@ -6,14 +6,22 @@ GPU hosts consume the `gpu` queue and CPU hosts the `cpu` queue. A `gpu` job
 waits for a GPU worker; an `auto` one goes to the GPU queue when a GPU worker
 is online, and is recorded as sent there by choice, so the sweeper can move it
 to the CPU queue if every GPU worker leaves before it starts.
+
+`held` says which jobs have a message on the broker: the sweeper sends again
+a queued job that has none (its message was lost).
 """
 
 from __future__ import annotations
 
+import base64
+import json
+from collections.abc import Iterable
 from contextlib import suppress
+from typing import Any, cast
 
 import redis
 from celery import Celery
+from kombu.transport.redis import Channel
 
 from models.jobs.store import JobStore
 from models.jobs.workers import WorkerRegistry
@@ -60,3 +68,49 @@ class JobQueue:
                 self.jobs.delete(job["id"])
             raise
         return job
+
+    def held(self, queues: Iterable[str], delivered_after: float) -> set[str]:
+        """The jobs whose message waits on one of `queues`, or was delivered
+        to a worker after `delivered_after` (epoch seconds) and is not yet
+        acknowledged, as a message is until its task ends. A message delivered
+        before that to a job still queued is held by a worker that died before
+        it claimed the job (a live one claims it at once): it does not count.
+
+        Reads the broker's lists whole: for the sweeper, not for requests.
+        (Other apps' jobs on the same Redis may be among those returned.)
+        The broker is the job store's Redis (worker.celery_app), and kombu's
+        Redis transport keeps a queue as a list named after it (LPUSH, BRPOP)
+        and the messages delivered but not acknowledged in a hash and a sorted
+        set by delivery time."""
+        client = self.jobs.redis
+        held: set[str] = set()
+        for queue in queues:
+            # From the head: a message pushed meanwhile moves the ones not read
+            # yet further on, never back past the position.
+            position = 0
+            while chunk := client.lrange(queue, position, position + 499):
+                held.update(_job_of(json.loads(raw)) for raw in chunk)
+                position += len(chunk)
+        # After the lists: a message taken from one meanwhile is found here.
+        tags = cast(list[bytes], client.zrangebyscore(Channel.unacked_index_key,
+                                                      delivered_after, "+inf"))  # fmt: skip
+        if tags:
+            for raw in client.hmget(Channel.unacked_key, tags):
+                if raw is not None:
+                    held.add(_job_of(json.loads(raw)[0]))  # [message, exchange, routing key]
+        held.discard("")
+        return held
+
+
+def _job_of(message: dict[str, Any]) -> str:
+    """The job a message on the broker is for; "" for another kind of message."""
+    try:
+        if message["headers"]["task"] not in (TRAIN_TASK, PREDICT_TASK):
+            return ""
+        body = message["body"]
+        if message["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        args, _kwargs, _embed = json.loads(body)
+        return str(args[0])
+    except (KeyError, TypeError, ValueError, IndexError):
+        return ""

@@ -10,6 +10,11 @@ it taken and stops. The claim's lease is kept alive while the job runs; if
 the worker dies, the job is delivered again (worker.sweeper), resumes from
 its last checkpoint, and is published once: a version this job already
 published is found and reused, never published twice.
+
+Every write a delivery makes to its job carries its claim's token, and is
+refused (LeaseLost) once another delivery has claimed the job: a worker that
+stalled past its lease (stopped, swapped out) and wakes up after another
+took its job over changes nothing in the job, and publishes nothing.
 """
 
 from __future__ import annotations
@@ -73,7 +78,7 @@ class WorkerContext:
     ) -> WorkerContext:  # fmt: skip
         blobs = open_blobs(settings)
         return cls(
-            jobs=JobStore(client, settings.redis_prefix),
+            jobs=JobStore(client, settings.redis_prefix, settings.jobs.retention_s),
             datasets=DatasetStore(blobs),
             models=ModelStore(blobs, on_change=announce_changes(client, settings.redis_prefix)),
             results=ResultStore(blobs),
@@ -87,7 +92,9 @@ class WorkerContext:
 
 
 class JobProgress:
-    """Writes each epoch's progress and metrics into the job record."""
+    """Writes each epoch's progress and metrics into the job record, and
+    appends its logs to the job's history: an epoch costs the same write at
+    epoch 10,000 as at epoch 1."""
 
     def __init__(
         self, jobs: JobStore, job_id: str, epochs: int, lease: LeaseKeeper,
@@ -99,16 +106,21 @@ class JobProgress:
         self.epochs = epochs
         self.lease = lease
         self.stopping = stopping or threading.Event()
-        # A resumed job goes on from its checkpoint's curves.
-        self.history = {name: list(values) for name, values in (history or {}).items()}
-        self.first_epoch = len(self.history.get("loss", []))
+        # A resumed job goes on from its checkpoint's curves: one dict per epoch.
+        curves = history or {}
+        self.first_epoch = len(curves.get("loss", []))
+        self.logs = [{name: values[index] for name, values in curves.items() if index < len(values)}
+                     for index in range(self.first_epoch)]  # fmt: skip
+        # How many of `logs` the job's history holds: what a run before the
+        # checkpoint wrote past it is replaced by the first append.
+        self.stored = self.first_epoch
         self.started = time.monotonic()
         self._next_poll = 0.0
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         self.lease.check()  # a worker that lost its job writes nothing more to it
-        for name, value in logs.items():
-            self.history.setdefault(name, []).append(value)
+        del self.logs[epoch - 1 :]
+        self.logs.append(dict(logs))
         elapsed = time.monotonic() - self.started
         done_here = max(epoch - self.first_epoch, 1)
         progress = {
@@ -118,11 +130,22 @@ class JobProgress:
             "eta_s": round(elapsed / done_here * (self.epochs - epoch), 2),
         }
         try:
-            self.jobs.update(self.job_id, progress=progress, metrics=logs, history=self.history)
+            self._append(progress)
         except redis.RedisError as exc:
-            # Training goes on through a Redis outage: the next epoch writes the
-            # whole history again, and the lease says whether the job is still ours.
+            # Training goes on through a Redis outage: the next epoch appends
+            # this one's logs too, and the lease says whether the job is still ours.
             log.warning("job %s: progress not written: %s", self.job_id, exc)
+
+    def _append(self, progress: dict[str, Any]) -> None:
+        before = min(self.stored, len(self.logs) - 1)
+        while True:  # LeaseLost, from a fenced write, when the job is not ours
+            held = self.jobs.append_epochs(
+                self.job_id, self.lease.token, before, self.logs[before:], progress
+            )
+            if held is None:
+                self.stored = len(self.logs)
+                return
+            before = held  # epochs lost while Redis was away: from the first missing
 
     def should_stop(self) -> bool:
         if self.stopping.is_set():
@@ -145,21 +168,34 @@ def run_training_job(job_id: str, context: WorkerContext) -> JobRecord:
     with _owned(job_id, context) as lease:
         if lease is None:
             return context.jobs.get(job_id)
-        job = context.jobs.get(job_id)
         try:
-            result = _already_published(job, context) or _train_and_publish(job, lease, context)
+            return _run_training(context.jobs.get(job_id), lease, context)
         except LeaseLost:
-            return context.jobs.get(job_id)  # the job is another worker's now: touch nothing
-        except WorkerStopping:
-            return _hand_back(job, context)
-        except redis.RedisError:
-            # The job store is away. The job stays running, its checkpoint kept;
-            # once Redis is back its lease lapses and it is delivered again.
-            log.error("job %s: Redis unreachable; it will be delivered again", job_id)
-            raise
-        except Exception as exc:
-            return _forget_checkpoint(job_id, context, _stop(job_id, context, exc))
-        return _forget_checkpoint(job_id, context, _succeed(job_id, context, result))
+            return _lost(job_id, context)
+
+
+def _run_training(job: JobRecord, lease: LeaseKeeper, context: WorkerContext) -> JobRecord:
+    job_id = job["id"]
+    try:
+        result = _already_published(job, context) or _train_and_publish(job, lease, context)
+    except LeaseLost:
+        raise
+    except WorkerStopping:
+        return _hand_back(job, lease, context)
+    except redis.RedisError as exc:
+        # The job store is away, silent or refusing writes. The job stays running,
+        # its checkpoint kept; once Redis is back its lease lapses and it is delivered again.
+        log.error("job %s: Redis failed (%s); it will be delivered again", job_id, exc)
+        raise
+    except Exception as exc:
+        return _forget_checkpoint(job_id, context, _stop(job_id, lease, context, exc))
+    return _forget_checkpoint(job_id, context, _succeed(job_id, lease, context, result))
+
+
+def _lost(job_id: str, context: WorkerContext) -> JobRecord:
+    """The job as another delivery left it: this one's writes were refused."""
+    log.warning("job %s: another delivery took it over; this one stops, changing nothing", job_id)
+    return context.jobs.get(job_id)
 
 
 def _forget_checkpoint(job_id: str, context: WorkerContext, finished: JobRecord) -> JobRecord:
@@ -173,10 +209,12 @@ def _forget_checkpoint(job_id: str, context: WorkerContext, finished: JobRecord)
     return finished
 
 
-def _hand_back(job: JobRecord, context: WorkerContext) -> JobRecord:
+def _hand_back(job: JobRecord, lease: LeaseKeeper, context: WorkerContext) -> JobRecord:
     """Queue the job again, its checkpoint kept, for another worker (or this
-    one, restarted) to resume: a worker asked to stop does not sit on a long job."""
-    moved = context.jobs.transition(job["id"], "queued", ("running",), worker=None)
+    one, restarted) to resume: a worker asked to stop does not sit on a long
+    job. The delivery does not count against the job's `max_attempts`."""
+    moved = context.jobs.transition(job["id"], "queued", ("running",), token=lease.token,
+                                    worker=None)  # fmt: skip
     if moved and context.requeue is not None:
         context.requeue(job)
         log.warning("job %s handed back to its queue: the worker is stopping", job["id"])
@@ -216,8 +254,8 @@ def _train_and_publish(
         checkpointer.wait()  # none lands after the job ends (and its checkpoint is deleted)
     if context.jobs.cancel_requested(job_id):
         raise JobCancelled("The job was cancelled before its model was published.")
-    lease.check()
-    version = _publish(job, spec, result, context)
+    lease.confirm()  # and again just before the version becomes visible
+    version = _publish(job, spec, result, lease, context)
     context.jobs.record_training(
         context.device, result.samples * result.epochs_run, result.fit_seconds
     )
@@ -230,23 +268,35 @@ def run_prediction_job(job_id: str, context: WorkerContext) -> JobRecord:
     with _owned(job_id, context) as lease:
         if lease is None:
             return context.jobs.get(job_id)
-        job = context.jobs.get(job_id)
         try:
-            if job["version"] is None:
-                raise FitserveError(f"Prediction job {job_id} names no model version.")
-            dataset = context.datasets.load(job["dataset"])
-            loaded = load_version(context.models, job["model"], job["version"])
-            outputs = loaded.predict(dataset.x)
-            lease.check()
-            context.results.save(job_id, outputs, loaded.encoding.decode(outputs))
+            return _run_prediction(context.jobs.get(job_id), lease, context)
         except LeaseLost:
-            return context.jobs.get(job_id)
-        except Exception as exc:
-            return _stop(job_id, context, exc)
-        context.jobs.update(job_id, progress={**job["progress"], "fraction": 1.0, "eta_s": 0.0})
-        return _succeed(job_id, context, {
-            "model": job["model"], "version": job["version"], "rows": len(outputs),
-        })  # fmt: skip
+            return _lost(job_id, context)
+
+
+def _run_prediction(job: JobRecord, lease: LeaseKeeper, context: WorkerContext) -> JobRecord:
+    job_id = job["id"]
+    try:
+        if job["version"] is None:
+            raise FitserveError(f"Prediction job {job_id} names no model version.")
+        dataset = context.datasets.load(job["dataset"])
+        loaded = load_version(context.models, job["model"], job["version"])
+        outputs = loaded.predict(dataset.x)
+        lease.confirm()
+        context.results.save(job_id, outputs, loaded.encoding.decode(outputs))
+    except LeaseLost:
+        raise
+    except redis.RedisError as exc:
+        # Not the job's fault: it stays running, and is delivered again (as a training job).
+        log.error("job %s: Redis failed (%s); it will be delivered again", job_id, exc)
+        raise
+    except Exception as exc:
+        return _stop(job_id, lease, context, exc)
+    context.jobs.update(job_id, token=lease.token,
+                        progress={**job["progress"], "fraction": 1.0, "eta_s": 0.0})  # fmt: skip
+    return _succeed(job_id, lease, context, {
+        "model": job["model"], "version": job["version"], "rows": len(outputs),
+    })  # fmt: skip
 
 
 @contextmanager
@@ -277,7 +327,7 @@ def _log_unclaimed(job_id: str, claim: Claim) -> None:
         "finished": "it has finished, or was cancelled before it started",
         "missing": "it no longer exists",
         "cancelled": "it was cancelled while its worker was gone",
-        "gave_up": f"its worker died on each of {claim.attempts} deliveries",
+        "gave_up": "its worker died on as many deliveries as it may have",
     }
     log.warning("job %s not run: %s", job_id, reasons.get(claim.outcome, claim.outcome))
 
@@ -288,32 +338,36 @@ def _record_restart(job: JobRecord, lease: LeaseKeeper, epoch: int, context: Wor
         "at": utc_now(), "attempt": job["attempts"], "worker": context.worker,
         "lost_worker": lease.claim.previous_worker, "resumed_from_epoch": epoch,
     }]  # fmt: skip
-    context.jobs.update(job["id"], restarts=restarts, resumed_from_epoch=epoch)
+    context.jobs.update(job["id"], token=lease.token, restarts=restarts,
+                        resumed_from_epoch=epoch)  # fmt: skip
     log.warning("job %s restarted (attempt %d), from epoch %d", job["id"], job["attempts"], epoch)
 
 
-def _stop(job_id: str, context: WorkerContext, exc: Exception) -> JobRecord:
+def _stop(job_id: str, lease: LeaseKeeper, context: WorkerContext, exc: Exception) -> JobRecord:
     if isinstance(exc, JobCancelled):
-        context.jobs.transition(job_id, "cancelled", ("running",), finished_at=utc_now())
+        context.jobs.transition(job_id, "cancelled", ("running",), token=lease.token,
+                                finished_at=utc_now())  # fmt: skip
         log.info("job %s cancelled", job_id)
     else:  # a failed job records why; the worker lives on
         log.error("job %s failed", job_id, exc_info=exc)
-        context.jobs.transition(
-            job_id, "failed", ("running",), finished_at=utc_now(), error=_describe(exc)
-        )
+        context.jobs.transition(job_id, "failed", ("running",), token=lease.token,
+                                finished_at=utc_now(), error=_describe(exc))  # fmt: skip
     return context.jobs.get(job_id)
 
 
-def _succeed(job_id: str, context: WorkerContext, result: dict[str, Any]) -> JobRecord:
-    context.jobs.transition(job_id, "succeeded", ("running",), finished_at=utc_now(),
-                            result=result)  # fmt: skip
+def _succeed(
+    job_id: str, lease: LeaseKeeper, context: WorkerContext, result: dict[str, Any]
+) -> JobRecord:
+    context.jobs.transition(job_id, "succeeded", ("running",), token=lease.token,
+                            finished_at=utc_now(), result=result)  # fmt: skip
     log.info("job succeeded: %s version %s", result["model"], result["version"])
     return context.jobs.get(job_id)
 
 
 def _publish(
-    job: JobRecord, spec: ModelSpec, result: TrainingResult, context: WorkerContext
-) -> int:
+    job: JobRecord, spec: ModelSpec, result: TrainingResult, lease: LeaseKeeper,
+    context: WorkerContext,
+) -> int:  # fmt: skip
     import keras
 
     metadata = {
@@ -337,7 +391,7 @@ def _publish(
         },
         "created_at": utc_now(),
     }
-    return context.models.publish(job["model"], result.model.save, metadata)
+    return context.models.publish(job["model"], result.model.save, metadata, lease.confirm)
 
 
 def _describe(exc: Exception) -> JobError:

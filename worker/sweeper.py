@@ -9,16 +9,29 @@ claim (models.jobs.store) lets exactly one delivery take it over and resume it f
 its checkpoint. A stray duplicate message is harmless: its claim finds the
 job taken or finished.
 
+A queued job whose message was lost (the API stopped between recording the
+job and sending it, a worker between handing its job back and sending it, or
+a worker died holding the message before it claimed the job) is sent again
+too: every queued job records when its message was last sent, and one sent a
+period ago or more is looked for on the broker (worker.queue.JobQueue.held),
+and sent again only when its message is nowhere: a job waiting in a busy
+queue is not sent twice.
+
 The sweep also keeps `auto` jobs from waiting on GPUs that are gone: one sent
 to the GPU queue (a GPU worker was online then) is sent to the CPU queue when
 no GPU worker is online any more. If a GPU worker comes back first, it takes
 the job from the GPU queue and the CPU queue's copy finds it taken.
+
+Every few minutes one of the sweepers also forgets what expired jobs left:
+their entries in the job indexes, and prediction jobs' results in the store.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
+from typing import cast
 
 import redis
 
@@ -26,16 +39,26 @@ from models.errors import NotFound
 from models.jobs.store import FINAL_STATES, JobStore
 from models.records import JobRecord
 from models.storage.checkpoints import CheckpointStore
+from models.storage.results import ResultStore
 from worker.queue import JobQueue
 
 log = logging.getLogger(__name__)
 
+# How often one of the workers' sweepers forgets what expired jobs left: a
+# job's record is kept for days (Settings.jobs.retention_days), so minutes late
+# is on time.
+FORGET_EXPIRED_EVERY_S = 300.0
+
 
 class Sweeper:
-    def __init__(self, queue: JobQueue, checkpoints: CheckpointStore, lease_s: float) -> None:
+    def __init__(
+        self, queue: JobQueue, checkpoints: CheckpointStore, lease_s: float,
+        results: ResultStore | None = None,
+    ) -> None:  # fmt: skip
         self.queue = queue
         self.jobs: JobStore = queue.jobs
         self.checkpoints = checkpoints
+        self.results = results
         # Twice per lease: a dead worker's job waits at most 1.5 leases.
         self.interval_s = lease_s / 2
         self._stopped = threading.Event()
@@ -55,8 +78,29 @@ class Sweeper:
             self.queue.send(job)
             log.warning("job %s: its worker %s is gone; delivered again", job_id, job["worker"])
             sent.append(job_id)
+        sent += self._resend_lost()
         sent += self._move_stranded()
         self._forget_finished_checkpoints()
+        if self.jobs.take_for_period("forget-expired", "all", FORGET_EXPIRED_EVERY_S):
+            self.forget_expired()
+        return sent
+
+    def _resend_lost(self) -> list[str]:
+        """Send again the queued jobs whose message is gone; returns their ids."""
+        period = self.interval_s * 4
+        since = time.time() - period
+        waiting = self.jobs.sent_before(since)
+        if not waiting:
+            return []
+        held = self.queue.held({job["queue"] for job in waiting if job.get("queue")}, since)
+        self.jobs.seen_waiting([job["id"] for job in waiting if job["id"] in held])
+        sent = []
+        for job in waiting:
+            if job["id"] in held or not self.jobs.take_for_period("resent", job["id"], period):
+                continue
+            self.queue.send(cast(JobRecord, job))
+            log.warning("job %s: queued, but its message was lost; sent again", job["id"])
+            sent.append(job["id"])
         return sent
 
     def _move_stranded(self) -> list[str]:
@@ -87,12 +131,22 @@ class Sweeper:
     def _forget_finished_checkpoints(self) -> None:
         # A job cancelled by the API while its worker was gone leaves one.
         for job_id in self.checkpoints.job_ids():
-            try:
-                finished = self.jobs.get(job_id)["state"] in FINAL_STATES
-            except NotFound:
-                finished = True
-            if finished:
+            # The state alone (None: the job is gone), not a long job's history.
+            state = self.jobs.fields(job_id, "state")["state"]
+            if state is None or state in FINAL_STATES:
                 self.checkpoints.delete(job_id)
+
+    def forget_expired(self) -> None:
+        """Drop what jobs whose records have expired leave behind (Redis has
+        no expiry for index entries, the store none for objects): their index
+        entries, and prediction jobs' results."""
+        self.jobs.forget_expired()
+        if self.results is None:
+            return
+        stored = self.results.job_ids()
+        for job_id in sorted(self.jobs.missing(stored)):
+            self.results.delete(job_id)
+            log.info("job %s: its record expired; its result is deleted", job_id)
 
     def _run(self) -> None:
         while True:

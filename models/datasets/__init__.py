@@ -2,6 +2,8 @@
 
 parsing      media type -> format, and parse_dataset
 csv_format   CSV bodies          json_format   JSON bodies          npz_format   NPZ bodies
+csv_pieces   a CSV body read a piece at a time (loadtxt for clean pieces; also for predict bodies)
+csv_table    a CSV's cells: numbers into arrays allocated once, labels, problems
 dataset      the Dataset type, and the float32/finite checks every format passes
 problems     how parse failures are reported
 target       describe_target: classes and counts, or numeric stats

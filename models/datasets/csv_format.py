@@ -1,9 +1,16 @@
 """CSV bodies: a header row, then one sample per line, with one column holding the label.
 
 Read in three layers: the header (its names checked, the label column found),
-the rows (lines split, each row's field count checked) and the cells (numbers
-and labels, each bad one a problem of its own). A problem's loc is inside the
-body (`["line", 7, "age"]`); the API places it in the request.
+the rows (each row's field count checked) and the cells (numbers and labels,
+each bad one a problem of its own). A problem's loc is inside the body
+(`["line", 7, "age"]`); the API places it in the request.
+
+Memory stays near the size of what is stored: the rows are read a piece of
+the body at a time (models.datasets.csv_pieces) into arrays allocated once,
+after the header has fixed the row width. Their length is bounded by the
+body (a row as wide as the header takes at least that many bytes), and only
+the pages rows are written to are ever touched; a wide header over short rows
+is refused row by row without either.
 """
 
 from __future__ import annotations
@@ -11,47 +18,197 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from models.datasets.dataset import Dataset, checked_float32, numeric_labels
-from models.datasets.problems import MAX_PROBLEMS, Problem, fail, preview, raise_first, report
-from models.errors import InvalidDataset, Loc, MalformedBody
+from models.datasets.csv_pieces import Body, pieces
+from models.datasets.csv_table import Header, Table
+from models.datasets.dataset import Dataset
+from models.datasets.npz_format import MAX_ARRAY_BYTES
+from models.datasets.problems import fail, preview
+from models.errors import InvalidDataset, MalformedBody
 
-Row = tuple[int, list[str]]  # the file line where the row ends, and its fields
+_BOM = b"\xef\xbb\xbf"
+# Columns a header may name: each name is a Python string while the header is
+# read, and a 256 MiB header of one-letter names would be 128 million of them.
+MAX_COLUMNS = 1_000_000
+# What the trailing lines that are dropped hold (old readers and spreadsheets leave them).
+_BLANK_BYTES = np.frombuffer(b" \t\n\r\x0b\x0c,", np.uint8)
+_TRAIL_BLOCK = 1 << 20
+_LABEL_BATCH = 4096  # labels read again as text at a time
 
 
-def parse_csv(body: bytes, target: str | None) -> tuple[Dataset, str]:
-    rows = _rows(body)
-    header = _header(rows[0][1], target)
-    x, labels = _cells(rows[1:], header)
-    return _dataset(x, labels, rows[1:], header), header.label
+def parse_csv(
+    body: Body, target: str | None, max_array_bytes: int = MAX_ARRAY_BYTES
+) -> tuple[Dataset, str]:
+    """`max_array_bytes` bounds the labels of a CSV (text labels take 4 bytes per
+    character of the longest); its numbers are bounded by its size."""
+    start = len(_BOM) if body.startswith(_BOM) else 0
+    end = _end_of_rows(body, start)
+    cut = body.find(b"\n", start, end)
+    commas = body.count(b",", start, end if cut < 0 else cut)  # before a name is read
+    if commas >= MAX_COLUMNS:
+        _too_wide(commas + 1)
+    if _plain(body, start, end):
+        return _parse_plain(body, start, end, target, max_array_bytes)
+    return _parse_records(body, start, end, target, max_array_bytes)
+
+
+def _end_of_rows(body: Body, start: int) -> int:
+    """Where the rows end: lines at the end that hold only blanks and commas are
+    dropped. Found from the end, a block at a time (a regular expression
+    anchored at the end would try every position of a long blank run)."""
+    stop = len(body)
+    while stop > start:
+        block = max(start, stop - _TRAIL_BLOCK)
+        raw = np.frombuffer(body, np.uint8, count=stop - block, offset=block)
+        kept = np.flatnonzero(~np.isin(raw, _BLANK_BYTES))
+        if len(kept):
+            last = block + int(kept[-1]) + 1  # just past the last byte that is not blank
+            cut = body.find(b"\n", last)
+            return len(body) if cut < 0 else cut
+        stop = block
+    return start
+
+
+def _plain(body: Body, start: int, end: int) -> bool:
+    """True when every line is a row: no quotes, and no carriage return but in `\\r\\n`."""
+    return body.find(b'"', start, end) < 0 and body.count(b"\r", start, end) == body.count(
+        b"\r\n", start, end
+    )
+
+
+def _no_data_rows(lines: int) -> None:
+    fail(
+        InvalidDataset,
+        [],
+        "The CSV body has no data rows",
+        "a header row and at least one data row",
+        f"{lines} line(s)",
+    )
+
+
+def _parse_plain(
+    body: Body, start: int, end: int, target: str | None, max_array_bytes: int
+) -> tuple[Dataset, str]:
+    """A body whose rows are its lines: the header is the first; pieces of whole
+    lines follow, each read by loadtxt or, when it cannot, by the csv module."""
+    cut = body.find(b"\n", start, end)
+    data_start = end if cut < 0 else cut + 1
+    if data_start >= end:
+        _no_data_rows(0 if start >= end else 1)
+    header_text = _decoded(body, start, data_start).rstrip("\r\n")
+    header = _header(header_text.split(","), target)
+    table = Table(header, _capacity(body, data_start, end, len(header.names)), max_array_bytes)
+    for piece in pieces(body, data_start, end, 2):
+        text = _decoded(body, piece.start, piece.end)
+        if not table.read_piece(body, piece, text):
+            reader = csv.reader(io.StringIO(text, newline=""))
+            table.read_rows(_numbered(reader, piece.first_line - 1))
+        if table.full():
+            break
+    return table.dataset(lambda: _label_texts(body, data_start, end, 2, header)), header.label
+
+
+def _parse_records(
+    body: Body, start: int, end: int, target: str | None, max_array_bytes: int
+) -> tuple[Dataset, str]:
+    """A body with quotes (a record may span lines): one csv reader over it all."""
+    reader = csv.reader(_lines(body, start, end))
+    records = _numbered(reader, 0)
+    first = next(records, None)
+    if first is None:
+        _no_data_rows(0)
+    peeked = next(records, None)
+    if peeked is None:
+        _no_data_rows(1)
+    assert first is not None and peeked is not None
+    header = _header(first[1], target)
+    table = Table(header, _capacity(body, start, end, len(header.names)), max_array_bytes)
+    table.read_rows(itertools.chain([peeked], records))
+
+    def texts() -> Iterator[tuple[int, list[str]]]:
+        return itertools.islice(_numbered(csv.reader(_lines(body, start, end)), 0), 1, None)
+
+    return table.dataset(lambda: _label_texts_of(texts(), header)), header.label
+
+
+def _numbered(reader: Iterator[list[str]], line_offset: int) -> Iterator[tuple[int, list[str]]]:
+    """(the file line where the row ends, the row), or MalformedBody at a csv error."""
+    try:
+        for row in reader:
+            yield line_offset + reader.line_num, row  # type: ignore[attr-defined]
+    except csv.Error as exc:
+        line = line_offset + reader.line_num  # type: ignore[attr-defined]
+        fail(MalformedBody, ["line", line], f"Line {line} is not valid CSV", "RFC 4180 fields", exc)
+
+
+def _lines(body: Body, start: int, end: int) -> Iterator[str]:
+    """The body's lines with their endings, decoded a piece at a time (what
+    csv.reader reads: it carries a quoted field from one line to the next)."""
+    for piece in pieces(body, start, end, 1):
+        yield from io.StringIO(_decoded(body, piece.start, piece.end), newline="")
+
+
+def _decoded(body: Body, start: int, end: int) -> str:
+    try:
+        return str(memoryview(body)[start:end], "utf-8")
+    except UnicodeDecodeError as exc:
+        offset = start + exc.start
+        fail(
+            MalformedBody,
+            [],
+            "The CSV body is not valid UTF-8",
+            "UTF-8 text",
+            f"byte {body[offset]:#04x} at offset {offset}",
+        )
+
+
+def _capacity(body: Body, start: int, end: int, width: int) -> int:
+    """The most rows body[start:end] can hold: no more than its lines (ended by
+    \\n, \\r or both), and a row of `width` fields takes at least `width` bytes
+    (its commas and its line's end)."""
+    lines = body.count(b"\n", start, end) + body.count(b"\r", start, end) + 1
+    return min(lines, (end - start) // width + 1)
+
+
+def _label_texts(
+    body: Body, start: int, end: int, first_line: int, header: Header
+) -> Iterable[np.ndarray]:
+    """The label column as text, a piece at a time (read again when labels that
+    looked like numbers turn out to be classes)."""
+    for piece in pieces(body, start, end, first_line):
+        text = _decoded(body, piece.start, piece.end)
+        reader = csv.reader(io.StringIO(text, newline=""))
+        yield from _label_texts_of(_numbered(reader, piece.first_line - 1), header)
+
+
+def _label_texts_of(rows: Iterator[tuple[int, list[str]]], header: Header) -> Iterable[np.ndarray]:
+    while batch := list(itertools.islice(rows, _LABEL_BATCH)):
+        yield np.array([row[header.label_at].strip() for _, row in batch], dtype=str)
+
+
+def _too_wide(columns: int) -> None:
+    fail(
+        InvalidDataset,
+        ["line", 1],
+        f"The CSV header has {columns:,} columns",
+        f"at most {MAX_COLUMNS:,} columns",
+        f"{columns:,} comma-separated names",
+    )
 
 
 # --- the header ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Header:
-    names: list[str]
-    label_at: int
-    features: list[int]  # the other columns' indices
-
-    @property
-    def label(self) -> str:
-        return self.names[self.label_at]
-
-    def cell(self, line: int, column: int) -> tuple[Loc, str]:
-        """Where a cell is: its loc, and the words a message names it by."""
-        return ["line", line, self.names[column]], f"Line {line}, column {self.names[column]!r}"
-
-
-def _header(row: list[str], target: str | None) -> _Header:
+def _header(row: list[str], target: str | None) -> Header:
+    if len(row) > MAX_COLUMNS:
+        _too_wide(len(row))
     names = [name.strip() for name in row]
     _check_names(names)
     label_at = _label_column(names, target)
-    return _Header(names, label_at, [i for i in range(len(names)) if i != label_at])
+    return Header(names, label_at, [i for i in range(len(names)) if i != label_at])
 
 
 def _check_names(names: list[str]) -> None:
@@ -89,143 +246,3 @@ def _label_column(names: list[str], target: str | None) -> int:
             argument="target",
         )
     return names.index(target.strip())
-
-
-# --- the rows ------------------------------------------------------------------------
-
-
-def _rows(body: bytes) -> list[Row]:
-    """The header and the data rows; blank lines at the end dropped."""
-    reader = csv.reader(io.StringIO(_decode(body), newline=""))
-    try:  # line_num, read after each row, is the file line where that row ends
-        rows = [(reader.line_num, row) for row in reader]
-    except csv.Error as exc:
-        fail(
-            MalformedBody,
-            ["line", reader.line_num],
-            f"Line {reader.line_num} is not valid CSV",
-            "RFC 4180 fields",
-            exc,
-        )
-    while rows and not any(field.strip() for field in rows[-1][1]):
-        rows.pop()
-    if len(rows) < 2:
-        fail(
-            InvalidDataset,
-            [],
-            "The CSV body has no data rows",
-            "a header row and at least one data row",
-            f"{len(rows)} line(s)",
-        )
-    return rows
-
-
-def _decode(body: bytes) -> str:
-    try:
-        return body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        fail(
-            MalformedBody,
-            [],
-            "The CSV body is not valid UTF-8",
-            "UTF-8 text",
-            f"byte {body[exc.start]:#04x} at offset {exc.start}",
-        )
-
-
-def _room_for_features(rows: list[Row], header: _Header) -> np.ndarray | None:
-    """x, zeros; None when a row has the wrong width (a problem: x is never filled)."""
-    # Field counts before allocating: x is rows × columns, and a wide header over
-    # many short lines would ask for terabytes. Rows of the header's width are
-    # bounded by the body's size.
-    if any(len(row) != len(header.names) for _, row in rows):
-        return None
-    return np.zeros((len(rows), len(header.features)), np.float64)
-
-
-def _width_problem(line: int, row: list[str], header: _Header) -> Problem:
-    names = header.names
-    where = (
-        f"column {names[len(row)]!r} is missing"
-        if len(row) < len(names)
-        else f"column {len(names) + 1} has no header"
-    )
-    return report(
-        ["line", line],
-        f"Line {line} has {len(row)} fields, {where}",
-        f"{len(names)} fields, one per header column",
-        row,  # previewed: a row of a million fields is quoted by its first few
-    )
-
-
-# --- the cells -----------------------------------------------------------------------
-
-
-def _cells(rows: list[Row], header: _Header) -> tuple[np.ndarray, list[str]]:
-    """The features (float64) and the labels; the problems found, raised."""
-    x = _room_for_features(rows, header)
-    labels, problems = _read(rows, header, x)
-    raise_first(problems)
-    assert x is not None  # else a row had the wrong width: a problem, raised above
-    return x, labels
-
-
-def _read(
-    rows: list[Row], header: _Header, x: np.ndarray | None
-) -> tuple[list[str], list[Problem]]:
-    """Row by row, in file order, until MAX_PROBLEMS problems: the numbers into
-    `x` (when given), the labels, and the problems."""
-    labels: list[str] = []
-    problems: list[Problem] = []
-    for r, (line, row) in enumerate(rows):
-        if len(problems) >= MAX_PROBLEMS:
-            break
-        if len(row) != len(header.names):
-            problems.append(_width_problem(line, row, header))
-            continue
-        values, bad = _numbers(line, row, header)
-        label, missing = _label(line, row, header)
-        if x is not None and not bad:
-            x[r] = values
-        labels.append(label)
-        problems += bad + missing
-    return labels, problems
-
-
-def _numbers(line: int, row: list[str], header: _Header) -> tuple[list[float], list[Problem]]:
-    """The row's features as numbers, or a problem for each that is not one."""
-    try:
-        return [float(row[i]) for i in header.features], []
-    except ValueError:
-        # At most MAX_PROBLEMS per row: a row of a million words is not a million problems.
-        bad = itertools.islice((i for i in header.features if not _is_float(row[i])), MAX_PROBLEMS)
-        return [], [report(*header.cell(line, i), "a number", repr(row[i])) for i in bad]
-
-
-def _label(line: int, row: list[str], header: _Header) -> tuple[str, list[Problem]]:
-    label = row[header.label_at].strip()
-    if label:
-        return label, []
-    return label, [
-        report(*header.cell(line, header.label_at), "a label", repr(row[header.label_at]))
-    ]
-
-
-def _dataset(x: np.ndarray, labels: list[str], rows: list[Row], header: _Header) -> Dataset:
-    """float32 features and numeric (or string) labels; a bad value named by its cell."""
-    lines = [line for line, _ in rows]
-    x32 = checked_float32(x, lambda i: header.cell(lines[i[0]], header.features[i[1]]))
-    if all(_is_float(label) for label in labels):
-        numbers = np.array([float(label) for label in labels])
-        y = numeric_labels(numbers, lambda i: header.cell(lines[i[0]], header.label_at))
-    else:
-        y = np.array(labels, dtype=str)
-    return Dataset(x32, y)
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True

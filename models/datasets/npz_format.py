@@ -21,8 +21,10 @@ MEMBERS = {"x": "x.npy", "y": "y.npy"}
 _EXPECTED = "an NPZ archive (numpy.savez) with arrays x and y"
 
 
-def _declared_bytes(npz: Any, name: str) -> int:
-    """The bytes the member's .npy header says its array holds, read without loading it."""
+def _unpacked_bytes(npz: Any, name: str) -> int:
+    """The bytes the member's array takes once unpacked and kept, read from its
+    .npy header without loading it. Numbers count at float32 or wider: the
+    features are kept as float32, so int8 takes four times its archived size."""
     try:
         with npz.zip.open(MEMBERS[name]) as member:
             version = np.lib.format.read_magic(member)
@@ -37,24 +39,28 @@ def _declared_bytes(npz: Any, name: str) -> int:
             _EXPECTED,
             exc,
         )
-    return int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    itemsize = dtype.itemsize if dtype.kind in "USV" else max(dtype.itemsize, 4)
+    return int(np.prod(shape, dtype=np.float64)) * itemsize
 
 
 def _refuse_bombs(npz: Any, max_array_bytes: int) -> None:
-    total = sum(_declared_bytes(npz, name) for name in MEMBERS)
+    total = sum(_unpacked_bytes(npz, name) for name in MEMBERS)
     if total > max_array_bytes:
         fail(
             InvalidDataset,
             [],
-            f"The NPZ archive's arrays would unpack to {total:,} bytes",
-            f"at most {max_array_bytes:,} bytes of arrays",
-            f"{total:,} bytes declared",
+            f"The NPZ archive's arrays would unpack to {total:,} bytes at float32",
+            f"at most {max_array_bytes:,} bytes of arrays (numbers counted at float32 or "
+            "wider, the dtype they are kept in)",
+            f"{total:,} bytes declared by the arrays' headers",
         )
 
 
-def parse_npz(body: bytes, max_array_bytes: int = MAX_ARRAY_BYTES) -> tuple[np.ndarray, np.ndarray]:
+def parse_npz(
+    body: bytes | bytearray, max_array_bytes: int = MAX_ARRAY_BYTES
+) -> tuple[np.ndarray, np.ndarray]:
     try:
-        npz = np.load(io.BytesIO(body), allow_pickle=False)
+        npz = np.load(_BufferFile(body), allow_pickle=False)
     except Exception as exc:  # untrusted bytes fail in many ways; all mean "not an NPZ"
         fail(MalformedBody, [], "The body is not a readable NPZ archive", _EXPECTED, exc)
     if not isinstance(npz, np.lib.npyio.NpzFile):
@@ -102,3 +108,32 @@ def parse_npz(body: bytes, max_array_bytes: int = MAX_ARRAY_BYTES) -> tuple[np.n
             f"dtype {y.dtype}, shape {list(y.shape)}",
         )
     return x, y
+
+
+class _BufferFile(io.RawIOBase):
+    """A read-only file over a body in memory, without copying it (io.BytesIO
+    copies a bytearray, the type the API reads bodies into)."""
+
+    def __init__(self, buffer: bytes | bytearray) -> None:
+        self._view = memoryview(buffer)
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        size = max(0, min(len(target), len(self._view) - self._position))
+        target[:size] = self._view[self._position : self._position + size]
+        self._position += size
+        return size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: len(self._view)}
+        self._position = max(0, base[whence] + offset)
+        return self._position
+
+    def tell(self) -> int:
+        return self._position

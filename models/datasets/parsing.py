@@ -6,6 +6,7 @@ from pathlib import Path
 
 from models import errors
 from models.datasets.csv_format import parse_csv
+from models.datasets.csv_pieces import Body
 from models.datasets.dataset import Dataset, finish
 from models.datasets.json_format import parse_json
 from models.datasets.npz_format import MAX_ARRAY_BYTES, parse_npz
@@ -26,7 +27,7 @@ def media_type_for_filename(filename: str) -> str | None:
     return _EXTENSIONS.get(Path(filename).suffix.lower())
 
 
-def parse_dataset(body: bytes, content_type: str, target: str | None = None) -> Dataset:
+def parse_dataset(body: Body, content_type: str, target: str | None = None) -> Dataset:
     return parse_upload(body, content_type, target)[0]
 
 
@@ -45,11 +46,12 @@ def format_of(content_type: str) -> DatasetFormat:
 
 
 def parse_upload(
-    body: bytes, content_type: str, target: str | None, max_array_bytes: int = MAX_ARRAY_BYTES
+    body: Body, content_type: str, target: str | None, max_array_bytes: int = MAX_ARRAY_BYTES
 ) -> tuple[Dataset, DatasetFormat, str | None]:
     """The dataset, its format, and (for CSV only) the name of its label column.
 
-    `max_array_bytes` bounds what a compressed NPZ may unpack to."""
+    `max_array_bytes` bounds the arrays an upload may unpack to (a compressed
+    NPZ can declare far more than it holds; a CSV's text labels can be long)."""
     fmt = format_of(content_type)
     if not body or body.isspace():
         fail(
@@ -60,7 +62,7 @@ def parse_upload(
             f"{len(body)} bytes",
         )
     if fmt == "csv":
-        dataset, column = parse_csv(body, target)
+        dataset, column = parse_csv(body, target, max_array_bytes)
         return dataset, fmt, column
     arrays = parse_json(body) if fmt == "json" else parse_npz(body, max_array_bytes)
     return finish(*arrays), fmt, None

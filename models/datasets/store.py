@@ -16,10 +16,11 @@ from models.datasets.npz_format import MAX_ARRAY_BYTES
 from models.datasets.parsing import format_of, parse_upload
 from models.datasets.problems import error
 from models.datasets.target import describe_target
-from models.errors import NotFound
+from models.errors import NotFound, ValidationFailed
+from models.ids import is_dataset_id
 from models.records import DatasetRecord
 from models.storage.blobs import Blobs
-from models.storage.dataset_files import DatasetFiles
+from models.storage.dataset_files import DatasetFiles, Stored
 
 
 class DatasetStore:
@@ -33,7 +34,7 @@ class DatasetStore:
         self.max_array_bytes = max_array_bytes
 
     def save(
-        self, body: bytes, content_type: str, target: str | None = None
+        self, body: bytes | bytearray, content_type: str, target: str | None = None
     ) -> tuple[DatasetRecord, bool]:
         content = hashlib.sha256(body)
         keyed = content.copy()
@@ -77,9 +78,40 @@ class DatasetStore:
         except FileNotFoundError:
             raise _not_found(dataset_id) from None
 
+    def forget_incomplete(self, older_than_s: float) -> list[str]:
+        """Drop the arrays of uploads cut off before their record was written."""
+        return self.files.forget_incomplete(older_than_s)
+
+    def page(
+        self, limit: int = 50, page_token: str | None = None
+    ) -> tuple[list[DatasetRecord], str | None]:
+        """Datasets newest stored first, `limit` at a time, from the one after
+        the page `page_token` ended (none: the first page); returns (page,
+        token of the next page or None). A token names the place of the last
+        dataset shown, so a page holds the same datasets whatever was uploaded
+        or deleted since the one before. Reads the records it returns, and
+        one listing: the store's times order it (to its clock's resolution,
+        then by id), not the records' `created_at`."""
+        after = _place(page_token) if page_token else None
+        records, last = self.files.page(limit, after)
+        return records, None if last is None else f"{last.stored_us}-{last.dataset_id}"
+
     def list(self) -> list[DatasetRecord]:
-        records = self.files.records()
+        """Every dataset, newest created first: reads every record (the API
+        reads a page at a time instead)."""
+        records, _ = self.files.page(limit=None)
         return sorted(records, key=lambda r: (r["created_at"], r["id"]), reverse=True)
+
+
+def _place(page_token: str) -> Stored:
+    stored_us, _, dataset_id = page_token.partition("-")
+    digits = stored_us.isascii() and stored_us.isdigit() and len(stored_us) <= 20
+    if not digits or not is_dataset_id(dataset_id):
+        raise error(
+            ValidationFailed, [], "page_token is not a page token",
+            "the next_page_token of a page before", repr(page_token[:80]), argument="page_token",
+        )  # fmt: skip
+    return Stored(int(stored_us), dataset_id)
 
 
 def _not_found(dataset_id: object) -> errors.FitserveError:

@@ -1,10 +1,12 @@
 """Online workers: each worker writes a heartbeat record to Redis with a short
 expiry, so a worker that dies drops out of the list by itself. The API lists
-them (and routes `auto` jobs by them); worker.heartbeat writes them."""
+them, and how many serve each queue (and routes `auto` jobs by them);
+worker.heartbeat writes them."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 import redis
@@ -32,3 +34,10 @@ class WorkerRegistry:
 
     def gpu_online(self) -> bool:
         return any(worker["gpus"] for worker in self.online())
+
+    @staticmethod
+    def serving(queues: Iterable[str], online: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+        """How many of the `online` workers consume each of `queues` (0: none,
+        and a job sent there waits)."""
+        return {queue: {"workers": sum(worker.get("queue") == queue for worker in online)}
+                for queue in queues}  # fmt: skip

@@ -17,8 +17,9 @@ memory instead:
   and so is one asked for a version it does not have.
 
 Without a Redis client and with a folder (tests, tools) it asks the store on
-every call instead. The subscriber starts on the first ask in each process (gunicorn forks its
-workers after importing us; a thread does not survive a fork).
+every call instead. The subscriber starts on the first ask in each process
+(the API server forks its workers after importing us; a thread does not
+survive a fork).
 """
 
 from __future__ import annotations

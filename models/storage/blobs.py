@@ -32,6 +32,8 @@ from models.settings import Settings
 
 # A key's segments: letters, digits and `_-.=+@`, not starting with `.`.
 _SEGMENT = re.compile(r"[A-Za-z0-9_\-=+@][A-Za-z0-9_\-=+@.]*")
+# A partial file: a write, or a download into the cache, not yet renamed into place.
+_PARTIAL = re.compile(r"\.tmp-[0-9a-f]{32}")
 # Files from this size up go to S3 as multipart uploads, in parts this size.
 MULTIPART_BYTES = 64 << 20
 # S3 turns a conditional create that races another into 409; the client retries.
@@ -72,8 +74,20 @@ class Blobs(ABC):
         """Every key that starts with `prefix` (a folder: end it with `/`)."""
 
     @abstractmethod
+    def listing(self, prefix: str) -> Iterator[tuple[str, float]]:
+        """`keys(prefix)`, each with when it was last written (seconds since
+        the epoch), from the same listing."""
+
+    @abstractmethod
     def delete(self, key: str) -> None:
         """Remove `key`; nothing happens when it is missing."""
+
+    @abstractmethod
+    def forget_partial_writes(self, older_than_s: float) -> int:
+        """Remove what writes that were cut off left behind (a folder's
+        partial files, a bucket's incomplete multipart uploads, partial
+        downloads in the local cache), once older than `older_than_s`: a
+        younger one may be a write in progress. Returns how many it removed."""
 
     @abstractmethod
     def local_file(self, key: str) -> Path:
@@ -204,9 +218,25 @@ class FolderBlobs(Blobs):
             return super().children(prefix)
         return sorted(entry.name for entry in folder.iterdir() if not entry.name.startswith("."))
 
+    def listing(self, prefix: str) -> Iterator[tuple[str, float]]:
+        for key in self.keys(prefix):
+            try:
+                yield key, (self.root / key).stat().st_mtime
+            except FileNotFoundError:  # deleted meanwhile
+                continue
+
+    def forget_partial_writes(self, older_than_s: float) -> int:
+        removed = _remove_partials(self.root, time.time() - older_than_s)
+        for path in removed:
+            self._prune(path)
+        return len(removed)
+
     def delete(self, key: str) -> None:
         path = self._path(key)
         path.unlink(missing_ok=True)
+        self._prune(path)
+
+    def _prune(self, path: Path) -> None:
         # Folders emptied go too, as they do in a bucket (where they never exist).
         for folder in path.parents:
             if folder == self.root or not folder.is_relative_to(self.root):
@@ -252,7 +282,7 @@ class S3Blobs(Blobs):
 
     @property
     def client(self) -> Any:
-        # One client per process: gunicorn and Celery fork, and a connection
+        # One client per process: the API server and Celery fork, and a connection
         # pool must not be shared across a fork.
         pid = os.getpid()
         with self._lock:
@@ -367,8 +397,36 @@ class S3Blobs(Blobs):
             for item in page.get("Contents", []):
                 yield item["Key"][skip:]
 
+    def listing(self, prefix: str) -> Iterator[tuple[str, float]]:
+        if prefix.rstrip("/"):
+            check_key(prefix.rstrip("/"))
+        base = f"{self.prefix}/" if self.prefix else ""
+        pages = self.client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=base + prefix
+        )
+        for page in pages:
+            for item in page.get("Contents", []):
+                yield item["Key"][len(base) :], item["LastModified"].timestamp()
+
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._name(key))
+
+    def forget_partial_writes(self, older_than_s: float) -> int:
+        # A multipart upload cut off keeps its parts (and their cost) until aborted.
+        cutoff = time.time() - older_than_s
+        removed = len(_remove_partials(self.cache_dir, cutoff))
+        base = f"{self.prefix}/" if self.prefix else ""
+        pages = self.client.get_paginator("list_multipart_uploads").paginate(
+            Bucket=self.bucket, Prefix=base
+        )
+        for page in pages:
+            for upload in page.get("Uploads", []):
+                if upload["Initiated"].timestamp() < cutoff:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+                    )
+                    removed += 1
+        return removed
 
     def local_file(self, key: str) -> Path:
         from botocore.exceptions import ClientError
@@ -406,6 +464,21 @@ def _new_client(service: str, **options: Any) -> Any:
             _sessions.clear()
             _sessions[pid] = boto3.session.Session()
         return _sessions[pid].client(service, **options)
+
+
+def _remove_partials(folder: Path, cutoff: float) -> list[Path]:
+    """Delete the partial files under `folder` last written before `cutoff`."""
+    removed = []
+    for directory, _, files in os.walk(folder):
+        for name in filter(_PARTIAL.fullmatch, files):
+            path = Path(directory, name)
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+                    removed.append(path)
+            except FileNotFoundError:  # renamed into place, or removed, meanwhile
+                continue
+    return removed
 
 
 def _status(error: Any) -> int:

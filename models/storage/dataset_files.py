@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -23,6 +25,14 @@ from models.storage.blobs import Blobs
 
 DATA_FILE = "data.npz"
 RECORD_FILE = "record.json"
+
+
+class Stored(NamedTuple):
+    """A dataset's place in listings: when its record was stored (µs since the
+    epoch, as the store's listing says), then its id. Ordered as tuples."""
+
+    stored_us: int
+    dataset_id: str
 
 
 class DatasetFiles:
@@ -62,16 +72,54 @@ class DatasetFiles:
         self.blobs.delete(self._key(dataset_id, RECORD_FILE))
         self.blobs.delete(self._key(dataset_id, DATA_FILE))
 
-    def records(self) -> list[DatasetRecord]:
-        records = []
-        for key in self.blobs.keys("datasets/"):
+    def page(
+        self, limit: int | None, after: Stored | None = None
+    ) -> tuple[list[DatasetRecord], Stored | None]:
+        """Up to `limit` records (None: all), newest stored first, from the one
+        after `after` on; and the place of the last one when more follow. One
+        listing, then a read per record shown: the order is the listing's."""
+        stored = sorted(self._stored(), reverse=True)
+        if after is not None:
+            stored = [entry for entry in stored if entry < after]
+        records: list[DatasetRecord] = []
+        last = None
+        for entry in stored:
+            if len(records) == limit:
+                return records, last
+            try:
+                records.append(self.record(entry.dataset_id))
+                last = entry
+            except FileNotFoundError:  # deleted while listing
+                continue
+        return records, None
+
+    def forget_incomplete(self, older_than_s: float) -> list[str]:
+        """Delete the arrays of datasets whose record was never written (their
+        upload was cut off in between), once older than `older_than_s`; returns
+        their ids."""
+        cutoff = time.time() - older_than_s
+        files: dict[str, dict[str, float]] = {}
+        for key, modified in self.blobs.listing("datasets/"):
+            parts = key.split("/")
+            if len(parts) == 3 and is_dataset_id(parts[1]):
+                files.setdefault(parts[1], {})[parts[2]] = modified
+        forgotten = []
+        for dataset_id, written in sorted(files.items()):
+            if RECORD_FILE in written or written.get(DATA_FILE, cutoff) >= cutoff:
+                continue
+            if self.exists(dataset_id):  # the same upload again, just now
+                continue
+            self.blobs.delete(self._key(dataset_id, DATA_FILE))
+            forgotten.append(dataset_id)
+        return forgotten
+
+    def _stored(self) -> list[Stored]:
+        found = []
+        for key, modified in self.blobs.listing("datasets/"):
             parts = key.split("/")
             if len(parts) == 3 and parts[2] == RECORD_FILE and is_dataset_id(parts[1]):
-                try:
-                    records.append(json.loads(self.blobs.get(key)))
-                except FileNotFoundError:  # deleted while listing
-                    continue
-        return records
+                found.append(Stored(round(modified * 1_000_000), parts[1]))
+        return found
 
     def _key(self, dataset_id: str, file: str) -> str:
         if not is_dataset_id(dataset_id):

@@ -10,12 +10,18 @@ this order:
                  (a cache elsewhere may still hold the old model under it).
   model.keras    the model, as Keras saved it.
   manifest.json  the metadata, and the sha256 and size of every file. It is
-                 written last, and a version exists exactly when its manifest
-                 does, so a reader never sees half a version.
+                 written last, and only if absent (a conditional create too),
+                 and a version exists exactly when its manifest does, so a
+                 reader never sees half a version, nor a second one.
 
-`models/<name>/jobs/<job id>` names the number a job claimed, so the retry
-of a job that died while publishing finishes that version instead of
-publishing a second one.
+`models/<name>/jobs/<job id>` names the number a job claimed (created only if
+absent), so every attempt of a job publishes under one number: the retry of a
+job that died while publishing finishes that version instead of publishing a
+second one, and of two attempts at once (a worker that stalled past its lease,
+and the one that took its job over) one writes the manifest and the other
+finds the version published. An attempt other than the one that claimed the
+number writes its model as `model-<hex>.keras`, which its manifest names, so
+that no attempt overwrites the model another's manifest vouches for.
 """
 
 from __future__ import annotations
@@ -23,12 +29,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from models.errors import NotFound
+from models.errors import DamagedStore, NotFound, quoted
 from models.ids import MODEL_NAME, VERSION, anchored, is_job_id, is_model_name
 from models.storage.blobs import Blobs, FolderBlobs
 
@@ -37,6 +45,8 @@ log = logging.getLogger(__name__)
 MODEL_FILE = "model.keras"
 MANIFEST_FILE = "manifest.json"
 CLAIM_FILE = "claim.json"
+# The model files a manifest may name: the claimer's, or another attempt's.
+_MODEL_FILES = re.compile(r"model(-[0-9a-f]{12})?\.keras")
 
 
 class ModelStore:
@@ -47,31 +57,58 @@ class ModelStore:
         self.on_change = on_change
 
     def publish(
-        self, name: str, write_model: Callable[[Path], None], metadata: dict[str, Any]
-    ) -> int:
+        self, name: str, write_model: Callable[[Path], None], metadata: dict[str, Any],
+        may_publish: Callable[[], None] | None = None,
+    ) -> int:  # fmt: skip
         """Publish a new version of `name`; `write_model(path)` saves the `.keras` file.
 
-        With `metadata["job"]`, publishing is idempotent per job: a retry
-        completes the version its first attempt claimed."""
+        With `metadata["job"]`, a job publishes one version whatever its
+        attempts: a retry completes the version its first attempt claimed, and
+        an attempt that finds that version published (by another attempt,
+        meanwhile) returns it. `may_publish()` raises (LeaseLost) when the
+        caller must not publish any more; it is asked before a number is taken
+        and just before the manifest is written, and abandons the version."""
         check_model_name(name)
         job_id = metadata.get("job")
         claimed = self._claimed_by(name, job_id)
         if claimed is not None and self.blobs.exists(f"models/{name}/{claimed}/{MANIFEST_FILE}"):
             return claimed  # a second delivery of a job that published already
+        check = may_publish or (lambda: None)
         with tempfile.TemporaryDirectory(prefix="fitserve-publish-") as staging:
             local = Path(staging) / MODEL_FILE
             write_model(local)
             digest, size = file_sha256(local), local.stat().st_size
-            version = claimed if claimed is not None else self._claim(name, job_id)
+            check()
+            if claimed is None:
+                version, claimer = self._claim(name, job_id)
+            else:
+                version, claimer = claimed, False
             folder = f"models/{name}/{version}"
-            self.blobs.put_file(f"{folder}/{MODEL_FILE}", local)
+            model_file = MODEL_FILE if claimer else f"model-{uuid.uuid4().hex[:12]}.keras"
+            self.blobs.put_file(f"{folder}/{model_file}", local)
         manifest = {
             **metadata, "name": name, "version": version, "model_sha256": digest,
-            "files": {MODEL_FILE: {"sha256": digest, "bytes": size}},
+            "files": {model_file: {"sha256": digest, "bytes": size}},
         }  # fmt: skip
-        self.blobs.put(f"{folder}/{MANIFEST_FILE}", _json(manifest))
+        try:
+            check()
+        except BaseException:
+            self.blobs.delete(f"{folder}/{model_file}")  # no manifest names it
+            raise
+        if not self.blobs.create(f"{folder}/{MANIFEST_FILE}", _json(manifest)):
+            # Another attempt of the job published the version meanwhile.
+            self.blobs.delete(f"{folder}/{model_file}")
+            return version
+        if not claimer:  # what attempts that died (or lost) here left
+            for key in self._model_files(folder):
+                if key != f"{folder}/{model_file}":
+                    self.blobs.delete(key)
         self._changed(name)
         return version
+
+    def _model_files(self, folder: str) -> list[str]:
+        return [key for key in self.blobs.keys(f"{folder}/")
+                if _MODEL_FILES.fullmatch(key.rpartition("/")[2])]  # fmt: skip
 
     def _claimed_by(self, name: str, job_id: Any) -> int | None:
         """The number job `job_id` claimed for `name` and may still finish: None
@@ -85,15 +122,25 @@ class ModelStore:
             return None
         return None if claim.get("deleted") else version
 
-    def _claim(self, name: str, job_id: Any) -> int:
-        """A new number: the first free one above every number ever claimed."""
+    def _claim(self, name: str, job_id: Any) -> tuple[int, bool]:
+        """A new number: the first free one above every number ever claimed;
+        and True. For a job whose other attempt claimed one meanwhile, that
+        number, and False (the number taken here stays unused, as a failed
+        upload's does)."""
         version = max([0, *self._claimed(name)]) + 1
         owner = _json({"job": job_id if is_job_id(job_id) else None})
         while not self.blobs.create(f"models/{name}/{version}/{CLAIM_FILE}", owner):
             version += 1  # another publisher took it
-        if is_job_id(job_id):
-            self.blobs.put(f"models/{name}/jobs/{job_id}", _json({"version": version}))
-        return version
+        if not is_job_id(job_id):
+            return version, True
+        marker = f"models/{name}/jobs/{job_id}"
+        if self.blobs.create(marker, _json({"version": version})):
+            return version, True
+        if (earlier := self._claimed_by(name, job_id)) is not None:
+            return earlier, False
+        # The version the job published earlier was deleted: this one replaces it.
+        self.blobs.put(marker, _json({"version": version}))
+        return version, True
 
     def _claimed(self, name: str) -> list[int]:
         return [int(folder) for folder, files in self._listing(name).items() if CLAIM_FILE in files]
@@ -149,13 +196,21 @@ class ModelStore:
 
     def manifest(self, name: str, version: int) -> dict[str, Any]:
         check_model_name(name)
+        key = f"models/{name}/{int(version)}/{MANIFEST_FILE}"
         try:
-            manifest: dict[str, Any] = json.loads(
-                self.blobs.get(f"models/{name}/{int(version)}/{MANIFEST_FILE}")
-            )
+            data = self.blobs.get(key)
         except FileNotFoundError:
             self.resolve(name, version)  # NotFound, naming what there is
             raise NotFound(f"Model {name!r} version {version} was deleted") from None
+        manifest = _json_object(data)
+        if manifest is None or not isinstance(manifest.get("files"), dict):
+            # Not written by publish (which writes it whole or not at all):
+            # damaged in the store. Listings skip it; asked for, it is a 500.
+            log.warning("skipping %s in %s: not a readable manifest", key, self.blobs.url)
+            raise DamagedStore(
+                f"The manifest of model {name!r} version {version} ({key}) cannot be read: "
+                "the store holds a damaged file. Delete the version, or restore the file."
+            )
         return manifest
 
     def metadata(self, name: str, version: int) -> dict[str, Any]:
@@ -166,8 +221,10 @@ class ModelStore:
     def model_file(self, name: str, version: int) -> Path:
         """A local path to the version's `.keras` file, its hash checked
         against the manifest: only files this service wrote are loaded."""
-        expected = self.manifest(name, version)["files"][MODEL_FILE]["sha256"]
-        key = f"models/{name}/{int(version)}/{MODEL_FILE}"
+        files = self.manifest(name, version)["files"]
+        named = next((file for file in files if _MODEL_FILES.fullmatch(str(file))), MODEL_FILE)
+        expected = (files.get(named) or {}).get("sha256")
+        key = f"models/{name}/{int(version)}/{named}"
         path = self.blobs.local_file(key)
         if file_sha256(path) != expected:
             if self.blobs.remote:  # a damaged download: fetch it once more
@@ -181,16 +238,39 @@ class ModelStore:
         return path
 
     def delete(self, name: str, version: int) -> None:
-        self.resolve(name, version)
+        """Delete a version. Idempotent: of two deletes racing (two API
+        processes, two hosts) both may finish, or the later one is NotFound."""
         folder = f"models/{name}/{int(version)}"
+        try:
+            self.resolve(name, version)
+        except NotFound:
+            if is_model_name(name) and self._read_claim(folder).get("deleted"):
+                raise NotFound(
+                    f"Model {name!r} version {version} was deleted already; "
+                    f"it has versions {quoted(self.versions(name))}. Received: version={version}"
+                ) from None
+            raise
         # The claim stays, so the number is never published again, marked so
         # that the job that claimed it does not finish it again on a retry.
-        claim = json.loads(self.blobs.get(f"{folder}/{CLAIM_FILE}"))
+        claim = self._read_claim(folder)
         self.blobs.put(f"{folder}/{CLAIM_FILE}", _json({**claim, "deleted": True}))
         # Then the manifest: the version is gone for readers at once.
         self.blobs.delete(f"{folder}/{MANIFEST_FILE}")
-        self.blobs.delete(f"{folder}/{MODEL_FILE}")
+        for key in self._model_files(folder):
+            self.blobs.delete(key)
         self._changed(name)
+
+    def _read_claim(self, folder: str) -> dict[str, Any]:
+        """A version's claim; a missing or damaged one reads as claimed by no job."""
+        try:
+            claim = _json_object(self.blobs.get(f"{folder}/{CLAIM_FILE}"))
+        except FileNotFoundError:
+            return {"job": None}
+        if claim is None:
+            log.warning("%s/%s in %s is damaged; read as claimed by no job",
+                        folder, CLAIM_FILE, self.blobs.url)  # fmt: skip
+            return {"job": None}
+        return claim
 
     def _changed(self, name: str) -> None:
         if self.on_change is not None:
@@ -205,7 +285,7 @@ def resolve_in(name: str, version: int | None, versions: list[int]) -> int:
         return versions[-1]
     if version not in versions:
         raise NotFound(
-            f"Model {name!r} has no version {version}; it has versions {versions}. "
+            f"Model {name!r} has no version {version}; it has versions {quoted(versions)}. "
             f"Received: version={version}"
         )
     return version
@@ -227,6 +307,15 @@ def check_model_name(name: str) -> None:
 
 def _json(value: dict[str, Any]) -> bytes:
     return json.dumps(value, indent=2, sort_keys=True).encode()
+
+
+def _json_object(data: bytes) -> dict[str, Any] | None:
+    """A JSON object's bytes as a dict; None when they are anything else."""
+    try:
+        value = json.loads(data)
+    except ValueError:  # not JSON, or not UTF-8
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def adopt_earlier_layout(blobs: Blobs) -> list[str]:
@@ -252,8 +341,15 @@ def adopt_earlier_layout(blobs: Blobs) -> list[str]:
             elif VERSION.fullmatch(entry.name) and (entry / "metadata.json").is_file():
                 folder = f"models/{model.name}/{entry.name}"
                 try:
-                    metadata = json.loads((entry / "metadata.json").read_text())
+                    metadata = _json_object((entry / "metadata.json").read_bytes())
                 except FileNotFoundError:  # another process adopted it meanwhile
+                    continue
+                if metadata is None:
+                    # Damaged: left as it is for an operator, never served, and
+                    # its number never taken again.
+                    log.warning("not adopting %s/metadata.json: not a readable JSON object",
+                                folder)  # fmt: skip
+                    blobs.create(f"{folder}/{CLAIM_FILE}", _json({"job": None, "deleted": True}))
                     continue
                 job = metadata.get("job")
                 blobs.create(f"{folder}/{CLAIM_FILE}", _json({"job": job}))

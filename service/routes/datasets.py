@@ -7,6 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 from service.bodies import dataset_upload
 from service.context import services
 from service.errors import parsing_request
+from service.query import int_arg
 
 blueprint = Blueprint("datasets", __name__, url_prefix="/v1/datasets")
 
@@ -21,7 +22,12 @@ def create() -> tuple[Response, int]:
 
 @blueprint.get("")
 def index() -> Response:
-    return jsonify({"datasets": services().datasets.list()})
+    """Newest first, a page at a time, as /v1/jobs: `limit`, and the
+    `page_token` a page gave as its `next_page_token`."""
+    limit = int_arg("limit", 50, 1, 500)
+    with parsing_request():
+        page, next_token = services().datasets.page(limit, request.args.get("page_token") or None)
+    return jsonify({"datasets": page, "next_page_token": next_token})
 
 
 @blueprint.get("/<dataset_id>")

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Blueprint, Response, jsonify, request, stream_with_context, url_for
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    request,
+    stream_with_context,
+    url_for,
+)
 
-from models.errors import Conflict, MalformedBody, NotFound, ValidationFailed, problem
+from models.errors import Conflict, MalformedBody, NotFound, ValidationFailed, problem, quoted
 from models.jobs.store import STATES
 from models.training.labels import check_dataset_fits_spec
 from models.validation import validate
 from service.bodies import dataset_upload, parse_json, request_body
 from service.context import services
 from service.errors import parsing_request
-from service.events import job_events
-from service.render import render_predictions
+from service.events import job_events, stream_slots
+from service.query import int_arg
+from service.render import render_rows
 from service.schemas import JobRequest, TrainingSpec
 
 blueprint = Blueprint("jobs", __name__, url_prefix="/v1/jobs")
@@ -47,8 +56,8 @@ def index() -> Response:
             f"state must be one of {list(STATES)}. Received: {state!r}",
             details=[problem(["query", "state"], "unknown state")],
         )
-    offset = _int_arg("page_token", 0, 0, 10**9)
-    limit = _int_arg("limit", 50, 1, 500)
+    offset = int_arg("page_token", 0, 0, 10**9)
+    limit = int_arg("limit", 50, 1, 500)
     page, next_offset = services().jobs.list(state, request.args.get("model"), offset, limit)
     return jsonify(
         {"jobs": page, "next_page_token": None if next_offset is None else str(next_offset)}
@@ -72,20 +81,30 @@ def result(job_id: str) -> Response:
             f"Job {job_id} has no result yet: its result exists once it has succeeded. "
             f"Received: state={job['state']!r}"
         )
-    outputs, labels = parts.results.load(job_id)
-    return render_predictions(request, outputs, labels, "predictions", default="text/csv")
+    # Streamed a chunk of rows at a time, from the stored file: never whole in memory.
+    stored = parts.results.open(job_id)
+    try:
+        response = render_rows(request, stored, "predictions", default="text/csv")
+    except BaseException:
+        stored.close()
+        raise
+    response.call_on_close(stored.close)  # when the stream ends, or the client leaves
+    return response
 
 
 @blueprint.get("/<job_id>/events")
 def events(job_id: str) -> Response:
     """Server-Sent Events: the job's epochs and state changes as they happen."""
     stream = job_events(services().jobs, job_id)
-    return Response(
+    free_slot = stream_slots(current_app).take()  # a 503 when this process has enough open
+    response = Response(
         stream_with_context(stream),
         mimetype="text/event-stream",
         # No caching, and no buffering by proxies (nginx honours this header).
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
+    response.call_on_close(free_slot)  # the server closes it when the stream ends or breaks
+    return response
 
 
 @blueprint.post("/<job_id>:cancel")
@@ -109,17 +128,5 @@ def _json_part(name: str) -> Any:
         return parse_json(request.files[name].read(), name)
     raise MalformedBody(
         f'A multipart job needs a \'{name}\' part holding JSON {{"model", "spec"}}. '
-        f"Received: parts {sorted(request.form) + sorted(request.files)}"
+        f"Received: parts {quoted(sorted(request.form) + sorted(request.files))}"
     )
-
-
-def _int_arg(name: str, default: int, low: int, high: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise ValidationFailed(
-            f"{name} must be an integer from {low} to {high}. Received: {raw!r}",
-            details=[problem(["query", name], "out of range")],
-        )
-    return int(raw)

@@ -6,12 +6,21 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
 
-from models.errors import NotFound, SpecDatasetMismatch, UnsupportedMediaType, problem
+from models.errors import (
+    DamagedStore,
+    NotFound,
+    SpecDatasetMismatch,
+    UnsupportedMediaType,
+    ValidationFailed,
+    problem,
+)
+from models.records import DatasetRecord
 from models.serving import samples
+from models.settings import Limits
 from models.validation import validate
 from service.bodies import parse_json, request_body
 from service.context import services
-from service.errors import parsing_request
+from service.errors import PayloadTooLarge, parsing_request
 from service.metrics import count_predictions
 from service.render import render_predictions
 from service.schemas import BatchPredictRequest
@@ -25,10 +34,14 @@ def index() -> Response:
     listing = []
     for name in catalog.names():
         versions = catalog.versions(name)
-        try:
-            details = catalog.metadata(name, versions[-1]) if versions else None
-        except NotFound:
-            details = None
+        details = None
+        # The latest version that is whole: one deleted a moment ago, or whose
+        # manifest is damaged (the store logs it), is left out.
+        while versions and details is None:
+            try:
+                details = catalog.metadata(name, versions[-1])
+            except (NotFound, DamagedStore):
+                versions = versions[:-1]
         if details is None:
             continue  # its last version was deleted a moment ago
         listing.append(
@@ -36,7 +49,7 @@ def index() -> Response:
                 "name": name,
                 "latest_version": versions[-1],
                 "versions": versions,
-                "task": details["task"],
+                "task": details.get("task"),
             }
         )
     return jsonify({"models": listing})
@@ -83,19 +96,26 @@ def predict(name: str, version: int | None = None) -> Response:
     parts = services()
     loaded = parts.predictor.get(name, version)
     input_shape = loaded.metadata["input_shape"]
+    most = parts.settings.limits.max_predict_rows
     layout = "row"
-    if request.mimetype in ("application/json", ""):
-        x, layout = samples.from_json(parse_json(request_body(request)), input_shape)
-    elif request.mimetype == "text/csv":
-        with parsing_request():
-            x = samples.from_csv(request_body(request), input_shape)
-    elif request.mimetype == "application/x-npy":
-        x = samples.from_npy(request_body(request), input_shape)
-    else:
-        raise UnsupportedMediaType(
-            "Predict bodies are application/json, text/csv or application/x-npy. "
-            f"Received: {request.mimetype!r}"
-        )
+    try:
+        if request.mimetype in ("application/json", ""):
+            body = request_body(request)
+            x, layout = samples.from_json_body(body, input_shape, most, parse_json)
+        elif request.mimetype == "text/csv":
+            with parsing_request():
+                x = samples.from_csv(request_body(request), input_shape, most)
+        elif request.mimetype == "application/x-npy":
+            x = samples.from_npy(request_body(request), input_shape, most)
+        else:
+            raise UnsupportedMediaType(
+                "Predict bodies are application/json, text/csv or application/x-npy. "
+                f"Received: {request.mimetype!r}"
+            )
+    except samples.TooManyRows as error:
+        # 413, as for a body over the upload limit: the request is larger than
+        # the server takes, however well formed (the client splits it).
+        raise PayloadTooLarge(error.message, error.details) from None
     prediction = loaded.run(x)  # the version resolved above: one lookup per request
     count_predictions(name, len(prediction.outputs))
     # TF Serving answers the row format with "predictions", the columnar with "outputs".
@@ -113,13 +133,15 @@ def batch_predict(name: str, version: int | None = None) -> tuple[Response, int,
     resolved = parts.catalog.resolve(name, version)  # the job pins the version
     batch = validate(BatchPredictRequest, parse_json(request_body(request)))
     record = parts.dataset_named_in_body(batch.dataset)
-    input_shape = parts.catalog.metadata(name, resolved)["input_shape"]
+    details = parts.catalog.metadata(name, resolved)
+    input_shape = details["input_shape"]
     if list(record["x_shape"]) != list(input_shape):
         message = (
             f"Dataset {record['id']} has samples of shape {record['x_shape']}; model {name!r} "
             f"version {resolved} takes {input_shape}. Received: dataset={record['id']!r}"
         )
         raise SpecDatasetMismatch(message, details=[problem(["dataset"], message)])
+    _check_batch_outputs(record, int(details["outputs"]), parts.settings.limits)
     job = parts.queue.submit(parts.jobs.create("predict", name, record["id"], version=resolved))
     return jsonify(job), 202, {"Location": url_for("jobs.show", job_id=job["id"])}
 
@@ -130,6 +152,21 @@ def delete(name: str, version: int) -> tuple[str, int]:
     parts.models.delete(name, version)  # announced to every process by the store
     parts.catalog.refresh(name)  # this one sees it at once (read your writes)
     return "", 204
+
+
+def _check_batch_outputs(record: DatasetRecord, outputs: int, limits: Limits) -> None:
+    """A 422 at submit time when the job's outputs (rows x outputs) would pass
+    the limit: they are held whole by the worker and stored for download."""
+    values = record["rows"] * outputs
+    if values > limits.max_batch_predict_values:
+        message = (
+            f"Dataset {record['id']} has {record['rows']:,} rows and the model has {outputs} "
+            f"outputs per row: {values:,} values, more than the "
+            f"{limits.max_batch_predict_values:,} one batch prediction may produce (setting "
+            "FITSERVE_LIMITS__MAX_BATCH_PREDICT_VALUES); split the dataset. "
+            f"Received: dataset={record['id']!r}"
+        )
+        raise ValidationFailed(message, details=[problem(["dataset"], message)])
 
 
 def _signature(details: dict[str, Any]) -> dict[str, Any]:

@@ -10,12 +10,14 @@ shape, like every other route.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
-from models.errors import InvalidSample, MalformedBody, ServiceUnavailable, problem
+from models.datasets import json_numbers
+from models.errors import InvalidSample, MalformedBody, ServiceUnavailable, problem, quoted
 from models.serving.predictor import LoadedModel, Prediction
 from service.bodies import parse_json, request_body
 from service.context import services
@@ -78,9 +80,9 @@ def metadata(name: str, version: int | None = None) -> Response:
 @blueprint.post("/models/<model:name>/versions/<int:version>/infer")
 def infer(name: str, version: int | None = None) -> Response:
     parts = services()
-    payload = parse_json(request_body(request))
+    payload = _parse_infer(request_body(request))
     loaded = parts.predictor.get(name, version)
-    x = _input_tensor(payload, loaded)
+    x = _input_tensor(payload, loaded, parts.settings.limits.max_predict_rows)
     prediction = loaded.run(x)
     count_predictions(name, len(prediction.outputs))
     outputs = _output_tensors(prediction)
@@ -95,11 +97,23 @@ def infer(name: str, version: int | None = None) -> Response:
     return Response(dump_bytes(body), mimetype="application/json")
 
 
+def _parse_infer(body: bytes | bytearray) -> Any:
+    """The request, with inputs[0].data read without a Python object per
+    number when it is a rectangular array of plain numbers (json_numbers)."""
+    fast = json_numbers.loads(body, parse_json)
+    if fast is not None and isinstance(fast.payload, dict):
+        tensors = fast.payload.get("inputs")
+        if isinstance(tensors, list) and tensors and fast.take(tensors[0], "data"):
+            return fast.payload
+    del fast
+    return parse_json(body)
+
+
 def _tensor_metadata(name: str, datatype: str, sample_shape: list[int]) -> dict[str, Any]:
     return {"name": name, "datatype": datatype, "shape": [-1, *sample_shape]}
 
 
-def _input_tensor(payload: Any, loaded: LoadedModel) -> np.ndarray:
+def _input_tensor(payload: Any, loaded: LoadedModel, max_rows: int) -> np.ndarray:
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list):
         raise MalformedBody(
             'An infer request is a JSON object with an "inputs" list of tensors. '
@@ -114,25 +128,37 @@ def _input_tensor(payload: Any, loaded: LoadedModel) -> np.ndarray:
     tensor = tensors[0]
     sample_shape = list(loaded.metadata["input_shape"])
     shape, datatype = tensor.get("shape"), tensor.get("datatype")
-    if datatype not in NUMERIC_TYPES:
+    if not isinstance(datatype, str) or datatype not in NUMERIC_TYPES:
         raise InvalidSample(
-            f"inputs[0].datatype must be numeric (e.g. FP32). Received: {datatype!r}",
+            f"inputs[0].datatype must be a numeric type name, e.g. 'FP32'. "
+            f"Received: {quoted(datatype)}",
             details=[problem(["inputs", 0, "datatype"], "not a numeric type")],
         )
+    expected = f"[rows, {', '.join(map(str, sample_shape))}]"
+    # `type(...) is int`: JSON's true is a Python bool, which is an int too.
     if not (isinstance(shape, list) and len(shape) >= 1 and shape[1:] == sample_shape
-            and all(isinstance(size, int) and size > 0 for size in shape)):  # fmt: skip
+            and all(type(size) is int and size > 0 for size in shape)):  # fmt: skip
         raise InvalidSample(
-            f"inputs[0].shape must be [rows, {', '.join(map(str, sample_shape))}]. "
-            f"Received: {shape!r}",
+            f"inputs[0].shape must be {expected}: positive integers. Received: {quoted(shape)}",
             details=[problem(["inputs", 0, "shape"], "does not fit the model's input")],
         )
-    try:
-        flat = np.asarray(tensor.get("data"), dtype=np.float64).reshape(-1)
-    except (TypeError, ValueError):
-        flat = None
-    if flat is None or flat.size != int(np.prod(shape)) or not np.isfinite(flat).all():
+    # The sample dimensions are the model's, so only the rows can be too many.
+    if shape[0] > max_rows:
         raise InvalidSample(
-            f"inputs[0].data must hold {int(np.prod(shape))} finite numbers for shape {shape}. "
+            f"inputs[0].shape asks for more rows than a request may hold ({max_rows:,}). "
+            f"Received: {shape[0]:,} rows",
+            details=[problem(["inputs", 0, "shape", 0], "too many rows")],
+        )
+    size = math.prod(shape)
+    data = tensor.get("data")
+    try:
+        # float32 from json_numbers is used as it is; lists are read at float64, then cast.
+        flat = (data if isinstance(data, np.ndarray) else np.asarray(data, np.float64)).reshape(-1)
+    except (TypeError, ValueError, OverflowError):
+        flat = None
+    if flat is None or flat.size != size or not np.isfinite(flat).all():
+        raise InvalidSample(
+            f"inputs[0].data must hold {size} finite numbers for shape {shape}. "
             f"Received: {'non-numeric or ragged data' if flat is None else f'{flat.size} values'}",
             details=[problem(["inputs", 0, "data"], "does not match the shape")],
         )
@@ -156,11 +182,20 @@ def _requested_outputs(payload: dict[str, Any], available: list[str]) -> set[str
     requested = payload.get("outputs")
     if requested is None:
         return set(available)
-    names = {item.get("name") for item in requested if isinstance(item, dict)}
-    unknown = names - set(available)
-    if unknown or not names:
+    if not isinstance(requested, list) or not requested:
         raise InvalidSample(
-            f"outputs may name {available}. Received: {sorted(map(str, unknown)) or requested}",
-            details=[problem(["outputs"], "unknown output")],
+            f'outputs must be a non-empty list of {{"name": ...}} objects, each naming one of '
+            f"{available}. Received: {quoted(requested)}",
+            details=[problem(["outputs"], "not a non-empty list")],
         )
-    return {str(name) for name in names}
+    names = set()
+    for index, item in enumerate(requested):
+        name = item.get("name") if isinstance(item, dict) else None
+        if not isinstance(name, str) or name not in available:
+            raise InvalidSample(
+                f'outputs[{index}] must be {{"name": <one of {available}>}}. '
+                f"Received: {quoted(item)}",
+                details=[problem(["outputs", index, "name"], "unknown output")],
+            )
+        names.add(name)
+    return names

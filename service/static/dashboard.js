@@ -569,7 +569,7 @@
   // ---- training form ------------------------------------------------------
 
   async function loadDatasets() {
-    const { body } = await api("/v1/datasets");
+    const { body } = await api("/v1/datasets?limit=500");
     const select = $("train-dataset");
     const chosen = select.value;
     const options = body.datasets.map((record) => {

@@ -1,5 +1,5 @@
 """A service whose workers the fault tests can kill and start again: the API
-under gunicorn, any number of real worker processes, one data folder, and
+under granian, any number of real worker processes, one data folder, and
 short job leases so a dead worker's job comes back within seconds."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """A live service for end-to-end tests: a real worker process and the API
-under gunicorn, on the real Redis, sharing one data folder."""
+under granian, on the real Redis, sharing one data folder."""
 
 from __future__ import annotations
 

@@ -18,10 +18,13 @@ import pytest
 import redis
 from celery import Celery
 
+from models.jobs.store import JobStore
 from models.jobs.workers import WorkerRegistry
 from models.storage.blobs import open_blobs
 from models.storage.checkpoints import CheckpointStore
+from models.training.spec import ModelSpec
 from service.client import ApiError, Client
+from service.local_processes import worker_answers
 from tests.conftest import API_KEY, forget_redis_state, isolated_settings
 from tests.e2e.cluster import LEASE_S, SLOW_DATASET, SLOW_X, Cluster, slow_spec
 from worker.celery_app import TRAIN_TASK
@@ -197,14 +200,18 @@ def test_a_cancel_sent_while_the_worker_is_dead_holds_after_restart(workers: Clu
         time.sleep(0.1)
 
 
+def big_spec() -> dict[str, Any]:
+    """A big model: it takes a while to write, long enough to catch its worker
+    mid-write."""
+    return {**spec(epochs=2, batch_size=256),
+            "layers": [{"type": "dense", "units": 2048, "activation": "relu"},
+                       {"type": "dense", "units": 2048, "activation": "relu"},
+                       {"type": "dense", "units": 1}]}  # fmt: skip
+
+
 def test_a_worker_killed_while_publishing_leaves_no_partial_version(workers: Cluster) -> None:
-    # A big model takes a while to write: long enough to kill its worker mid-write.
-    big = {**spec(epochs=2, batch_size=256),
-           "layers": [{"type": "dense", "units": 2048, "activation": "relu"},
-                      {"type": "dense", "units": 2048, "activation": "relu"},
-                      {"type": "dense", "units": 1}]}  # fmt: skip
     worker = workers.start_worker()
-    job = workers.submit("killed-publishing", big, workers.dataset)
+    job = workers.submit("killed-publishing", big_spec(), workers.dataset)
     # The worker's temporary folder (TMPDIR): where a version is saved before
     # it goes into the store.
     staging = _wait_for_staging(Path(workers.environment["TMPDIR"]))
@@ -233,15 +240,79 @@ def test_a_worker_killed_while_publishing_leaves_no_partial_version(workers: Clu
 
 
 def _wait_for_staging(folder: Path, timeout_s: float = 120) -> Path:
+    """A new staging folder of a version being written: not one an earlier
+    test's killed worker left behind."""
+    earlier = set(_staging(folder))
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if folder.is_dir():
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.name.startswith("fitserve-publish-"):
-                        return Path(entry.path)
+        if new := set(_staging(folder)) - earlier:
+            return new.pop()
         time.sleep(0.001)
     raise AssertionError(f"no version was being written under {folder}")
+
+
+def _staging(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    with os.scandir(folder) as entries:
+        return [Path(entry.path) for entry in entries if entry.name.startswith("fitserve-publish-")]
+
+
+def test_a_worker_stalled_past_its_lease_publishes_nothing_and_changes_nothing(
+    workers: Cluster,
+) -> None:
+    """A worker stops (SIGSTOP: swapped out, a VM paused) while it writes its
+    model; its lease lapses and the other worker takes the job over, resumes
+    it after its last epoch, publishes and finishes it. Then the first one
+    goes on (SIGCONT) from where it stopped: it must publish no second version
+    and leave the job as the other worker finished it."""
+    both = [workers.start_worker(wait=False), workers.start_worker(wait=False)]
+    for worker in both:  # started side by side: a start takes seconds
+        worker.wait_until(worker_answers(workers.settings.redis_url, worker.process.pid))
+    job = workers.submit("stalled", big_spec(), workers.dataset)
+    _wait_for_staging(Path(workers.environment["TMPDIR"]))
+    holder = workers.job(job["id"])["worker"]
+    stalled = next(worker for worker in both if f"-{worker.process.pid}@" in holder)
+    os.killpg(stalled.process.pid, signal.SIGSTOP)
+    try:
+        finished = workers.wait_until_final(job["id"])
+        assert finished["state"] == "succeeded", finished["error"]
+        assert finished["worker"] != holder and finished["attempts"] == 2
+        assert workers.versions("stalled") == [1]
+    finally:
+        os.killpg(stalled.process.pid, signal.SIGCONT)
+
+    registry = WorkerRegistry(redis.Redis.from_url(workers.settings.redis_url),
+                              workers.settings.redis_prefix)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(worker["name"] == holder and worker["jobs_done"] == 1
+                  for worker in registry.online()):  # fmt: skip
+        assert time.monotonic() < deadline, stalled.log_tail()
+        time.sleep(0.1)  # the stalled worker's delivery has ended
+    assert workers.job(job["id"]) == finished
+    assert workers.versions("stalled") == [1]
+    store = set(open_blobs(workers.settings).keys("models/stalled/"))
+    names = ("1/claim.json", "1/model.keras", "1/manifest.json", f"jobs/{job['id']}")
+    assert store == {f"models/stalled/{name}" for name in names}
+    assert "another delivery took it over" in stalled.log_path.read_text()
+
+
+def test_a_job_recorded_but_never_sent_is_sent_by_a_sweep_and_runs(workers: Cluster) -> None:
+    """The API stopped between recording a job and sending its message: a
+    worker's sweep finds the job queued with no message anywhere, and sends it."""
+    client = redis.Redis.from_url(workers.settings.redis_url)
+    try:
+        jobs = JobStore(client, workers.settings.redis_prefix)
+        body = ModelSpec.model_validate(spec(epochs=1)).model_dump(mode="json")
+        job = jobs.create("train", "never-sent", workers.dataset, spec=body)
+    finally:
+        client.close()
+    workers.start_worker(wait=False)
+    finished = workers.wait_until_final(job["id"], timeout_s=60)
+    assert finished["state"] == "succeeded", finished["error"]
+    assert finished["attempts"] == 1 and finished["queue"] == workers.settings.queues.cpu
+    assert workers.versions("never-sent") == [1]
+    assert "its message was lost; sent again" in workers.worker_logs()
 
 
 def test_sigterm_hands_the_running_job_back_to_its_queue(workers: Cluster) -> None:

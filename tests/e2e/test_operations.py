@@ -1,5 +1,5 @@
 """What operators see of the live service: JSON logs carrying job ids, and
-/metrics summed over gunicorn's processes."""
+/metrics summed over the API's processes."""
 
 from __future__ import annotations
 

@@ -4,49 +4,21 @@ it acknowledged; never the shared one."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
-from service.local_processes import Service, free_port
 from tests.conftest import isolated_settings
 from tests.e2e.cluster import SLOW_DATASET, SLOW_X, Cluster, slow_spec
+from tests.own_redis import HAS_REDIS_SERVER, OwnRedis
 
 X = SLOW_X
 SPEC = slow_spec(epochs=14, shuffle=False)  # longer than the outage
 QUICK = slow_spec(epochs=1, batch_size=64)
 
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
-
-
-class OwnRedis:
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.server: Service | None = None
-
-    def start(self) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                   "--dir", str(self.folder), "--appendonly", "yes", "--appendfsync", "always",
-                   "--save", ""]  # fmt: skip
-        self.server = Service(command, {}, self.folder / f"redis-{self.port}.log")
-        self.server.wait_until(self._answers, timeout_s=30)
-
-    def kill(self) -> None:
-        assert self.server is not None
-        self.server.process.kill()
-        self.server.process.wait()
-
-    def _answers(self) -> bool:
-        try:
-            return bool(redis.Redis.from_url(self.url, socket_timeout=1).ping())
-        except redis.RedisError:
-            return False
+pytestmark = pytest.mark.skipif(not HAS_REDIS_SERVER, reason="needs redis-server")
 
 
 @pytest.fixture

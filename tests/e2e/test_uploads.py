@@ -1,4 +1,4 @@
-"""Upload limits through the production server (gunicorn), where a chunked
+"""Upload limits through the production server (granian), where a chunked
 body arrives with no Content-Length."""
 
 from __future__ import annotations

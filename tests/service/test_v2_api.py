@@ -88,7 +88,7 @@ def test_infer_returns_only_the_requested_outputs(
         (lambda body: body["inputs"][0].update(datatype="BYTES"), ["inputs", 0, "datatype"]),
         (lambda body: body["inputs"][0].update(data=[1.0, 2.0]), ["inputs", 0, "data"]),
         (lambda body: body["inputs"].append(body["inputs"][0]), ["inputs"]),
-        (lambda body: body.update(outputs=[{"name": "nope"}]), ["outputs"]),
+        (lambda body: body.update(outputs=[{"name": "nope"}]), ["outputs", 0, "name"]),
     ],
 )
 def test_bad_infer_requests_are_400s_that_say_where(

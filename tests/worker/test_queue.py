@@ -3,6 +3,7 @@ device of job goes to, what its record says, and a broker that refuses."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import kombu.exceptions
@@ -83,3 +84,35 @@ def test_a_job_the_broker_refuses_is_deleted_so_no_acknowledged_job_is_lost(
     with pytest.raises(NotFound):
         jobs.get(job["id"])
     refusing.close()
+
+
+def test_held_finds_a_message_on_its_queue_or_recently_in_a_workers_hands(
+    queue: JobQueue, app: Celery, jobs: JobStore, settings: Settings
+) -> None:
+    """What the sweeper asks before it sends a queued job again: a message
+    waiting, or taken by a worker lately and not acknowledged (it runs the job,
+    or is about to claim it), holds the job; one taken long ago, by a worker
+    that never claimed the job, does not (that worker died)."""
+    job = jobs.create("train", "m", "d" * 24, spec=train_spec("cpu"))
+    other = jobs.create("train", "m", "d" * 24, spec=train_spec("cpu"))
+    cpu = settings.queues.cpu
+    ours = {job["id"], other["id"]}  # the broker's Redis holds other tests' messages too
+
+    def held(delivered_after: float, queues: tuple[str, ...] = (cpu,)) -> set[str]:
+        return queue.held(queues, delivered_after) & ours
+
+    assert held(time.time()) == set()
+    queue.send(job, gpu_online=False)
+    queue.send(other, gpu_online=False)
+    assert held(time.time()) == ours
+    assert held(time.time(), (settings.queues.gpu,)) == set()
+
+    with app.connection_for_read() as connection:
+        worker = connection.SimpleQueue(cpu)
+        taken = worker.get(timeout=10)  # the oldest: `job`'s; not acknowledged
+        assert taken.headers["task"] == TRAIN_TASK
+        assert held(time.time() - 60) == ours
+        assert held(time.time() + 60) == {other["id"]}
+        taken.ack()
+        worker.close()
+    assert held(time.time() - 60) == {other["id"]}

@@ -302,6 +302,29 @@ def test_a_stopping_worker_hands_the_job_back_to_its_queue(
     assert context.jobs.claim(job_id, "w2", "cpu", LONG_LEASE_S, 3).outcome == "started"
 
 
+def test_a_job_handed_back_as_often_as_it_may_be_delivered_still_runs(
+    context: WorkerContext, dataset_id: str
+) -> None:
+    """Workers restarted one after another (SIGTERM) hand the job back each
+    time: that must not use up the deliveries the job has for workers that
+    die, or its next worker's death would fail it at once."""
+    two_tries = dataclasses.replace(context, policy=Jobs(lease_s=LONG_LEASE_S, max_attempts=2))
+    requeued: list[JobRecord] = []
+    stopping = dataclasses.replace(two_tries, stopping=threading.Event(), requeue=requeued.append)
+    stopping.stopping.set()
+    job_id = submit(context, dataset_id, epochs=3)
+    for _ in range(2):
+        assert run_training_job(job_id, stopping)["state"] == "queued"
+    assert len(requeued) == 2
+    taken_by_a_dead_worker(context.jobs, job_id)  # and then a worker dies running it
+
+    record = run_training_job(job_id, two_tries)
+
+    assert record["state"] == "succeeded", record["error"]
+    assert record["attempts"] == 4
+    assert len(record["history"]["loss"]) == 3
+
+
 def test_a_retried_job_reuses_the_version_it_already_published(
     context: WorkerContext, dataset_id: str
 ) -> None:

@@ -217,3 +217,39 @@ def test_checkpoints_of_finished_and_deleted_jobs_go_and_unfinished_ones_stay(
     assert sweeper.sweep() == [keep["orphaned"]]  # redelivered, to resume from its checkpoint
     assert sorted(checkpoints.job_ids()) == sorted(keep.values())
     assert checkpoints.load(keep["orphaned"]) is not None
+
+
+def test_a_queued_job_whose_message_was_lost_is_sent_again_and_a_waiting_one_is_not(
+    app: Celery, settings: Settings, jobs: JobStore, registry: WorkerRegistry,
+    checkpoints: CheckpointStore, redis_client: redis.Redis,
+) -> None:  # fmt: skip
+    """The API stopped between recording a job and sending it: no message
+    would ever run it. A job whose message waits in a busy queue must not be
+    sent again at every sweep, nor one whose lost message was sent again."""
+    quick = settings.model_copy(update={"jobs": Jobs(lease_s=0.2)})  # a period is 0.4 s
+    sweeper = make_sweeper(app, quick, jobs, registry, checkpoints)
+    lost = str(jobs.create("train", "m", "d", spec=spec("cpu"))["id"])  # never sent
+    waiting = jobs.create("train", "m", "d", spec=spec("cpu"))
+    sweeper.queue.send(waiting)
+    cpu = quick.queues.cpu
+
+    deadline = time.monotonic() + 10
+    while not (resent := sweeper.sweep()):  # once a period has gone by
+        assert time.monotonic() < deadline, "the lost job was never sent"
+        time.sleep(0.05)
+    assert resent == [lost]
+    assert jobs.get(lost)["queue"] == cpu
+    periods = time.monotonic() + 3 * 4 * sweeper.interval_s
+    while time.monotonic() < periods:  # both messages wait, so nothing more is sent
+        assert sweeper.sweep() == []
+        time.sleep(0.05)
+    assert sorted(sent(redis_client, cpu)) == sorted([(TRAIN_TASK, [waiting["id"]]),
+                                                      (TRAIN_TASK, [lost])])  # fmt: skip
+
+    # Claimed (it started) or cancelled: no longer waiting for a message.
+    assert jobs.claim(lost, "w1", "cpu", LONG_LEASE_S, 3).outcome == "started"
+    jobs.request_cancel(waiting["id"])
+    redis_client.delete(cpu)
+    time.sleep(4 * sweeper.interval_s)
+    assert sweeper.sweep() == []
+    assert sent(redis_client, cpu) == []

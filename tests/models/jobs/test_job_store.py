@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from models.errors import LeaseLost
 from models.jobs.store import Claim, JobStore
 from models.settings import Settings
 
@@ -130,3 +131,51 @@ def test_a_deleted_job_is_not_stranded(jobs: JobStore) -> None:
     jobs.routed(job_id, "q.gpu", by_choice=True)
     jobs.delete(job_id)
     assert jobs.stranded() == []
+
+
+def test_a_worker_whose_job_was_taken_over_writes_nothing_to_it(jobs: JobStore) -> None:
+    """A worker stalled past its lease (stopped, swapped out) and another took
+    its job over: when it wakes, every write it makes carries its token and is
+    refused, and the new owner's go through."""
+    job_id = new_job(jobs)
+    stalled = claim(jobs, job_id, "w1")
+    lapse(jobs, job_id)
+    owner = claim(jobs, job_id, "w2")
+    assert owner.outcome == "resumed"
+    before = jobs.get(job_id)
+    assert "owner_token" not in before and "handed_back" not in before  # internal
+
+    with pytest.raises(LeaseLost):
+        jobs.update(job_id, token=stalled.token, progress={"epoch": 9})
+    with pytest.raises(LeaseLost):
+        jobs.transition(job_id, "succeeded", ("running",), token=stalled.token, result={"v": 2})
+    with pytest.raises(LeaseLost):
+        jobs.transition(job_id, "queued", ("running",), token=stalled.token, worker=None)
+    with pytest.raises(LeaseLost):
+        jobs.check_owner(job_id, stalled.token)
+    assert jobs.get(job_id) == before
+
+    jobs.check_owner(job_id, owner.token)
+    jobs.update(job_id, token=owner.token, resumed_from_epoch=3)
+    assert jobs.transition(job_id, "succeeded", ("running",), token=owner.token) == "running"
+    with pytest.raises(LeaseLost):  # finished: not even its owner writes to it any more
+        jobs.update(job_id, token=owner.token, resumed_from_epoch=4)
+    assert jobs.get(job_id)["resumed_from_epoch"] == 3
+
+
+def test_hand_backs_do_not_use_up_a_jobs_deliveries(jobs: JobStore) -> None:
+    """A job handed back on SIGTERM (workers restarted one after another) as
+    often as it may be delivered still runs, and still survives its worker's death."""
+    job_id = new_job(jobs)
+    for attempt in range(1, 4):
+        taken = claim(jobs, job_id, f"w{attempt}", max_attempts=2)
+        assert taken.outcome == "started"
+        assert jobs.transition(job_id, "queued", ("running",), token=taken.token) == "running"
+    claim(jobs, job_id, "dies", max_attempts=2)
+    lapse(jobs, job_id)
+    resumed = claim(jobs, job_id, "w5", max_attempts=2)
+    assert resumed.outcome == "resumed" and resumed.attempts == 5
+    lapse(jobs, job_id)
+    gave_up = claim(jobs, job_id, "w6", max_attempts=2)  # two deaths: that is the bound
+    assert gave_up.outcome == "gave_up"
+    assert "after 2 deliveries" in jobs.get(job_id)["error"]["message"]

@@ -271,7 +271,7 @@ def test_a_forked_process_subscribes_on_its_own(
         subscribed(catalog)  # the parent's subscriber does not survive the fork
         ready, go = os.pipe()
         pid = os.fork()
-        if pid == 0:  # the child, as a gunicorn worker: first asks start its subscriber
+        if pid == 0:  # the child, as an API worker process: first asks start its subscriber
             code = 1
             try:
                 subscribed(catalog)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from models.errors import NotFound
+from models.errors import LeaseLost, NotFound
 from models.ids import new_job_id
 from models.storage.blobs import Blobs, FolderBlobs, S3Blobs
 from models.storage.model_store import (
@@ -83,6 +83,10 @@ class CrashOnce:
     def put_file(self, key: str, path: Path) -> None:
         self._maybe_crash(key)
         self.blobs.put_file(key, path)
+
+    def create(self, key: str, data: bytes) -> bool:
+        self._maybe_crash(key)
+        return self.blobs.create(key, data)
 
 
 class Recording:
@@ -270,6 +274,8 @@ def test_a_jobs_retry_finishes_the_version_it_claimed(blobs, tmp_path, crash_at)
     assert store.versions("iris") == [1, 2, 3]
     assert store.version_published_by("iris", job) == 2
     assert store.model_file("iris", 2).read_bytes() == b"attempt 2"
+    # The retry wrote a model file of its own, and the first attempt's went.
+    assert len([key for key in blobs.keys("models/iris/2/") if key.endswith(".keras")]) == 1
     assert store.metadata("iris", 2) == {
         "job": job, "try": 2, "name": "iris", "version": 2, "model_sha256": sha256(b"attempt 2")
     }  # fmt: skip
@@ -277,6 +283,38 @@ def test_a_jobs_retry_finishes_the_version_it_claimed(blobs, tmp_path, crash_at)
     assert retry.publish("iris", writer(b"attempt 2"), {"job": job}) == 2
     assert store.versions("iris") == [1, 2, 3]
     assert store.names() == ["iris"]
+
+
+@pytest.mark.parametrize("told", [False, True], ids=["not-told", "told-it-lost"])
+def test_two_attempts_of_a_job_at_once_publish_one_version(blobs, tmp_path, told):
+    """A worker stalled past its lease while it saved its model, and the worker
+    that took its job over (on another host) published meanwhile. The stalled
+    one, woken, finds the job's number published and publishes no second
+    version; and once its lease is checked (`may_publish`), nothing at all."""
+    store = ModelStore(blobs)
+    job = new_job_id()
+    owner = ModelStore(another_host(blobs, tmp_path / "owner-cache"))
+
+    def stalled_save(path: Path) -> None:  # the new owner publishes meanwhile
+        assert owner.publish("iris", writer(b"the owner's"), {"job": job, "by": "owner"}) == 1
+        path.write_bytes(b"the stalled worker's")
+
+    def lease_lost() -> None:
+        raise LeaseLost("another worker took the job over")
+
+    if told:
+        with pytest.raises(LeaseLost):
+            store.publish("iris", stalled_save, {"job": job, "by": "stalled"}, lease_lost)
+    else:
+        assert store.publish("iris", stalled_save, {"job": job, "by": "stalled"}) == 1
+    assert store.versions("iris") == [1]
+    assert store.metadata("iris", 1)["by"] == "owner"
+    assert store.model_file("iris", 1).read_bytes() == b"the owner's"
+    assert sorted(blobs.keys("models/iris/1/")) == [
+        f"models/iris/1/{file}" for file in (CLAIM_FILE, MANIFEST_FILE, MODEL_FILE)
+    ]
+    # Not told, it took a number before it found the job's: that one stays unused.
+    assert store.publish("iris", writer(), {}) == (2 if told else 3)
 
 
 def test_version_published_by(store, blobs):
