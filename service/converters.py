@@ -6,6 +6,7 @@ from __future__ import annotations
 from werkzeug.exceptions import NotFound
 from werkzeug.routing import BaseConverter
 
+from models.errors import quoted
 from models.ids import MODEL_NAME, anchored, is_model_name
 
 
@@ -22,6 +23,6 @@ class ModelNameConverter(BaseConverter):
             # Werkzeug's NotFound, not ours: routing only turns HTTPExceptions into responses.
             raise NotFound(
                 f"No model has this name: model names match {anchored(MODEL_NAME)}. "
-                f"Received: {value!r}"
+                f"Received: {quoted(value)}"  # a name may be 64 KiB long
             )
         return value
