@@ -11,6 +11,8 @@ JOB_ID = re.compile(r"[0-9a-f]{32}")  # a UUID4's hex
 DATASET_ID = re.compile(r"[0-9a-f]{24}")  # the first 24 hex digits of a SHA-256
 MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 VERSION = re.compile(r"[1-9][0-9]{0,17}")  # a published version's folder name
+# A version label (TF Serving's): starts with a letter, so never reads as a version.
+LABEL_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 
 
 def anchored(pattern: re.Pattern[str]) -> str:
@@ -33,3 +35,7 @@ def is_dataset_id(value: object) -> bool:
 
 def is_model_name(value: object) -> bool:
     return isinstance(value, str) and MODEL_NAME.fullmatch(value) is not None
+
+
+def is_label_name(value: object) -> bool:
+    return isinstance(value, str) and LABEL_NAME.fullmatch(value) is not None

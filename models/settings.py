@@ -87,6 +87,27 @@ class Redis(BaseModel):
     connect_timeout_s: float = Field(default=2.0, gt=0)
 
 
+class PredictionLog(BaseModel):
+    """The prediction log (models.serving.prediction_log): this share of predict
+    requests, on every protocol, kept as JSON lines in the store, by hour."""
+
+    # 0 is off (the default), 1 every request.
+    sample: float = Field(default=0.0, ge=0, le=1)
+    # Each API process writes what it holds this often (one object per model).
+    flush_s: float = Field(default=5.0, gt=0)
+    # Records waiting for the writer, per process; more are dropped and counted
+    # (fitserve_prediction_log_records_total{outcome="dropped"}).
+    max_queued: int = Field(default=4096, ge=1)
+    # Rows of a batch kept in its record (the first ones; `rows` says how many).
+    max_rows: int = Field(default=100, ge=1)
+    # Hours older than this are deleted by the workers' sweeper.
+    retention_days: float = Field(default=7.0, gt=0)
+
+    @property
+    def retention_s(self) -> float:
+        return self.retention_days * 86400
+
+
 # An entry of FITSERVE_API_KEYS is `<key>` (every route) or `<role>:<key>`.
 KEY_ROLES = ("full", "predict")
 MIN_KEY_LENGTH = 16
@@ -130,11 +151,15 @@ class Settings(BaseSettings):
     queues: Queues = Field(default_factory=Queues)
     server: Server = Field(default_factory=Server)
     jobs: Jobs = Field(default_factory=Jobs)
+    prediction_log: PredictionLog = Field(default_factory=PredictionLog)
     # One JSON object per log line (for log collectors), or "text" for people.
     log_format: Literal["json", "text"] = "json"
     model_cache_size: int = 8
     # Load every model's latest version when an API process starts.
     preload_models: bool = True
+    # How long a SavedModel/ONNX export's build (a TensorFlow child process,
+    # models.serving.export) may run before it is stopped and answered with a 500.
+    export_time_limit_s: float = Field(default=300.0, gt=0)
 
     @field_validator("api_keys", mode="before")
     @classmethod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 
 from flask import Flask
 
@@ -12,21 +11,26 @@ from models.jobs.store import JobStore
 from models.jobs.workers import WorkerRegistry
 from models.redis_client import open_redis
 from models.serving.catalog import ModelCatalog, announce_changes
+from models.serving.prediction_log import PredictionLog
 from models.serving.predictor import Predictor
 from models.settings import Settings
 from models.storage.blobs import open_blobs
 from models.storage.debris import forget_debris_at_start
 from models.storage.model_store import ModelStore, adopt_earlier_layout
+from models.storage.prediction_records import PredictionRecords
 from models.storage.results import ResultStore
 from models.training.backend import configure_backend
 from service.auth import install_auth
 from service.bodies import FitserveRequest
 from service.context import Services
-from service.converters import ModelNameConverter
+from service.converters import LabelNameConverter, ModelNameConverter, VersionOrLabelConverter
 from service.error_handlers import register_error_handlers
+from service.fast_predict import FastPredict
 from service.json_provider import OrjsonProvider
-from service.metrics import install_metrics
-from service.routes import dashboard, datasets, docs, jobs, models, ops, v2
+from service.metrics import count_prediction_log, install_metrics
+from service.routes import dashboard, datasets, docs, jobs, labels, models, ops, predictions, v2
+from service.warm_up import warm_requests
+from service.wsgi import FitserveFlask
 from worker.celery_app import make_celery
 from worker.queue import JobQueue
 
@@ -35,11 +39,13 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or Settings()
     configure_backend(settings.keras_backend)
     logging.basicConfig(level=logging.INFO)
-    app = Flask(__name__)
+    app = FitserveFlask(__name__)  # service.wsgi: less work per request
     app.request_class = FitserveRequest
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.limits.max_upload_bytes
     app.url_map.converters["model"] = ModelNameConverter
+    app.url_map.converters["label"] = LabelNameConverter
+    app.url_map.converters["version"] = VersionOrLabelConverter  # V2: a number or a label
     client = open_redis(settings)  # the job store, registry and catalog share it
     blobs = open_blobs(settings)
     adopt_earlier_layout(blobs)  # a store an earlier release wrote
@@ -52,6 +58,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     celery = make_celery(settings)
     # Its subscriber starts on the first ask, in each API worker process.
     catalog = ModelCatalog(model_store, client, settings.redis_prefix)
+    prediction_records = PredictionRecords(blobs, settings.prediction_log.retention_s)
     services = app.extensions["fitserve"] = Services(
         settings=settings,
         redis=client,
@@ -60,26 +67,40 @@ def create_app(settings: Settings | None = None) -> Flask:
         datasets=DatasetStore(blobs, UNPACK_RATIO * settings.limits.max_upload_bytes),
         models=model_store,
         catalog=catalog,
-        predictor=Predictor(model_store, catalog, settings.model_cache_size),
+        # Each version is warmed (model, routes, rendering) before it is served.
+        predictor=Predictor(model_store, catalog, settings.model_cache_size, warm_requests(app)),
         results=ResultStore(blobs),
         workers=registry,
         celery=celery,
         queue=JobQueue(celery, settings.queues, job_store, registry),
+        prediction_log=PredictionLog(
+            prediction_records, settings.prediction_log, count_prediction_log
+        ),  # fmt: skip
+        prediction_records=prediction_records,
     )
+    labels.install_labels(app)  # version labels, in Redis
     register_error_handlers(app)
     install_auth(app, settings.api_keys)
     install_metrics(app)
-    if settings.preload_models:
-        # In the background: the worker answers health checks at once.
-        threading.Thread(target=services.predictor.preload_latest, daemon=True).start()
     for blueprint in (
         ops.blueprint,
         docs.blueprint,
         datasets.blueprint,
         jobs.blueprint,
         models.blueprint,
+        labels.blueprint,
+        predictions.blueprint,
         v2.blueprint,
         dashboard.blueprint,
     ):
         app.register_blueprint(blueprint)
+    # The plainest `:predict` skips Flask's per-request work (service.fast_predict).
+    app.fast_lane = FastPredict(app)
+    if settings.preload_models:
+        # After the routes (the warm-up matches them). In the background:
+        # /healthz answers at once, /readyz once the latest version of every
+        # model is loaded and warm (models.serving.warmup).
+        services.predictor.start_warm_up()
+        # A version published later is loaded and warmed before it takes traffic.
+        services.predictor.follow_publishes()
     return app

@@ -77,7 +77,14 @@ def predict_may(method: str, path: str) -> bool:
     """Whether a `predict` key may make this request: model reads, predict,
     evaluate, and V2's metadata, ready and infer."""
     if method in ("GET", "HEAD"):
-        return path in ("/v1/models", "/v2") or path.startswith(("/v1/models/", "/v2/models/"))
+        # The prediction log holds every client's inputs: for full keys only.
+        if path.startswith("/v1/models/") and path.count("/") == 4:
+            if path.endswith("/predictions"):
+                return False
+        # `/v2` and `/v2/`: V2's server metadata (the protocol's document spells it `/v2/`).
+        return path in ("/v1/models", "/v2", "/v2/") or path.startswith(
+            ("/v1/models/", "/v2/models/")
+        )
     if method == "POST":
         # Model and label names hold no ':', so the suffix is the verb.
         if path.startswith("/v1/models/"):

@@ -3,6 +3,7 @@ start the service's parts.
 
     fitserve train examples/iris.json examples/data/iris.csv --model iris
     fitserve jobs | fitserve models | fitserve predict iris rows.csv | fitserve cancel ID
+    fitserve label iris stable 3 | fitserve export iris 3 --format onnx | fitserve predictions iris
     fitserve serve | fitserve worker [--supervised]
 
 The server and key come from --url/--key, else FITSERVE_URL and
@@ -29,6 +30,9 @@ from models.jobs.store import FINAL_STATES, STATES
 from service.client import ApiError, Client, ClientSettings, Event
 
 PREDICT_TYPES = {".csv": "text/csv", ".json": "application/json", ".npy": "application/x-npy"}
+EXPORT_FORMATS = ("keras", "saved_model", "onnx")
+# The most records one page of the prediction log holds (the API's limit).
+PREDICTIONS_PAGE = 1000
 
 console = Console(stderr=True)  # progress and messages; results go to stdout
 out = Console()
@@ -77,6 +81,22 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--version", type=int)
     predict.add_argument("--output", "-o", type=Path,
                          help="write the predictions to this .csv, .npy or .json file")  # fmt: skip
+    label = command("label", _label, "List a model's labels, or point one at a version.")
+    label.add_argument("model")
+    label.add_argument("label", nargs="?", help="the label (stable, canary, ...)")
+    label.add_argument("version", nargs="?", type=int, help="the version it is to point at")
+    label.add_argument("--delete", action="store_true", help="delete the label")
+    export = command("export", _export, "Download a version: .keras, a SavedModel zip, or ONNX.")
+    export.add_argument("model")
+    export.add_argument("version", type=int)
+    export.add_argument("--format", choices=EXPORT_FORMATS, default="keras")
+    export.add_argument("--output", "-o", type=Path,
+                        help="the file to write (default: the server's name, here)")  # fmt: skip
+    logged = command("predictions", _predictions, "Read back a model's sampled prediction log.")
+    logged.add_argument("model")
+    logged.add_argument("--since", help="an RFC 3339 time (default: the server's, an hour ago)")
+    logged.add_argument("--limit", type=int, default=100, help="at most this many records")
+    logged.add_argument("--json", action="store_true", help="print JSON lines, not a table")
     cancel = command("cancel", _cancel, "Cancel a queued or running job.")
     cancel.add_argument("job")
     command("serve", _serve, "Run the API (granian), as `make run` does.")
@@ -216,6 +236,93 @@ def _predict(arguments: argparse.Namespace) -> int:
         table.add_row(str(index), values, *([str(labels[index])] if labels is not None else []))
     out.print(table)
     return 0
+
+
+def _label(arguments: argparse.Namespace) -> int:
+    client = _client(arguments)
+    path = f"/v1/models/{arguments.model}/labels"
+    if arguments.delete or arguments.version is not None:
+        if arguments.label is None:
+            raise ApiError(0, "Name the label: fitserve label MODEL LABEL VERSION (or --delete).")
+        if arguments.delete and arguments.version is not None:
+            raise ApiError(0, "Either a version to point the label at or --delete, not both.")
+        if arguments.delete:
+            client.request("DELETE", f"{path}/{arguments.label}")
+            console.print(f"deleted label {arguments.label!r} of {arguments.model}")
+            return 0
+        moved = client.json("PUT", f"{path}/{arguments.label}",
+                            json={"version": arguments.version})  # fmt: skip
+        previous = moved.get("previous")
+        was = f" (was {previous})" if previous not in (None, moved["version"]) else ""
+        console.print(f"{arguments.model}: {arguments.label} -> version {moved['version']}{was}")
+        return 0
+    if arguments.label is not None:  # one label, with its history
+        shown = client.json("GET", f"{path}/{arguments.label}")
+        out.print(f"{arguments.label} -> version {shown['version']}")
+        table = Table("time", "from", "to", "role")
+        for move in shown["history"]:
+            table.add_row(move["time"], _version(move["from"]), _version(move["to"]),
+                          str(move["role"]))  # fmt: skip
+        out.print(table)
+        return 0
+    table = Table("label", "version")
+    for name, version in client.json("GET", path)["labels"].items():
+        table.add_row(name, str(version))
+    out.print(table)
+    return 0
+
+
+def _version(version: int | None) -> str:
+    return "-" if version is None else str(version)
+
+
+def _export(arguments: argparse.Namespace) -> int:
+    written = _client(arguments).download(
+        f"/v1/models/{arguments.model}/versions/{arguments.version}/export", arguments.output,
+        params={"format": arguments.format},
+    )  # fmt: skip
+    console.print(f"wrote {written} ({written.stat().st_size:,} bytes)")
+    return 0
+
+
+def _predictions(arguments: argparse.Namespace) -> int:
+    """Pages of the log (following `next`) until `--limit` records or the end."""
+    client = _client(arguments)
+    path = f"/v1/models/{arguments.model}/predictions"
+    since, left = arguments.since, arguments.limit
+    records: list[dict[str, Any]] = []
+    while left > 0:
+        params: dict[str, Any] = {"limit": min(left, PREDICTIONS_PAGE)}
+        if since:
+            params["since"] = since
+        page = client.json("GET", path, params=params)
+        records += page["records"][:left]
+        left -= len(page["records"])
+        # A page may be empty and still name a `next`: the server lists at
+        # most two days of hour folders a call, so a `since` long ago takes
+        # several calls to reach the first record. The cursor only moves on.
+        following = page.get("next")
+        if not following or following == since:
+            break
+        since = following
+    if arguments.json:
+        for record in records:
+            sys.stdout.write(json.dumps(record) + "\n")
+        return 0
+    table = Table("time", "version", "latency ms", "rows", "labels", "outputs")
+    for record in records:
+        outputs = record.get("outputs") or []
+        labels = record.get("labels")
+        table.add_row(str(record.get("time")), str(record.get("version")),
+                      f"{record.get('latency_ms', 0):.3g}", str(len(outputs)),
+                      _short(labels) if labels is not None else "", _short(outputs))  # fmt: skip
+    out.print(table)
+    return 0
+
+
+def _short(value: Any, most: int = 60) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def _cancel(arguments: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ It imports neither Flask nor Keras, so the CLI starts at once.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,6 +95,24 @@ class Client:
         body = {"model": model, "spec": spec, "dataset": dataset}
         return dict(self.json("POST", "/v1/jobs", json=body))
 
+    def download(self, path: str, output: Path | None, **arguments: Any) -> Path:
+        """GET `path` into `output` (default: the name the server gives, in
+        the current folder), streamed in blocks; written aside and renamed, so
+        an interrupted download leaves no partial file under that name."""
+        response = self.request("GET", path, stream=True, **arguments)
+        with response:
+            if output is None:
+                output = Path(_attachment_name(response) or path.rstrip("/").split("/")[-1])
+            partial = output.with_name(f".{output.name}.partial")
+            try:
+                with partial.open("wb") as handle:
+                    for block in response.iter_content(chunk_size=1 << 20):
+                        handle.write(block)
+                partial.replace(output)
+            finally:
+                partial.unlink(missing_ok=True)
+        return output
+
     def events(self, job_id: str) -> Iterator[Event]:
         """The job's Server-Sent Events, until the stream ends."""
         response = self.request("GET", f"/v1/jobs/{job_id}/events", stream=True,
@@ -124,6 +143,14 @@ def parse_events(lines: Iterator[str]) -> Iterator[Event]:
                 data.append(value)
             elif field == "id":
                 event_id = value
+
+
+def _attachment_name(response: requests.Response) -> str | None:
+    """The file name of a `Content-Disposition: attachment; filename=...`
+    answer, without any folder in it (the server's word is not a path)."""
+    match = re.search(r'filename="?([^";]+)"?', response.headers.get("Content-Disposition", ""))
+    name = Path(match.group(1)).name if match else ""
+    return name if name not in ("", ".", "..") else None
 
 
 def _error_message(response: requests.Response) -> str:

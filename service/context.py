@@ -14,9 +14,11 @@ from models.jobs.store import JobStore
 from models.jobs.workers import WorkerRegistry
 from models.records import DatasetRecord
 from models.serving.catalog import ModelCatalog
+from models.serving.prediction_log import PredictionLog
 from models.serving.predictor import Predictor
 from models.settings import Settings
 from models.storage.model_store import ModelStore
+from models.storage.prediction_records import PredictionRecords
 from models.storage.results import ResultStore
 from worker.queue import JobQueue
 
@@ -35,6 +37,9 @@ class Services:
     workers: WorkerRegistry
     celery: Celery
     queue: JobQueue
+    # The sampled prediction log: its writer (per process) and its stored records.
+    prediction_log: PredictionLog
+    prediction_records: PredictionRecords
 
     def dataset_named_in_body(self, dataset_id: str) -> DatasetRecord:
         """The dataset a job's body names, or a 422 at ["dataset"]."""

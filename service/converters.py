@@ -7,7 +7,7 @@ from werkzeug.exceptions import NotFound
 from werkzeug.routing import BaseConverter
 
 from models.errors import quoted
-from models.ids import MODEL_NAME, anchored, is_model_name
+from models.ids import LABEL_NAME, MODEL_NAME, VERSION, anchored, is_label_name, is_model_name
 
 
 class ModelNameConverter(BaseConverter):
@@ -26,3 +26,37 @@ class ModelNameConverter(BaseConverter):
                 f"Received: {quoted(value)}"  # a name may be 64 KiB long
             )
         return value
+
+
+class LabelNameConverter(BaseConverter):
+    """A version label (`/v1/models/iris/labels/stable`): like model names, a
+    segment that is no label name is a 404 that says what labels look like."""
+
+    regex = r"[^/:]+"
+
+    def to_python(self, value: str) -> str:
+        if not is_label_name(value):
+            raise NotFound(
+                f"No label has this name: labels match {anchored(LABEL_NAME)}. "
+                f"Received: {quoted(value)}"
+            )
+        return value
+
+
+class VersionOrLabelConverter(BaseConverter):
+    """V2's version segment (`/v2/models/iris/versions/<v>`): a version number
+    (an int) or a label (a str, resolved by service.routes.labels.pinned_version),
+    since Triton's and KServe's clients put `model_version` there as a string.
+    Labels start with a letter, so the two never meet."""
+
+    regex = r"[^/:]+"
+
+    def to_python(self, value: str) -> int | str:  # type: ignore[override]
+        if VERSION.fullmatch(value):
+            return int(value)
+        if is_label_name(value):
+            return value
+        raise NotFound(
+            f"No version or label has this name: versions match {anchored(VERSION)}, labels "
+            f"{anchored(LABEL_NAME)}. Received: {quoted(value)}"
+        )

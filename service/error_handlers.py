@@ -1,9 +1,17 @@
 """One place that turns every error into API.md's JSON error body, with the
-status service.errors gives its code."""
+status service.errors gives its code.
+
+Under /v2 the body takes the Open Inference Protocol's shape instead, where
+`error` is the message itself (the protocol's error objects, which
+tritonclient and KServe's client print): `{"error": "<message>", "code":
+"<snake_case>", "details": [...]}`. Every status, whatever raised it (a
+route, auth, the upload limit, Redis, a URL no route takes), goes through
+`error_body`."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import kombu.exceptions
 import redis
@@ -30,8 +38,19 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(Exception, _unexpected)
 
 
+def error_body(code: str, message: str, details: list[dict[str, Any]]) -> Response:
+    """The JSON error body: API.md's shape, or the protocol's on /v2 URLs."""
+    if is_oip_path(request.path):
+        return jsonify({"error": message, "code": code, "details": details})
+    return jsonify({"error": {"code": code, "message": message, "details": details}})
+
+
+def is_oip_path(path: str) -> bool:
+    return path == "/v2" or path.startswith("/v2/")
+
+
 def error_response(error: FitserveError) -> tuple[Response, int]:
-    response = jsonify(error.to_dict())
+    response = error_body(error.code, error.message, error.details)
     retry_after_s = getattr(error, "retry_after_s", None)
     if retry_after_s is not None:
         response.headers["Retry-After"] = str(retry_after_s)
@@ -93,8 +112,7 @@ def _redis_error(error: Exception) -> tuple[Response, int]:
 def _http_error(error: HTTPException) -> tuple[Response, int]:
     status = error.code or 500
     code = (error.name or "error").lower().replace(" ", "_")
-    body = {"error": {"code": code, "message": _http_message(error), "details": []}}
-    return jsonify(body), status
+    return error_body(code, _http_message(error), []), status
 
 
 def _http_message(error: HTTPException) -> str:

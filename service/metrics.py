@@ -39,6 +39,11 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )  # fmt: skip
 PREDICTIONS = Counter("fitserve_predictions_total", "Samples predicted.", ["model"])
+# outcome: written, dropped (the writer's queue was full) or failed (the store refused).
+PREDICTION_LOG = Counter(
+    "fitserve_prediction_log_records_total", "Sampled predictions for the prediction log.",
+    ["outcome"],
+)  # fmt: skip
 # reason: missing, malformed, unknown_key (401s) or forbidden (a predict key's 403).
 AUTH_FAILURES = Counter(
     "fitserve_auth_failures_total", "Requests refused for their API key.", ["reason"]
@@ -49,12 +54,46 @@ LOADED_MODELS = Gauge(
 )  # fmt: skip
 
 
+# The labelled series in use, by their label values: `labels()` takes a lock
+# and validates its arguments on every call, a sizeable part of a one-row
+# request's own time. Bounded: past this many a series is looked up each time.
+_MAX_CACHED_SERIES = 4096
+_series: dict[tuple[Any, ...], Any] = {}
+
+
+def _series_of(metric: Any, *values: str) -> Any:
+    key = (id(metric), *values)
+    series = _series.get(key)
+    if series is None:
+        series = metric.labels(*values)
+        if len(_series) < _MAX_CACHED_SERIES:
+            _series[key] = series
+    return series
+
+
 def count_predictions(model: str, samples: int) -> None:
-    PREDICTIONS.labels(model=model).inc(samples)
+    _series_of(PREDICTIONS, model).inc(samples)
+
+
+def count_prediction_log(outcome: str, records: int) -> None:
+    PREDICTION_LOG.labels(outcome=outcome).inc(records)
 
 
 def count_auth_failure(reason: str) -> None:
     AUTH_FAILURES.labels(reason=reason).inc()
+
+
+def observe_request(method: str, path: str, route: str, status: int, seconds: float) -> None:
+    """A request answered: its duration in the histogram, and the access log line."""
+    _series_of(REQUEST_SECONDS, method, route, str(status)).observe(seconds)
+    if log.isEnabledFor(logging.INFO):
+        # As log.info would, less its look up the stack for the caller's
+        # file and line (the same for every access line).
+        log.handle(log.makeRecord(log.name, logging.INFO, __file__, 0, "%s %s %s",
+                                  (method, path, status), None, extra={
+            "method": method, "path": path, "route": route, "status": status,
+            "duration_ms": round(seconds * 1000, 3),
+        }))  # fmt: skip
 
 
 def install_metrics(app: Flask) -> None:
@@ -68,13 +107,10 @@ def install_metrics(app: Flask) -> None:
         if started is None:
             return response
         seconds = time.perf_counter() - started
+        this = request._get_current_object()  # type: ignore[attr-defined]  # one proxy lookup
         # The route's pattern, not the path: one series per endpoint, not per model.
-        route = request.url_rule.rule if request.url_rule else "unmatched"
-        REQUEST_SECONDS.labels(request.method, route, str(response.status_code)).observe(seconds)
-        log.info("%s %s %s", request.method, request.path, response.status_code, extra={
-            "method": request.method, "path": request.path, "route": route,
-            "status": response.status_code, "duration_ms": round(seconds * 1000, 3),
-        })  # fmt: skip
+        route = this.url_rule.rule if this.url_rule else "unmatched"
+        observe_request(this.method, this.path, route, response.status_code, seconds)
         return response
 
     @app.get("/metrics")

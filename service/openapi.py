@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask
 from pydantic import BaseModel
 
-from models.ids import DATASET_ID, JOB_ID, MODEL_NAME, anchored
+from models.ids import DATASET_ID, JOB_ID, LABEL_NAME, MODEL_NAME, anchored
 from service.openapi_bodies import (
     JSON_OBJECT,
     MEDIA_BODIES,
@@ -25,6 +25,7 @@ from service.openapi_bodies import (
     UNAVAILABLE_DESCRIPTION,
     WITHOUT_UNAVAILABLE,
 )
+from service.routes.labels import LabelRequest
 from service.schemas import BatchPredictRequest, JobRequest, TrainingSpec
 
 # The JSON bodies each route validates with a pydantic model.
@@ -32,11 +33,14 @@ REQUEST_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/v1/jobs"): JobRequest,
     ("POST", "/v1/models/{name}:batchPredict"): BatchPredictRequest,
     ("POST", "/v1/models/{name}/versions/{version}:batchPredict"): BatchPredictRequest,
+    ("POST", "/v1/models/{name}/labels/{label}:batchPredict"): BatchPredictRequest,
+    ("PUT", "/v1/models/{name}/labels/{label}"): LabelRequest,
 }
 # What each path parameter accepts; anything else is a 404 that says why.
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
     "name": {"type": "string", "pattern": anchored(MODEL_NAME)},
     "version": {"type": "integer", "minimum": 1},
+    "label": {"type": "string", "pattern": anchored(LABEL_NAME)},
     "dataset_id": {"type": "string", "pattern": anchored(DATASET_ID)},
     "job_id": {"type": "string", "pattern": anchored(JOB_ID)},
 }
@@ -56,13 +60,24 @@ ERROR = {
     },
 }
 ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+# The Open Inference Protocol's error object, on /v2 (service.error_handlers).
+OIP_ERROR = {
+    "type": "object",
+    "required": ["error", "code", "details"],
+    "properties": {
+        "error": {"type": "string"},
+        "code": {"type": "string"},
+        "details": {"type": "array", "items": {"type": "object"}},
+    },
+}
+OIP_ERROR_CONTENT = {"application/json": {"schema": {"$ref": "#/components/schemas/OipError"}}}
 OPEN_PATHS = ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/openapi.json",
               "/docs", "/")  # fmt: skip
 
 
 def openapi_document(app: Flask) -> dict[str, Any]:
-    schemas: dict[str, Any] = {"Error": ERROR}
-    for model in (JobRequest, TrainingSpec, BatchPredictRequest):
+    schemas: dict[str, Any] = {"Error": ERROR, "OipError": OIP_ERROR}
+    for model in (JobRequest, TrainingSpec, BatchPredictRequest, LabelRequest):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -116,7 +131,8 @@ def _responses(path: str, method: str) -> dict[str, Any]:
         responses[status] = {"description": description}
         if content is not None:
             responses[status]["content"] = content
-    responses["4XX"] = {"description": "A client mistake, said where", "content": ERROR_CONTENT}
+    errors = OIP_ERROR_CONTENT if path == "/v2" or path.startswith("/v2/") else ERROR_CONTENT
+    responses["4XX"] = {"description": "A client mistake, said where", "content": errors}
     if path not in WITHOUT_UNAVAILABLE:
         responses["503"] = {"description": UNAVAILABLE_DESCRIPTION, "content": JSON_OBJECT}
     return responses

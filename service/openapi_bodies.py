@@ -10,11 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from models.jobs.store import STATES
+from models.serving.export import FORMATS as EXPORT_FORMATS
 
 JSON_OBJECT = {"application/json": {"schema": {"type": "object"}}}
 TEXT = {"schema": {"type": "string"}}
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 PREDICTIONS = {**JSON_OBJECT, "text/csv": TEXT, "application/x-npy": BINARY}
+# An export download (service.exports): `.keras` and `.onnx`, or a zipped SavedModel.
+EXPORT_FILE = {"application/octet-stream": BINARY, "application/zip": BINARY}
+EXPORTED = "The version as a file (Content-Disposition names it)"
+EXPORT_FORMAT = {"name": "format", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": list(EXPORT_FORMATS),
+                            "default": "keras"}}  # fmt: skip
 # Each Server-Sent Event: its name, and a JSON object as its data.
 EVENT_STREAM = {
     "text/event-stream": {
@@ -31,6 +38,16 @@ EVENT_STREAM = {
     }
 }  # fmt: skip
 QUEUED = "Accepted: a job, queued; its Location header is where to follow it"
+# V2 infer: JSON, or with binary outputs (the binary tensor data extension) the
+# JSON header, Inference-Header-Content-Length bytes long, then the tensors' bytes.
+BINARY_TENSORS = {
+    "schema": {
+        "type": "string",
+        "format": "binary",
+        "description": "A JSON header (Inference-Header-Content-Length bytes), then the tensors",
+    }
+}
+INFERRED = {**JSON_OBJECT, "application/octet-stream": BINARY_TENSORS}
 
 # (status, description, content or None) for each success a route answers with.
 Successes = list[tuple[str, str, dict[str, Any] | None]]
@@ -43,6 +60,10 @@ SUCCESSES: dict[tuple[str, str], Successes] = {
         ("200", "The same bytes were stored before: that record", JSON_OBJECT),
     ],
     ("DELETE", "/v1/datasets/{dataset_id}"): [("204", "Deleted", None)],
+    ("POST", "/v2/models/{name}/infer"): [("200", "Outputs, JSON or binary", INFERRED)],
+    ("POST", "/v2/models/{name}/versions/{version}/infer"): [
+        ("200", "Outputs, JSON or binary", INFERRED)
+    ],
     ("POST", "/v1/jobs"): [("202", QUEUED, JSON_OBJECT)],
     ("GET", "/v1/jobs/{job_id}/events"): [
         ("200", "Server-Sent Events: a snapshot, then each epoch and state", EVENT_STREAM)
@@ -53,12 +74,19 @@ SUCCESSES: dict[tuple[str, str], Successes] = {
     ("DELETE", "/v1/models/{name}/versions/{version}"): [("204", "Deleted", None)],
     ("POST", "/v1/models/{name}:batchPredict"): [("202", QUEUED, JSON_OBJECT)],
     ("POST", "/v1/models/{name}/versions/{version}:batchPredict"): [("202", QUEUED, JSON_OBJECT)],
+    ("POST", "/v1/models/{name}/labels/{label}:batchPredict"): [("202", QUEUED, JSON_OBJECT)],
+    ("DELETE", "/v1/models/{name}/labels/{label}"): [("204", "Deleted", None)],
     ("POST", "/v1/models/{name}:predict"): [
         ("200", "Predictions, in the format Accept picks", PREDICTIONS)
     ],
     ("POST", "/v1/models/{name}/versions/{version}:predict"): [
         ("200", "Predictions, in the format Accept picks", PREDICTIONS)
     ],
+    ("POST", "/v1/models/{name}/labels/{label}:predict"): [
+        ("200", "Predictions, in the format Accept picks", PREDICTIONS)
+    ],
+    ("GET", "/v1/models/{name}/versions/{version}/export"): [("200", EXPORTED, EXPORT_FILE)],
+    ("GET", "/v1/models/{name}/labels/{label}/export"): [("200", EXPORTED, EXPORT_FILE)],
 }
 # Routes that never wait on Redis, the store or a model, so never answer 503.
 WITHOUT_UNAVAILABLE = ("/", "/healthz", "/v2/health/live", "/openapi.json", "/docs")
@@ -126,8 +154,13 @@ INFER = {
                 },
             },
         }
-    }
+    },
+    "application/octet-stream": BINARY_TENSORS,
 }
+INFER_HEADER = {"name": "Inference-Header-Content-Length", "in": "header", "required": False,
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                "description": "Binary tensor data: the JSON header's length in bytes "
+                               "(0: the body is the input tensor alone)"}  # fmt: skip
 TRAINING_FORM = {
     "multipart/form-data": {
         "schema": {
@@ -142,7 +175,7 @@ TRAINING_FORM = {
 }
 TARGET = {"name": "target", "in": "query", "required": False, "schema": {"type": "string"},
           "description": "The CSV column holding the labels (default: the last)"}  # fmt: skip
-# Query parameters, as OpenAPI parameter objects.
+# Query (and header) parameters, as OpenAPI parameter objects.
 QUERY_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("POST", "/v1/datasets"): [TARGET],
     ("GET", "/v1/datasets"): [
@@ -160,6 +193,17 @@ QUERY_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
         {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
                                                     "maximum": 500}},
     ],
+    ("GET", "/v1/models/{name}/predictions"): [
+        {"name": "since", "in": "query", "schema": {"type": "string"},
+         "description": "RFC 3339 time with its offset (default: an hour ago), or the next "
+                        "cursor of the page before"},
+        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                    "maximum": 1000}},
+    ],
+    ("GET", "/v1/models/{name}/versions/{version}/export"): [EXPORT_FORMAT],
+    ("POST", "/v2/models/{name}/infer"): [INFER_HEADER],
+    ("POST", "/v2/models/{name}/versions/{version}/infer"): [INFER_HEADER],
+    ("GET", "/v1/models/{name}/labels/{label}/export"): [EXPORT_FORMAT],
 }  # fmt: skip
 # Request bodies by media type, beside the JSON body a pydantic model describes.
 MEDIA_BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -167,6 +211,7 @@ MEDIA_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/jobs"): TRAINING_FORM,
     ("POST", "/v1/models/{name}:predict"): PREDICT,
     ("POST", "/v1/models/{name}/versions/{version}:predict"): PREDICT,
+    ("POST", "/v1/models/{name}/labels/{label}:predict"): PREDICT,
     ("POST", "/v2/models/{name}/infer"): INFER,
     ("POST", "/v2/models/{name}/versions/{version}/infer"): INFER,
 }

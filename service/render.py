@@ -67,7 +67,21 @@ def render_predictions(
     request: Request, outputs: np.ndarray, labels: list[Any] | None, json_key: str,
     default: str = "application/json",
 ) -> Response:  # fmt: skip
+    if default == "application/json" and len(outputs) <= CHUNK_ROWS and _any_type(request):
+        # The common case (a few rows, JSON, no Accept or `*/*`) in one call,
+        # the same bytes as _json writes: parsing the Accept header and the
+        # chunked writer cost more than the rest of rendering a few rows.
+        answer: dict[str, Any] = {json_key: np.ascontiguousarray(outputs)}
+        if labels is not None:
+            answer["labels"] = labels
+        return Response(dump_bytes(answer), mimetype="application/json")
     return render_rows(request, InMemoryRows(outputs, labels), json_key, default)
+
+
+def _any_type(request: Request) -> bool:
+    """Whether the request takes any type: no Accept header, or `*/*`."""
+    accept = request.headers.get("Accept")
+    return accept is None or accept.strip() in ("*/*", "")
 
 
 def render_rows(

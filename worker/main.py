@@ -23,6 +23,7 @@ from models.settings import Settings
 from models.storage.blobs import open_blobs
 from models.storage.debris import forget_debris_at_start
 from models.storage.model_store import adopt_earlier_layout
+from models.storage.prediction_records import PredictionRecords
 from models.training.backend import configure_backend, enable_compilation_cache
 from models.training.fit import warm_up
 from worker.celery_app import make_celery
@@ -78,7 +79,9 @@ def main(argv: list[str] | None = None) -> None:
          "gpus": gpus, "backend": context.backend, "queue": queue_name, "started_at": utc_now()},
     )  # fmt: skip
     register_tasks(app, context, heartbeat)
-    sweeper = Sweeper(queue, context.checkpoints, settings.jobs.lease_s, context.results)
+    predictions = PredictionRecords(open_blobs(settings), settings.prediction_log.retention_s)
+    sweeper = Sweeper(queue, context.checkpoints, settings.jobs.lease_s, context.results,
+                      predictions)  # fmt: skip
     heartbeat.start()
     sweeper.start()
     arguments = [

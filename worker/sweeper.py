@@ -23,7 +23,8 @@ no GPU worker is online any more. If a GPU worker comes back first, it takes
 the job from the GPU queue and the CPU queue's copy finds it taken.
 
 Every few minutes one of the sweepers also forgets what expired jobs left:
-their entries in the job indexes, and prediction jobs' results in the store.
+their entries in the job indexes, and prediction jobs' results in the store;
+and the prediction log's hours older than its retention.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from models.errors import NotFound
 from models.jobs.store import FINAL_STATES, JobStore
 from models.records import JobRecord
 from models.storage.checkpoints import CheckpointStore
+from models.storage.prediction_records import PredictionRecords
 from models.storage.results import ResultStore
 from worker.queue import JobQueue
 
@@ -53,12 +55,13 @@ FORGET_EXPIRED_EVERY_S = 300.0
 class Sweeper:
     def __init__(
         self, queue: JobQueue, checkpoints: CheckpointStore, lease_s: float,
-        results: ResultStore | None = None,
+        results: ResultStore | None = None, predictions: PredictionRecords | None = None,
     ) -> None:  # fmt: skip
         self.queue = queue
         self.jobs: JobStore = queue.jobs
         self.checkpoints = checkpoints
         self.results = results
+        self.predictions = predictions
         # Twice per lease: a dead worker's job waits at most 1.5 leases.
         self.interval_s = lease_s / 2
         self._stopped = threading.Event()
@@ -139,8 +142,12 @@ class Sweeper:
     def forget_expired(self) -> None:
         """Drop what jobs whose records have expired leave behind (Redis has
         no expiry for index entries, the store none for objects): their index
-        entries, and prediction jobs' results."""
+        entries, and prediction jobs' results. The prediction log's hours
+        older than its retention go too."""
         self.jobs.forget_expired()
+        if self.predictions is not None:
+            if removed := self.predictions.forget_expired():
+                log.info("prediction log: %d expired objects deleted", removed)
         if self.results is None:
             return
         stored = self.results.job_ids()

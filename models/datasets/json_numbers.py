@@ -39,20 +39,10 @@ _EXACT = 2.0**53  # below it, int -> float64 -> float32 rounds as int -> float32
 
 _WHITESPACE = b" \t\n\r"
 _NUMBER_CHARS = b"0123456789+-.eE"
-# The outline of the text: each byte as its kind (whitespace is dropped as
-# the table is applied): a number character 0, "[" 1, "]" 2, "," 3, other 4.
-_OUTLINE = bytes(
-    0 if byte in _NUMBER_CHARS else b"[],".find(byte) + 1 if byte in b"[]," else 4
-    for byte in range(256)
-)
-# Which kind may follow which: a number's characters, then "," or "]"; after
-# "[" or ",", a number or "["; after "]", "," or "]". Anything else leaves a
-# slot empty ("[,", ",,", "[]") or puts a number against a bracket ("1[", "]1").
-_FOLLOWS = np.zeros(25, bool)  # [kind * 5 + next kind]
-for _kind, _next in ((0, 0), (0, 2), (0, 3), (1, 0), (1, 1), (3, 0), (3, 1), (2, 2), (2, 3)):
-    _FOLLOWS[_kind * 5 + _next] = True
+# A piece less its numbers and whitespace: its brackets and commas, and
+# whatever else it holds (then it is no array of plain numbers).
+_NOT_STRUCTURE = _NUMBER_CHARS + _WHITESPACE
 _UNBRACKET = bytes(ord(" ") if byte in b"[]" else byte for byte in range(256))
-_SKELETON = bytes(b"?[],?"[byte] if byte < 5 else ord("?") for byte in range(256))
 # Bytes that may be in the array's run: whatever else is "x".
 _IN_RUN = bytes(
     ord("a") if byte in _NUMBER_CHARS + _WHITESPACE + b"[]," else ord("x") for byte in range(256)
@@ -141,7 +131,6 @@ def numeric_array(text: memoryview) -> np.ndarray | None:
     skeleton: list[bytes] = []  # the brackets and commas
     pieces: list[np.ndarray] = []
     start = 0
-    before = b""  # the kind of the previous piece's last byte
     # Integers of 2**53 or more round to float32 through float64 (as here)
     # unlike directly from int64, which is how a parser's all-integer array goes.
     integers, large = True, False
@@ -149,29 +138,23 @@ def numeric_array(text: memoryview) -> np.ndarray | None:
         cut = _piece_end(text, start)
         piece = bytes(text[start:cut])
         start = cut
-        outline = np.frombuffer(before + piece.translate(_OUTLINE, _WHITESPACE), np.uint8)
-        # Only pairs with a bracket or comma in them need a look: a number's
-        # characters may follow each other (whether they form one number,
-        # orjson decides).
-        marks = np.flatnonzero(outline)
-        ahead = marks[marks + 1 < len(outline)]
-        behind = marks[marks > 0]
-        if not (
-            _FOLLOWS[outline[ahead] * 5 + outline[ahead + 1]].all()
-            and _FOLLOWS[outline[behind - 1] * 5 + outline[behind]].all()
-            and (outline[marks] != 4).all()
-        ):
-            return None
-        skeleton.append(outline[marks[marks >= len(before)]].tobytes())
-        before = outline[-1:].tobytes()
-        del outline
+        # Every slot between two of the brackets and commas holds one number:
+        # orjson refuses an empty slot or two numbers in one inside a piece
+        # (it reads the piece's numbers with its brackets as spaces), and a
+        # piece ends just after a comma, so no slot spans two; the ones at a
+        # piece's edges (stripped before orjson reads it) are counted: the
+        # numbers read must be as many as the slots the skeleton's shape has.
+        structure = piece.translate(None, _NOT_STRUCTURE)
+        if structure.translate(None, b"[],"):
+            return None  # something other than numbers, brackets and commas
+        skeleton.append(structure)
         parsed = _parse_numbers(piece.translate(_UNBRACKET))
         if parsed is None:
             return None
         pieces.append(parsed[0])
         integers &= parsed[1]
         large |= parsed[2]
-    shape = _shape(b"".join(skeleton).translate(_SKELETON))
+    shape = _shape(b"".join(skeleton))
     if (
         shape is None
         or (integers and large)

@@ -109,6 +109,9 @@ class ModelCatalog:
         self.poll_s = poll_s
         self.recheck_s = recheck_s
         self._client = client
+        # Called with (name, versions) from the subscriber thread after an
+        # announced change is listed (the predictor loads a new version aside).
+        self.listeners: list[Callable[[str, list[int]], None]] = []
         self._reset()
         if self.cached:
             # A forked child starts empty, with fresh locks (one held by another
@@ -402,9 +405,15 @@ class ModelCatalog:
         if not is_model_name(name):
             return
         try:
-            self._list(name)
+            versions = self._list(name)
         except Exception as exc:  # the store is away: the poll tries again
             log.warning("model catalog could not list the versions of %s: %s", name, exc)
+            return
+        for listener in list(self.listeners):
+            try:
+                listener(name, versions)
+            except Exception:  # a listener's fault must not stop the subscriber
+                log.exception("model catalog listener failed on %s", name)
 
 
 def _text(value: Any) -> str:

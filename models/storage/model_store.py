@@ -14,6 +14,9 @@ this order:
                  and a version exists exactly when its manifest does, so a
                  reader never sees half a version, nor a second one.
 
+Beside them, `exports/` holds the version's SavedModel and ONNX exports once
+asked for and built (models.serving.export); deleted with the version.
+
 `models/<name>/jobs/<job id>` names the number a job claimed (created only if
 absent), so every attempt of a job publishes under one number: the retry of a
 job that died while publishing finishes that version instead of publishing a
@@ -257,6 +260,9 @@ class ModelStore:
         # Then the manifest: the version is gone for readers at once.
         self.blobs.delete(f"{folder}/{MANIFEST_FILE}")
         for key in self._model_files(folder):
+            self.blobs.delete(key)
+        # And what was built from it (models.serving.export: `exports/...`).
+        for key in list(self.blobs.keys(f"{folder}/exports/")):
             self.blobs.delete(key)
         self._changed(name)
 

@@ -21,8 +21,11 @@ from models.validation import validate
 from service.bodies import parse_json, request_body
 from service.context import services
 from service.errors import PayloadTooLarge, parsing_request
+from service.exports import export_response
 from service.metrics import count_predictions
+from service.prediction_log import log_prediction
 from service.render import render_predictions
+from service.routes.labels import pinned_version, version_labels
 from service.schemas import BatchPredictRequest
 
 blueprint = Blueprint("models", __name__, url_prefix="/v1/models")
@@ -52,6 +55,9 @@ def index() -> Response:
                 "task": details.get("task"),
             }
         )
+    labels = version_labels().of_models([str(entry["name"]) for entry in listing])
+    for entry in listing:
+        entry["labels"] = dict(sorted(labels[str(entry["name"])].items()))
     return jsonify({"models": listing})
 
 
@@ -74,9 +80,10 @@ def status(name: str, version: int | None = None) -> Response:
 
 @blueprint.get("/<model:name>/metadata")
 @blueprint.get("/<model:name>/versions/<int:version>/metadata")
-def metadata(name: str, version: int | None = None) -> Response:
+@blueprint.get("/<model:name>/labels/<label:label>/metadata")
+def metadata(name: str, version: int | None = None, label: str | None = None) -> Response:
     catalog = services().catalog
-    resolved = catalog.resolve(name, version)
+    resolved = catalog.resolve(name, pinned_version(name, label or version))
     details = catalog.metadata(name, resolved)
     return jsonify(
         {
@@ -92,9 +99,10 @@ def metadata(name: str, version: int | None = None) -> Response:
 
 @blueprint.post("/<model:name>:predict")
 @blueprint.post("/<model:name>/versions/<int:version>:predict")
-def predict(name: str, version: int | None = None) -> Response:
+@blueprint.post("/<model:name>/labels/<label:label>:predict")
+def predict(name: str, version: int | None = None, label: str | None = None) -> Response:
     parts = services()
-    loaded = parts.predictor.get(name, version)
+    loaded = parts.predictor.get(name, pinned_version(name, label or version))
     input_shape = loaded.metadata["input_shape"]
     most = parts.settings.limits.max_predict_rows
     layout = "row"
@@ -122,15 +130,20 @@ def predict(name: str, version: int | None = None) -> Response:
     key = "predictions" if layout == "row" else "outputs"
     response = render_predictions(request, prediction.outputs, prediction.labels, key)
     response.headers["Fitserve-Model-Version"] = str(prediction.version)
+    log_prediction(parts, name, x, prediction, "v1")  # sampled; off the request path
     return response
 
 
 @blueprint.post("/<model:name>:batchPredict")
 @blueprint.post("/<model:name>/versions/<int:version>:batchPredict")
-def batch_predict(name: str, version: int | None = None) -> tuple[Response, int, dict[str, str]]:
+@blueprint.post("/<model:name>/labels/<label:label>:batchPredict")
+def batch_predict(
+    name: str, version: int | None = None, label: str | None = None
+) -> tuple[Response, int, dict[str, str]]:
     """Predict every row of a stored dataset on the workers (a `predict` job)."""
     parts = services()
-    resolved = parts.catalog.resolve(name, version)  # the job pins the version
+    # The job pins the version (a label's at submit time).
+    resolved = parts.catalog.resolve(name, pinned_version(name, label or version))
     batch = validate(BatchPredictRequest, parse_json(request_body(request)))
     record = parts.dataset_named_in_body(batch.dataset)
     details = parts.catalog.metadata(name, resolved)
@@ -146,10 +159,19 @@ def batch_predict(name: str, version: int | None = None) -> tuple[Response, int,
     return jsonify(job), 202, {"Location": url_for("jobs.show", job_id=job["id"])}
 
 
+@blueprint.get("/<model:name>/versions/<int:version>/export")
+@blueprint.get("/<model:name>/labels/<label:label>/export")
+def export(name: str, version: int | None = None, label: str | None = None) -> Response:
+    """The version as a file: `?format=keras` (default), `saved_model` or `onnx`."""
+    resolved = services().catalog.resolve(name, pinned_version(name, label or version))
+    return export_response(name, resolved)
+
+
 @blueprint.delete("/<model:name>/versions/<int:version>")
 def delete(name: str, version: int) -> tuple[str, int]:
     parts = services()
-    parts.models.delete(name, version)  # announced to every process by the store
+    # Refused (409) while a label points at it; announced to every process by the store.
+    version_labels().delete_version(name, version, lambda: parts.models.delete(name, version))
     parts.catalog.refresh(name)  # this one sees it at once (read your writes)
     return "", 204
 

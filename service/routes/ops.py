@@ -49,7 +49,9 @@ def readyz() -> tuple[Response, int]:
     """Not ready: the reasons, with the failure's own text (paths, host names)
     only for a caller with a valid key; the probe itself needs none. Ready
     (200) with `warnings` when a queue has no worker: the API works, and jobs
-    wait until a worker comes."""
+    wait until a worker comes. Not ready either until the latest version of
+    each model is loaded and warm (models.serving.warmup); a model that failed
+    to load then is a warning, not a wait."""
     parts = services()
     detailed = presented_role() is not None
     problems = []
@@ -66,6 +68,10 @@ def readyz() -> tuple[Response, int]:
         parts.models.blobs.check()
     except Exception as exc:  # a folder or a bucket: any failure means not ready
         problems.append(reason("model store not writable", exc))
+    warming = parts.predictor.warmup.waiting()
+    if warming is not None:
+        problems.append(warming)
     if problems:
         return jsonify({"status": "unavailable", "reasons": problems}), 503
-    return jsonify({"status": "ready", "warnings": _warnings(parts)}), 200
+    warnings = _warnings(parts) + parts.predictor.warmup.warnings(detailed)
+    return jsonify({"status": "ready", "warnings": warnings}), 200

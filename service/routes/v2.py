@@ -4,30 +4,48 @@ Tensors travel as `{"name", "shape", "datatype", "data"}` with `data` flat in
 row-major order (nested lists are accepted too). Each model has one input
 (`x`, FP32, shape [-1, *input_shape]) and answers with `output_0` (FP32,
 [-1, outputs]) and, for classifiers, `label` (the decoded class: BYTES for
-string classes, INT64 for numeric ones). Errors keep this API's JSON error
-shape, like every other route.
+string classes, INT64 for numeric ones). Tensors may travel as binary data
+too (the binary tensor data extension: models.serving.binary_tensors).
+Errors take the protocol's shape, `{"error": "<message>", "code", "details"}`
+(service.error_handlers, for every status of every /v2 URL).
 """
 
 from __future__ import annotations
 
 import math
+from importlib.metadata import version as package_version
 from typing import Any
 
 import numpy as np
 from flask import Blueprint, Response, jsonify, request
 
 from models.datasets import json_numbers
-from models.errors import InvalidSample, MalformedBody, ServiceUnavailable, problem, quoted
+from models.errors import InvalidSample, MalformedBody, problem, quoted
+from models.serving import binary_tensors
 from models.serving.predictor import LoadedModel, Prediction
 from service.bodies import parse_json, request_body
 from service.context import services
 from service.json_provider import dump_bytes
 from service.metrics import count_predictions
+from service.prediction_log import log_prediction
+from service.routes.labels import pinned_version
 
 blueprint = Blueprint("v2", __name__, url_prefix="/v2")
 
+# The protocol's extensions this server implements, as Triton names them in
+# its server metadata.
+EXTENSIONS = ["binary_tensor_data"]
 NUMERIC_TYPES = {"FP16", "FP32", "FP64", "INT8", "INT16", "INT32", "INT64",
                  "UINT8", "UINT16", "UINT32", "UINT64"}  # fmt: skip
+
+
+@blueprint.get("")
+@blueprint.get("/")  # the protocol's OpenAPI document spells it `/v2/`
+def server_metadata() -> Response:
+    """Server metadata: name, version and the protocol extensions supported."""
+    return jsonify(
+        {"name": "fitserve", "version": package_version("fitserve"), "extensions": EXTENSIONS}
+    )
 
 
 @blueprint.get("/health/live")
@@ -39,27 +57,28 @@ def live() -> Response:
 def ready() -> tuple[Response, int]:
     try:
         services().models.blobs.check()
-        ok = True
+        # And not while the models' start-up warm-up lasts (as /readyz).
+        ok = services().predictor.warmup.done
     except Exception:  # a folder or a bucket: any failure means not ready
         ok = False
     return jsonify({"ready": ok}), 200 if ok else 503
 
 
 @blueprint.get("/models/<model:name>/ready")
-@blueprint.get("/models/<model:name>/versions/<int:version>/ready")
-def model_ready(name: str, version: int | None = None) -> tuple[Response, int]:
-    try:
-        loaded = services().predictor.get(name, version)
-    except ServiceUnavailable:
+@blueprint.get("/models/<model:name>/versions/<version:version>/ready")
+def model_ready(name: str, version: int | str | None = None) -> tuple[Response, int]:
+    # Ready: loaded and warm. Asking never waits for a load; it starts one.
+    loaded = services().predictor.ready(name, pinned_version(name, version))
+    if loaded is None:
         return jsonify({"name": name, "ready": False}), 503
     return jsonify({"name": name, "version": str(loaded.version), "ready": True}), 200
 
 
 @blueprint.get("/models/<model:name>")
-@blueprint.get("/models/<model:name>/versions/<int:version>")
-def metadata(name: str, version: int | None = None) -> Response:
+@blueprint.get("/models/<model:name>/versions/<version:version>")
+def metadata(name: str, version: int | str | None = None) -> Response:
     catalog = services().catalog
-    resolved = catalog.resolve(name, version)
+    resolved = catalog.resolve(name, pinned_version(name, version))
     details = catalog.metadata(name, resolved)
     outputs = [_tensor_metadata("output_0", "FP32", [details["outputs"]])]
     if details["classes"]:
@@ -77,27 +96,64 @@ def metadata(name: str, version: int | None = None) -> Response:
 
 
 @blueprint.post("/models/<model:name>/infer")
-@blueprint.post("/models/<model:name>/versions/<int:version>/infer")
-def infer(name: str, version: int | None = None) -> Response:
+@blueprint.post("/models/<model:name>/versions/<version:version>/infer")
+def infer(name: str, version: int | str | None = None) -> Response:
     parts = services()
-    payload = _parse_infer(request_body(request))
-    loaded = parts.predictor.get(name, version)
+    split = binary_tensors.split_body(
+        request_body(request), request.headers.get(binary_tensors.HEADER)
+    )
+    payload = None if split.json is None else _parse_infer(split)
+    # The one place the model's name and version are resolved to a loaded version.
+    # A label in the version segment (service.converters) is looked up once here.
+    loaded = parts.predictor.get(name, pinned_version(name, version))
+    if payload is None:  # a raw binary request: its shape comes from the model
+        payload = binary_tensors.raw_request(
+            split.binary, INPUT_NAME, list(loaded.metadata["input_shape"])
+        )
     x = _input_tensor(payload, loaded, parts.settings.limits.max_predict_rows)
+    # What to answer with, checked before any work is done.
+    names = ["output_0"] if loaded.encoding.task == "regression" else ["output_0", "label"]
+    wanted = _requested_outputs(payload, names)
+    binary = binary_tensors.binary_outputs(payload, [name for name in names if name in wanted])
+    # The one place the prediction is made.
     prediction = loaded.run(x)
     count_predictions(name, len(prediction.outputs))
-    outputs = _output_tensors(prediction)
-    wanted = _requested_outputs(payload, [tensor["name"] for tensor in outputs])
+    log_prediction(parts, name, x, prediction, "v2")  # sampled; off the request path
+    return _infer_response(payload, name, prediction, wanted, binary)
+
+
+def _infer_response(
+    payload: dict[str, Any], name: str, prediction: Prediction, wanted: set[str], binary: set[str]
+) -> Response:
     body: dict[str, Any] = {
         "model_name": name,
         "model_version": str(prediction.version),
-        "outputs": [tensor for tensor in outputs if tensor["name"] in wanted],
+        "outputs": [tensor for tensor in _output_tensors(prediction) if tensor["name"] in wanted],
     }
     if isinstance(payload.get("id"), str):
         body["id"] = payload["id"]
-    return Response(dump_bytes(body), mimetype="application/json")
+    if not binary:
+        return Response(dump_bytes(body), mimetype="application/json")
+    tensors = binary_tensors.encode_outputs(body, binary)
+    header = dump_bytes(body)
+    # A list: werkzeug sums its parts for Content-Length, and nothing is copied into one.
+    response = Response([header, *tensors], mimetype="application/octet-stream")
+    response.headers[binary_tensors.HEADER] = str(len(header))
+    return response
 
 
-def _parse_infer(body: bytes | bytearray) -> Any:
+def _parse_infer(split: binary_tensors.InferBody) -> Any:
+    """The JSON (the body, or the header before binary data), each binary
+    input's tensor attached as its `data`."""
+    if split.has_header:
+        payload = parse_json(split.json)  # type: ignore[arg-type]
+    else:
+        payload = _parse_json_infer(split.body)
+    binary_tensors.attach_binary_inputs(payload, split.binary, split.has_header)
+    return payload
+
+
+def _parse_json_infer(body: bytes | bytearray) -> Any:
     """The request, with inputs[0].data read without a Python object per
     number when it is a rectangular array of plain numbers (json_numbers)."""
     fast = json_numbers.loads(body, parse_json)
@@ -107,6 +163,9 @@ def _parse_infer(body: bytes | bytearray) -> Any:
             return fast.payload
     del fast
     return parse_json(body)
+
+
+INPUT_NAME = "x"
 
 
 def _tensor_metadata(name: str, datatype: str, sample_shape: list[int]) -> dict[str, Any]:
@@ -180,13 +239,15 @@ def _output_tensors(prediction: Prediction) -> list[dict[str, Any]]:
 
 def _requested_outputs(payload: dict[str, Any], available: list[str]) -> set[str]:
     requested = payload.get("outputs")
-    if requested is None:
+    # None or []: every output, as Triton and KServe answer (the protocol's
+    # document allows an empty list).
+    if requested is None or requested == []:
         return set(available)
-    if not isinstance(requested, list) or not requested:
+    if not isinstance(requested, list):
         raise InvalidSample(
-            f'outputs must be a non-empty list of {{"name": ...}} objects, each naming one of '
+            f'outputs must be a list of {{"name": ...}} objects, each naming one of '
             f"{available}. Received: {quoted(requested)}",
-            details=[problem(["outputs"], "not a non-empty list")],
+            details=[problem(["outputs"], "not a list")],
         )
     names = set()
     for index, item in enumerate(requested):

@@ -3,13 +3,16 @@ Selenium through Debian's chromedriver) against the live API and worker.
 
 The page trains a model through its form, follows the job's event stream until
 the progress bar is full and the loss curve has a point per epoch, then
-predicts one sample through its form and shows the decoded class. A screenshot
-of the whole page is left in $FITSERVE_ARTIFACTS_DIR (default: test-artifacts/
-in the repository).
+predicts one sample through its form and shows the decoded class. Opened
+afresh, it shows the newest job's curves without a click, lists the model's
+versions with their labels, moves a label, and downloads an export (fetched
+with the key, saved by the browser). A screenshot of the whole page is left in
+$FITSERVE_ARTIFACTS_DIR (default: test-artifacts/ in the repository).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -56,6 +59,7 @@ SPEC: dict[str, Any] = {
 }
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 WAIT_S = 180.0
+QUICK_EPOCHS = 5  # the second test's job: its curves only need to be there
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 
 
@@ -117,6 +121,104 @@ def test_dashboard_trains_follows_and_predicts(live: Live, browser: WebDriver) -
     print(f"dashboard screenshot: {screenshot}; progress bar seen at {progress_seen} %")
     errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
     assert not errors, errors
+
+
+def test_dashboard_opens_on_the_newest_job_and_manages_labels_and_exports(
+    live: Live, browser: WebDriver, tmp_path: Path
+) -> None:
+    dataset, _ = upload_iris(live)
+    quick = {**SPEC, "fit": {"epochs": QUICK_EPOCHS, "batch_size": 32}}
+    numbers: list[int] = []
+    while len(numbers) < 2:  # two versions at least (one more if the first test ran)
+        body = {"model": MODEL, "spec": quick, "dataset": dataset}
+        submitted = live.http.post(live.url("/v1/jobs"), json=body)
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"]
+        assert live.wait_for_job(job_id)["state"] == "succeeded"
+        listing = live.http.get(live.url("/v1/models")).json()["models"]
+        numbers = sorted(next(entry["versions"] for entry in listing if entry["name"] == MODEL))
+
+    # Opened afresh (the key from the URL's fragment): the newest job, unclicked.
+    browser.get("about:blank")  # else only the fragment changes: no new page
+    browser.get(live.url(f"/#key={API_KEY}"))
+    detail, curves = by_id(browser, "job-detail"), by_id(browser, "curves")
+    wait_for(browser, lambda _: detail.get_attribute("data-job-id") == job_id, "the newest job")
+    wait_for(browser, lambda _: curves.get_attribute("data-points") == str(QUICK_EPOCHS),
+             "its curves")  # fmt: skip
+    assert browser.find_elements(By.CSS_SELECTOR, '[data-testid="chart-loss"] polyline')
+
+    # The model's versions, newest first, each with its downloads.
+    open_model(browser)
+    rows = browser.find_elements(By.CSS_SELECTOR, '[data-testid="version-row"]')
+    assert [row.get_attribute("data-version") for row in rows] == [str(v) for v in numbers[::-1]]
+    for row in rows:
+        formats = [button.get_attribute("data-format") for button in
+                   row.find_elements(By.CSS_SELECTOR, '[data-testid="export-button"]')]  # fmt: skip
+        assert formats == ["keras", "saved_model", "onnx"]
+
+    # A label pointed at the newest version, then moved to the first.
+    for version in (numbers[-1], numbers[0]):
+        move_label(browser, "stable", version)
+    labels = live.http.get(live.url(f"/v1/models/{MODEL}/labels"))
+    assert labels.json() == {"labels": {"stable": numbers[0]}}, labels.text
+    chip = f'tr[data-version="{numbers[0]}"] [data-testid="model-label"][data-label="stable"]'
+    assert browser.find_elements(By.CSS_SELECTOR, chip)
+    listed = f'li[data-model="{MODEL}"] [data-label="stable"][data-version="{numbers[0]}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, listed), "the label listed")
+    history = live.http.get(live.url(f"/v1/models/{MODEL}/labels/stable")).json()["history"]
+    moves = [(move["from"], move["to"]) for move in history]
+    assert (None, numbers[-1]) in moves and (numbers[-1], numbers[0]) in moves, history
+
+    # The export, fetched with the key and saved: the bytes the API serves.
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser.execute_cdp_cmd("Browser.setDownloadBehavior",
+                            {"behavior": "allow", "downloadPath": str(downloads)})  # fmt: skip
+    button = (f'tr[data-version="{numbers[0]}"] [data-testid="export-button"]'
+              '[data-format="keras"]')  # fmt: skip
+    browser.find_element(By.CSS_SELECTOR, button).click()
+    status = by_id(browser, "export-status")
+    wait_for(browser, lambda _: status.get_attribute("data-state") in ("done", "failed"),
+             "the export fetched")  # fmt: skip
+    assert status.get_attribute("data-state") == "done", by_id(browser, "export-error").text
+    filename = str(status.get_attribute("data-filename"))
+    saved = downloads / filename
+    wait_for(browser, lambda _: saved.is_file() and not list(downloads.glob("*.crdownload")),
+             f"{filename} saved")  # fmt: skip
+    served = live.http.get(live.url(f"/v1/models/{MODEL}/versions/{numbers[0]}/export"),
+                           params={"format": "keras"})  # fmt: skip
+    assert served.status_code == 200, served.text
+    assert hashlib.sha256(saved.read_bytes()).digest() == hashlib.sha256(served.content).digest()
+    assert filename.endswith(".keras"), filename
+
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
+
+
+def open_model(browser: WebDriver) -> None:
+    model_row = f'li[data-testid="model-row"][data-model="{MODEL}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, model_row), "the model listed")
+    browser.find_element(By.CSS_SELECTOR, model_row).click()
+    detail = by_id(browser, "model-detail")
+    wait_for(browser, lambda _: detail.get_attribute("data-model") == MODEL, "its metadata")
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, '[data-testid="version-row"]'),
+             "its versions")  # fmt: skip
+
+
+def move_label(browser: WebDriver, label: str, version: int) -> None:
+    """Point `label` at `version` through the form; wait for the page to say so."""
+    name = by_id(browser, "label-name")
+    name.clear()
+    name.send_keys(label)
+    Select(by_id(browser, "label-version")).select_by_value(str(version))
+    by_id(browser, "label-submit").click()
+    result = by_id(browser, "label-result")
+    wait_for(browser, lambda _: result.get_attribute("data-version") == str(version)
+             or by_id(browser, "label-error").text, f"{label} at version {version}")  # fmt: skip
+    error = by_id(browser, "label-error")
+    assert error.get_attribute("hidden") is not None, error.text
+    chip = f'tr[data-version="{version}"] [data-testid="model-label"][data-label="{label}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, chip), f"{label} shown")
 
 
 def upload_iris(live: Live) -> tuple[str, list[str]]:

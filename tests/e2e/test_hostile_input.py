@@ -96,7 +96,9 @@ def refusal_problem(status: int, content_type: str, body: bytes) -> str | None:
         return f"status {status}"
     if content_type != "application/json":
         return f"Content-Type {content_type!r}"
-    message = json.loads(body)["error"]["message"]
+    error = json.loads(body)["error"]
+    # On /v2 URLs the Open Inference Protocol's shape: `error` is the message itself.
+    message = error if isinstance(error, str) else error["message"]
     return None if "Received:" in message else f"a message that names nothing: {message!r}"
 
 

@@ -98,7 +98,8 @@ def test_versions_count_up_and_list(live: Live) -> None:
     assert len(workers - {None}) == 1, workers
     listing = live.http.get(live.url("/v1/models")).json()["models"]
     twice = next(model for model in listing if model["name"] == "twice")
-    assert twice == {"name": "twice", "latest_version": 2, "versions": [1, 2], "task": "regression"}
+    assert twice == {"name": "twice", "latest_version": 2, "versions": [1, 2], "task": "regression",
+                     "labels": {}}  # fmt: skip
     status = live.http.get(live.url("/v1/models/twice/versions/1")).json()
     assert status["model_version_status"][0]["version"] == "1"
     jobs = live.http.get(live.url("/v1/jobs"), params={"model": "twice"}).json()["jobs"]

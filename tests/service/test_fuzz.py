@@ -80,7 +80,8 @@ class Known:
     job: str
 
     def path_values(self) -> dict[str, Any]:
-        return {"name": MODEL, "version": 1, "dataset_id": self.dataset, "job_id": self.job}
+        return {"name": MODEL, "version": 1, "label": "stable", "dataset_id": self.dataset,
+                "job_id": self.job}  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,8 @@ def known(
     trained_models: dict[str, Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Known:
-    """A published model, a stored dataset and a cancelled prediction job in `app`."""
+    """A published model labelled `stable`, a stored dataset and a cancelled
+    prediction job in `app`."""
     models_dir = app.extensions["fitserve"].settings.data_dir / "models"
     if "store" in trained_models:
         shutil.copytree(trained_models["store"], models_dir)
@@ -105,6 +107,13 @@ def known(
         trained_models["store"] = tmp_path_factory.mktemp("fuzz-models") / "models"
         shutil.copytree(models_dir, trained_models["store"])
     client = app.test_client()
+    labelled = client.put(f"/v1/models/{MODEL}/labels/stable", json={"version": 1}, headers=AUTH)
+    assert labelled.status_code == 200, labelled.json
+    # One prediction loads and warms the model, as a served process's start-up
+    # warm-up does: until then its ready routes rightly answer 503.
+    warmed = client.post(f"/v1/models/{MODEL}:predict", json={"instances": [[0.0, 0.0]]},
+                         headers=AUTH)  # fmt: skip
+    assert warmed.status_code == 200, warmed.json
     dataset = client.post("/v1/datasets", data=CSV, headers={**AUTH, "Content-Type": "text/csv"})
     assert dataset.status_code in (200, 201), dataset.json
     job = client.post(f"/v1/models/{MODEL}:batchPredict", json={"dataset": dataset.json["id"]},

@@ -40,6 +40,9 @@ PREDICT_MAY = [
     ("POST", "/v1/models/nothing:predict"),
     ("POST", "/v1/models/nothing/versions/1:predict"),
     ("POST", "/v1/models/nothing:evaluate"),
+    ("GET", "/v1/models/nothing/labels"),
+    ("GET", "/v1/models/nothing/labels/stable"),
+    ("POST", "/v1/models/nothing/labels/stable:predict"),
     ("GET", "/v2/models/nothing"),
     ("GET", "/v2/models/nothing/ready"),
     ("POST", "/v2/models/nothing/infer"),
@@ -48,6 +51,8 @@ PREDICT_MAY = [
 PREDICT_MAY_NOT = [
     ("POST", "/v1/models/nothing:batchPredict"),
     ("DELETE", "/v1/models/nothing/versions/1"),
+    ("PUT", "/v1/models/nothing/labels/stable"),
+    ("DELETE", "/v1/models/nothing/labels/stable"),
     ("GET", "/v1/jobs"),
     ("POST", "/v1/jobs"),
     ("GET", f"/v1/jobs/{'0' * 32}"),

@@ -41,6 +41,10 @@ def test_health_needs_no_key(client: FlaskClient) -> None:
 
 
 def test_model_ready_and_metadata(client: FlaskClient, auth: dict[str, str], pets: str) -> None:
+    # Ready once loaded and warm (tests/service/test_warm_before_ready.py): an
+    # inference waits for the load that the publish started.
+    infer = client.post("/v2/models/pets/infer", json=infer_body(X[:1]), headers=auth)
+    assert infer.status_code == 200, infer.json
     assert client.get("/v2/models/pets/ready", headers=auth).json["ready"] is True
     assert client.get("/v2/models/pets/versions/1/ready", headers=auth).status_code == 200
     assert client.get("/v2/models/nothing/ready", headers=auth).status_code == 404
@@ -98,4 +102,6 @@ def test_bad_infer_requests_are_400s_that_say_where(
     change(body)
     response = client.post("/v2/models/pets/infer", json=body, headers=auth)
     assert response.status_code == 400
-    assert response.json["error"]["details"][0]["loc"] == loc
+    # The protocol's error shape: the message is `error`, beside `code` and `details`.
+    assert response.json["code"] == "invalid_sample"
+    assert response.json["details"][0]["loc"] == loc

@@ -210,15 +210,16 @@ def test_json_dataset_errors_are_unchanged() -> None:
 
 
 def test_v2_infer_data_takes_the_fast_path() -> None:
+    from models.serving.binary_tensors import split_body
     from service.routes.v2 import _parse_infer
 
     values = rows(5000, 8)
     tensor = {"name": "x", "shape": [5000, 8], "datatype": "FP32", "data": values}
-    payload = _parse_infer(body_of({"inputs": [tensor], "id": "a"}))
+    payload = _parse_infer(split_body(body_of({"inputs": [tensor], "id": "a"}), None))
     data = payload["inputs"][0]["data"]
     assert isinstance(data, np.ndarray) and payload["id"] == "a"
     assert data.tobytes() == np.asarray(values, np.float32).tobytes()
 
     values[10][2] = "1.5"  # not numbers only: parsed as before
-    payload = _parse_infer(body_of({"inputs": [{**tensor, "data": values}]}))
+    payload = _parse_infer(split_body(body_of({"inputs": [{**tensor, "data": values}]}), None))
     assert payload["inputs"][0]["data"] == values

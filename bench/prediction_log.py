@@ -1,0 +1,123 @@
+"""What the prediction log costs a one-row :predict: the service twice, with
+FITSERVE_PREDICTION_LOG__SAMPLE=0 (off) and =1 (every request logged), in
+one run, measured in turns (off, on, on, off, ...) so the machine's noise
+hits both alike. Target: p50 at sample 1 within +10% of sample 0.
+
+    .venv/bin/python -m bench.prediction_log [--seconds 12]
+    (`make bench-serve` runs it too, after its own table)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+
+from bench.load import LoadResult, run_load
+from bench.stores import KEY, bench_settings
+from models.settings import Settings
+from service.local_processes import (
+    Service,
+    api_answers,
+    forget_redis_state,
+    free_port,
+    settings_environment,
+)
+
+PATH = "/v1/models/cancer:predict"
+ONE_ROW = json.dumps({"instances": [list(map(float, np.linspace(-1, 1, 30)))]}).encode()
+HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
+SLICES = 6
+
+
+def start(settings: Settings, sample: float, folder: Path) -> tuple[Service, int]:
+    port = free_port()
+    environment = settings_environment(settings, port) | {
+        "FITSERVE_SERVER__WORKERS": str(settings.server.workers),
+        "FITSERVE_PREDICTION_LOG__SAMPLE": str(sample),
+    }  # fmt: skip
+    service = Service.entry_point(["fitserve-api"], environment, folder / f"api-{sample}.log")
+    service.wait_until(api_answers(f"http://127.0.0.1:{port}"))
+    return service, port
+
+
+def in_turns(ports: dict[str, int], clients: int, seconds: float) -> dict[str, LoadResult]:
+    for port in ports.values():  # warm every worker process of each
+        run_load(port, PATH, ONE_ROW, HEADERS, 8, 60.0, 400)
+    names = list(ports)
+    parts: dict[str, list[LoadResult]] = {name: [] for name in names}
+    for turn in range(SLICES):
+        for name in names if turn % 2 == 0 else names[::-1]:
+            parts[name].append(run_load(ports[name], PATH, ONE_ROW, HEADERS, clients,
+                                        seconds / SLICES, 10_000_000))  # fmt: skip
+    return {name: LoadResult([ms for part in results for ms in part.latencies_ms],
+                             sum(part.seconds for part in results),
+                             sum(part.errors for part in results))
+            for name, results in parts.items()}  # fmt: skip
+
+
+def logged_outcomes(port: int) -> dict[str, float]:
+    """fitserve_prediction_log_records_total by outcome, from /metrics."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                     headers={"Authorization": f"Bearer {KEY}"})  # fmt: skip
+    text = urllib.request.urlopen(request, timeout=30).read().decode()
+    pattern = r'fitserve_prediction_log_records_total\{outcome="(\w+)"\} ([0-9.e+]+)'
+    return {outcome: float(value) for outcome, value in re.findall(pattern, text)}
+
+
+def measure(model_settings: Settings, seconds: float) -> None:
+    """The cost table, for a store in which `model_settings` published `cancer`."""
+    folder = Path(tempfile.mkdtemp(prefix="fitserve-bench-log-"))
+    started: list[Service] = []
+    try:
+        ports = {}
+        for name, sample in (("sample 0", 0.0), ("sample 1.0", 1.0)):
+            service, ports[name] = start(model_settings, sample, folder)
+            started.append(service)
+        print(f"\nprediction log cost, one row ({seconds:.0f} s per cell, in {SLICES} turns)")
+        print(f"{'':12} {'c1 p50 ms':>10} {'c1 req/s':>9} {'c8 p50 ms':>10} {'c8 req/s':>9}")
+        results = {clients: in_turns(ports, clients, seconds) for clients in (1, 8)}
+        for name in ports:
+            c1, c8 = results[1][name], results[8][name]
+            print(f"{name:12} {c1.p50:10.3f} {c1.throughput:9.0f} {c8.p50:10.3f} "
+                  f"{c8.throughput:9.0f}")  # fmt: skip
+        ratios = [results[c]["sample 1.0"].p50 / results[c]["sample 0"].p50 for c in (1, 8)]
+        print(f"sample 1.0 / sample 0: c1 p50 {ratios[0]:.3f}x, c8 p50 {ratios[1]:.3f}x "
+              "(target <= 1.10x)")  # fmt: skip
+        outcomes = logged_outcomes(ports["sample 1.0"])
+        print(f"records at sample 1.0, by outcome (all its processes, as flushed so far): "
+              f"{outcomes or 'none counted'}")  # fmt: skip
+    finally:
+        for service in started:
+            service.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> None:
+    from bench.serve import train_and_publish
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=12.0, help="per cell, all turns")
+    options = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="fitserve-bench-log-model-"))
+    settings = bench_settings(folder / "var")
+    try:
+        train_and_publish(settings)
+        measure(settings, options.seconds)
+        stored = sum(1 for _ in (settings.data_dir / "predictions").rglob("*.jsonl"))
+        print(f"objects the sample-1.0 service wrote to the store: {stored}")
+    finally:
+        forget_redis_state(settings)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    main()
