@@ -20,7 +20,8 @@ run: $(BIN)/.installed
 # JAX: `make test` runs the whole suite on JAX, then those tests on TensorFlow.
 BACKEND_TESTS = tests/models/training/test_training.py tests/models/training/test_builder.py \
 	tests/models/serving/test_forward.py tests/models/serving/test_predictor.py \
-	tests/models/training/test_checkpoints.py tests/e2e/test_job_lifecycle.py
+	tests/models/training/test_checkpoints.py tests/e2e/test_job_lifecycle.py \
+	tests/models/serving/test_keras_metrics.py tests/service/test_evaluate.py
 
 test: $(BIN)/.installed
 	scripts/ensure-redis.sh

@@ -23,6 +23,13 @@ class Limits(BaseModel):
     # worker holds the outputs whole (float32, 400 MB at this default) and the
     # result is stored and served from them (streamed, so the API holds a chunk).
     max_batch_predict_values: int = 100_000_000
+    # Rows run through the serving pass at a time by :evaluate: its memory is
+    # this many rows of outputs and encoded labels, whatever the dataset's size.
+    evaluate_chunk_rows: int = Field(default=65_536, ge=1)
+    # Values (rows x features) of a dataset :evaluate loads in the API process:
+    # it holds the samples whole (float32, 100 MB at this default) while the
+    # outputs go a chunk at a time. A larger dataset is a 422 saying so.
+    max_evaluate_values: int = Field(default=25_000_000, ge=1)
 
 
 class Server(BaseModel):

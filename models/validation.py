@@ -55,5 +55,6 @@ def _drop_union_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 _UNION_TAGS = {
-    "dense", "dropout", "flatten", "batch_normalization", "Optimizer", "optimizer_name",
+    "dense", "dropout", "flatten", "batch_normalization", "normalization", "Optimizer",
+    "optimizer_name",
 }  # fmt: skip

@@ -4,6 +4,7 @@ start the service's parts.
     fitserve train examples/iris.json examples/data/iris.csv --model iris
     fitserve jobs | fitserve models | fitserve predict iris rows.csv | fitserve cancel ID
     fitserve label iris stable 3 | fitserve export iris 3 --format onnx | fitserve predictions iris
+    fitserve evaluate iris stable --dataset held-out.csv
     fitserve serve | fitserve worker [--supervised]
 
 The server and key come from --url/--key, else FITSERVE_URL and
@@ -81,6 +82,17 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--version", type=int)
     predict.add_argument("--output", "-o", type=Path,
                          help="write the predictions to this .csv, .npy or .json file")  # fmt: skip
+    evaluate = command("evaluate", _evaluate,
+                       "Loss and compiled metrics of a version on a labelled dataset.")  # fmt: skip
+    evaluate.add_argument("model")
+    evaluate.add_argument(
+        "version", nargs="?", help="a version number or a label (default: latest)"
+    )
+    evaluate.add_argument(
+        "--dataset", required=True, help="an uploaded dataset's id, or a .csv, .json or .npz file"
+    )
+    evaluate.add_argument("--target", help="the CSV column holding the labels")
+    evaluate.add_argument("--json", action="store_true", help="print the answer as JSON")
     label = command("label", _label, "List a model's labels, or point one at a version.")
     label.add_argument("model")
     label.add_argument("label", nargs="?", help="the label (stable, canary, ...)")
@@ -118,17 +130,23 @@ def _train(arguments: argparse.Namespace) -> int:
     model = arguments.model or document.get("model")
     if not model:
         raise ApiError(0, "Name the model: --model NAME (the spec file has no 'model').")
-    dataset = arguments.data
-    if not (is_dataset_id(dataset) and not Path(dataset).exists()):
-        record = client.upload(Path(dataset), arguments.target)
-        console.print(f"dataset {record['id']}: {record['rows']} rows")
-        dataset = record["id"]
+    dataset = _dataset_id(client, arguments.data, arguments.target)
     job = client.submit(model, spec, dataset)
     console.print(f"job {job['id']}: training {model!r}")
     if arguments.detach:
         out.print_json(data=job)
         return 0
     return _follow(client, job["id"])
+
+
+def _dataset_id(client: Client, data: str, target: str | None) -> str:
+    """`data` as it is when it is a dataset id (and no such file), else the
+    id the file gets when uploaded."""
+    if is_dataset_id(data) and not Path(data).exists():
+        return data
+    record = client.upload(Path(data), target)
+    console.print(f"dataset {record['id']}: {record['rows']} rows")
+    return str(record["id"])
 
 
 def _watch(arguments: argparse.Namespace) -> int:
@@ -235,6 +253,21 @@ def _predict(arguments: argparse.Namespace) -> int:
         values = ", ".join(f"{value:.4g}" for value in prediction)
         table.add_row(str(index), values, *([str(labels[index])] if labels is not None else []))
     out.print(table)
+    return 0
+
+
+def _evaluate(arguments: argparse.Namespace) -> int:
+    client = _client(arguments)
+    dataset = _dataset_id(client, arguments.dataset, arguments.target)
+    answer = client.evaluate(arguments.model, dataset, arguments.version)
+    if arguments.json:
+        out.print_json(data=answer)
+        return 0
+    table = Table("metric", "value")
+    for name, value in answer["metrics"].items():
+        table.add_row(name, f"{value:.6g}")
+    out.print(table)
+    console.print(f"{answer['rows']:,} rows of dataset {dataset}")
     return 0
 
 

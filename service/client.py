@@ -95,6 +95,14 @@ class Client:
         body = {"model": model, "spec": spec, "dataset": dataset}
         return dict(self.json("POST", "/v1/jobs", json=body))
 
+    def evaluate(self, model: str, dataset: str, version: str | None = None) -> dict[str, Any]:
+        """Loss and metrics of `model` on a stored dataset; `version` a number
+        or a label (None: the latest version)."""
+        path = f"/v1/models/{model}"
+        if version is not None:
+            path += f"/versions/{version}" if version.isdigit() else f"/labels/{version}"
+        return dict(self.json("POST", f"{path}:evaluate", json={"dataset": dataset}))
+
     def download(self, path: str, output: Path | None, **arguments: Any) -> Path:
         """GET `path` into `output` (default: the name the server gives, in
         the current folder), streamed in blocks; written aside and renamed, so

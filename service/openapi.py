@@ -26,7 +26,7 @@ from service.openapi_bodies import (
     WITHOUT_UNAVAILABLE,
 )
 from service.routes.labels import LabelRequest
-from service.schemas import BatchPredictRequest, JobRequest, TrainingSpec
+from service.schemas import BatchPredictRequest, EvaluateRequest, JobRequest, TrainingSpec
 
 # The JSON bodies each route validates with a pydantic model.
 REQUEST_MODELS: dict[tuple[str, str], type[BaseModel]] = {
@@ -35,6 +35,9 @@ REQUEST_MODELS: dict[tuple[str, str], type[BaseModel]] = {
     ("POST", "/v1/models/{name}/versions/{version}:batchPredict"): BatchPredictRequest,
     ("POST", "/v1/models/{name}/labels/{label}:batchPredict"): BatchPredictRequest,
     ("PUT", "/v1/models/{name}/labels/{label}"): LabelRequest,
+    ("POST", "/v1/models/{name}:evaluate"): EvaluateRequest,
+    ("POST", "/v1/models/{name}/versions/{version}:evaluate"): EvaluateRequest,
+    ("POST", "/v1/models/{name}/labels/{label}:evaluate"): EvaluateRequest,
 }
 # What each path parameter accepts; anything else is a 404 that says why.
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
@@ -77,7 +80,7 @@ OPEN_PATHS = ("/healthz", "/readyz", "/v2/health/live", "/v2/health/ready", "/op
 
 def openapi_document(app: Flask) -> dict[str, Any]:
     schemas: dict[str, Any] = {"Error": ERROR, "OipError": OIP_ERROR}
-    for model in (JobRequest, TrainingSpec, BatchPredictRequest, LabelRequest):
+    for model in (JobRequest, TrainingSpec, BatchPredictRequest, EvaluateRequest, LabelRequest):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema

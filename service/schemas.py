@@ -25,3 +25,9 @@ class JobRequest(TrainingSpec):
 
 class BatchPredictRequest(StrictModel):
     dataset: Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class EvaluateRequest(StrictModel):
+    """The stored, labelled dataset to evaluate a model version on."""
+
+    dataset: Annotated[str, Field(min_length=1, max_length=64)]

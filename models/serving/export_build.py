@@ -37,6 +37,7 @@ def main(argv: list[str]) -> int:
 
     out = Path(out_dir)
     model = keras.saving.load_model(model_path, safe_mode=True)
+    _normalization_as_constants(model)
     shape = [None, *json.loads(input_shape_json)]
     spec = tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)
     results: dict[str, str | None] = {}
@@ -49,6 +50,19 @@ def main(argv: list[str]) -> int:
             results[format_name] = f"{type(exc).__name__}: {exc}"[:1000]
     (out / "result.json").write_text(json.dumps(results))
     return 0
+
+
+def _normalization_as_constants(model: Any) -> None:
+    """Keras' Normalization computes with tensors it caches from its mean and
+    variance; traced, those eager tensors become inputs of the graph, which
+    tf2onnx leaves as inputs of the ONNX model (to be fed by the caller). As
+    numpy arrays they are traced as constants instead."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            layer.mean = keras.ops.convert_to_numpy(layer.mean)
+            layer.variance = keras.ops.convert_to_numpy(layer.variance)
 
 
 def saved_model(model: Any, spec: Any, out: Path, properties: dict[str, str]) -> None:

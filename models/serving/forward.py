@@ -110,6 +110,8 @@ def _step(layer: Any) -> Step:
         return lambda x: x.reshape(len(x), -1)
     if kind == "BatchNormalization":
         return _batch_normalization(layer)
+    if kind == "Normalization":
+        return _normalization(layer)
     raise UnsupportedLayer(f"No numpy forward pass for layer {layer.name!r} ({kind})")
 
 
@@ -148,6 +150,21 @@ def _batch_normalization(layer: Any) -> Step:
         shift = shift + _float32(layer.beta)
     scale, offset = inverse.astype(np.float32), shift.astype(np.float32)
     return lambda x: x * scale + offset
+
+
+def _normalization(layer: Any) -> Step:
+    import keras
+
+    config = layer.get_config()
+    # Ours is adapted over the last axis; a fixed mean in the config, or the
+    # inverse transform, is some other model's.
+    if config["invert"] or config["mean"] is not None or tuple(config["axis"]) != (-1,):
+        raise UnsupportedLayer(f"Normalization {layer.name!r} is not adapted over the last axis")
+    weights = {variable.name: variable for variable in layer.weights}
+    mean = _float32(weights["mean"])
+    # Keras' own formula, in the same order, so float32 rounding agrees too.
+    divisor = np.maximum(np.sqrt(_float32(weights["variance"])), np.float32(keras.config.epsilon()))
+    return lambda x: (x - mean) / divisor
 
 
 def _float32(variable: Any) -> Array:

@@ -55,6 +55,9 @@ class LoadedModel:
     encoding: LabelEncoding
     forward: Callable[[np.ndarray], np.ndarray]
     engine: str  # "numpy" or "keras": which forward pass serves it
+    # The layers' regularization penalties on the stored weights, which Keras
+    # adds to the loss `evaluate` reports (models.serving.evaluation).
+    regularization: float = 0.0
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if len(x) <= CHUNK_ROWS:
@@ -313,7 +316,8 @@ def load_version(store: ModelStore, name: str, version: int) -> LoadedModel:
     model = keras.saving.load_model(path, safe_mode=True)
     encoding = LabelEncoding(task=metadata["task"], classes=metadata["classes"], one_hot=True)
     forward, engine = _fastest_faithful_forward(model, metadata["input_shape"])
-    loaded = LoadedModel(name, version, metadata, encoding, forward, engine)
+    penalty = sum(float(np.sum(keras.ops.convert_to_numpy(loss))) for loss in model.losses)
+    loaded = LoadedModel(name, version, metadata, encoding, forward, engine, penalty)
     log.info("loaded model %s version %s (%s forward pass)", name, version, engine)
     return loaded
 

@@ -14,11 +14,13 @@ from models.training.spec import (
     DropoutLayer,
     FlattenLayer,
     ModelSpec,
+    NormalizationLayer,
     Optimizer,
 )
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
 
 _OPTIMIZER_CLASSES = {
     "adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "nadam": "Nadam",
@@ -42,6 +44,17 @@ def build_model(spec: ModelSpec) -> keras.Sequential:
         metrics=list(spec.compile.metrics),
     )
     return model
+
+
+def adapt(model: keras.Sequential, x_train: np.ndarray) -> None:
+    """Adapt the network's normalization layer, if it has one, on the training
+    rows (never the validation rows): its mean and variance become weights,
+    saved with the model. The spec puts it first or after a first flatten."""
+    import keras
+
+    for index, layer in enumerate(model.layers):
+        if isinstance(layer, keras.layers.Normalization):
+            layer.adapt(x_train if index == 0 else x_train.reshape(len(x_train), -1))
 
 
 def build_optimizer(options: Optimizer) -> keras.optimizers.Optimizer:
@@ -80,4 +93,8 @@ def _build_layer(layer: Any, dtype: str) -> keras.layers.Layer:
         return keras.layers.BatchNormalization(
             momentum=layer.momentum, epsilon=layer.epsilon, dtype=dtype
         )
+    if isinstance(layer, NormalizationLayer):
+        # float32 whatever the precision: it reads raw features, whose spread
+        # bfloat16 (8 bits of mantissa) would blur before they are centred.
+        return keras.layers.Normalization(axis=-1, dtype="float32")
     raise TypeError(f"No builder for layer {layer!r}")  # unreachable: the spec is closed

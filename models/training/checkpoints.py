@@ -161,6 +161,7 @@ def restore_variables(model: Any, checkpoint: Checkpoint) -> None:
             )
         for variable, value in zip(variables, values, strict=True):
             variable.assign(value)
+    _refresh_normalization(model)
 
 
 def restore_callbacks(model: Any, checkpoint: Checkpoint, callbacks: list[Any]) -> None:
@@ -171,6 +172,17 @@ def restore_callbacks(model: Any, checkpoint: Checkpoint, callbacks: list[Any]) 
             setattr(stopper, name, value)
         stopper.best_weights = checkpoint.best_weights
     model.stop_training = checkpoint.stop_training
+
+
+def _refresh_normalization(model: Any) -> None:
+    """Keras' Normalization computes with tensors it caches from its mean and
+    variance when adapted or loaded, not when they are assigned: recache them,
+    so the checkpoint's statistics are the ones used."""
+    import keras
+
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Normalization):
+            layer.finalize_state()
 
 
 def _early_stopping(callbacks: list[Any]) -> Any:

@@ -12,7 +12,7 @@ import numpy as np
 from models.datasets import Dataset
 from models.errors import JobCancelled
 from models.storage.checkpoints import Checkpoint
-from models.training.builder import build_model
+from models.training.builder import adapt, build_model
 from models.training.checkpoints import capture, restore_callbacks, restore_variables
 from models.training.fused import fit_fused
 from models.training.labels import LabelEncoding
@@ -75,6 +75,9 @@ def train(
     encoding = LabelEncoding.for_spec(spec, dataset.y)
     y = encoding.encode(dataset.y)
     model = build_model(spec)
+    # Both trainers split as Keras does; a resumed run adapts to the same values
+    # its checkpoint holds.
+    adapt(model, dataset.x[: spec.fit.training_rows(len(dataset.x))])
     model.optimizer.build(model.trainable_variables)
     if resume is not None:
         restore_variables(model, resume)

@@ -23,7 +23,6 @@ from one gives the same weights as a run never interrupted.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -53,9 +52,7 @@ def fit_fused(
 def _place(x: np.ndarray, y: np.ndarray, spec: ModelSpec) -> DeviceData:
     import jax.numpy as jnp
 
-    split = len(x)
-    if spec.fit.validation_split:
-        split = int(math.floor(len(x) * (1.0 - spec.fit.validation_split)))
+    split = spec.fit.training_rows(len(x))
     return DeviceData(jnp.asarray(x[:split]), jnp.asarray(y[:split]),
                       jnp.asarray(x[split:]), jnp.asarray(y[split:]))  # fmt: skip
 

@@ -73,10 +73,14 @@ class LabelEncoding:
     @classmethod
     def for_spec(cls, spec: ModelSpec, y: np.ndarray) -> LabelEncoding:
         classes = [] if spec.task == "regression" else _python_values(np.unique(y))
-        one_hot = spec.task == "categorical" and spec.compile.loss != (
-            "sparse_categorical_crossentropy"
-        )
-        return cls(task=spec.task, classes=classes, one_hot=one_hot)
+        return cls.for_model(spec.task, spec.compile.loss, classes)
+
+    @classmethod
+    def for_model(cls, task: Task, loss: str, classes: list[Any]) -> LabelEncoding:
+        """The encoding a version was trained with, from its task, its compiled
+        loss and its stored classes."""
+        one_hot = task == "categorical" and loss != "sparse_categorical_crossentropy"
+        return cls(task=task, classes=classes, one_hot=one_hot)
 
     def encode(self, y: np.ndarray) -> np.ndarray:
         if self.task == "regression":

@@ -109,8 +109,17 @@ class BatchNormalizationLayer(StrictModel):
     epsilon: Annotated[float, Field(gt=0, le=1)] = 0.001
 
 
+class NormalizationLayer(StrictModel):
+    """Keras' `Normalization` over the last axis: its mean and variance are
+    adapted on the raw inputs of the training split before fitting, and saved
+    with the model. It must be the first layer, or directly follow a first
+    `flatten`; one per network."""
+
+    type: Literal["normalization"]
+
+
 Layer = Annotated[
-    DenseLayer | DropoutLayer | FlattenLayer | BatchNormalizationLayer,
+    DenseLayer | DropoutLayer | FlattenLayer | BatchNormalizationLayer | NormalizationLayer,
     Field(discriminator="type"),
 ]
 
@@ -171,6 +180,13 @@ class Fit(StrictModel):
     shuffle: bool = True
     early_stopping: EarlyStopping | None = None
 
+    def training_rows(self, rows: int) -> int:
+        """How many of `rows` train; the rest validate (Keras' rule: the last
+        fraction, cut before any shuffling)."""
+        if not self.validation_split:
+            return rows
+        return int(math.floor(rows * (1.0 - self.validation_split)))
+
     @model_validator(mode="after")
     def _check_monitor(self) -> Fit:
         stop = self.early_stopping
@@ -207,8 +223,8 @@ class ModelSpec(StrictModel):
                     raise SpecError(
                         (index, "type"),
                         f"Layer {index} has type {kind!r}, which would run user code or load "
-                        "an object by name; only dense, dropout, flatten and "
-                        f"batch_normalization are allowed. Received: type={kind!r}",
+                        "an object by name; only dense, dropout, flatten, batch_normalization "
+                        f"and normalization are allowed. Received: type={kind!r}",
                     )
         return layers
 
@@ -225,6 +241,7 @@ class ModelSpec(StrictModel):
     @model_validator(mode="after")
     def _check_network(self) -> ModelSpec:
         _check_flatten_rule(self)
+        _check_normalization_place(self)
         _check_head(self)
         _check_loss_and_metrics(self)
         _check_parameter_count(self)
@@ -256,12 +273,17 @@ def task_of(head: DenseLayer) -> Task:
 def count_parameters(spec: ModelSpec) -> int:
     features = math.prod(spec.input_shape)
     total = 0
-    for layer in spec.layers:
+    for index, layer in enumerate(spec.layers):
         if isinstance(layer, DenseLayer):
             total += features * layer.units + (layer.units if layer.use_bias else 0)
             features = layer.units
         elif isinstance(layer, BatchNormalizationLayer):
             total += 4 * features
+        elif isinstance(layer, NormalizationLayer):
+            # A mean and a variance per feature of its input's last axis, and
+            # Keras' `count` (a scalar kept for old saved models).
+            width = spec.input_shape[-1] if index == 0 else features
+            total += 2 * width + 1
     return total
 
 
@@ -283,6 +305,30 @@ def _check_flatten_rule(spec: ModelSpec) -> None:
                 f"'flatten' layer must come before the first 'dense' layer (layer {index}). "
                 f"Received: layers[{index}].type='dense'",
             )
+
+
+def _check_normalization_place(spec: ModelSpec) -> None:
+    """Normalization is adapted on the raw training inputs (flattened at most),
+    so nothing trained may stand before it; and one is all a network needs."""
+    placed: int | None = None
+    for index, layer in enumerate(spec.layers):
+        if not isinstance(layer, NormalizationLayer):
+            continue
+        if placed is not None:
+            raise SpecError(
+                ("layers", index, "type"),
+                f"Only one 'normalization' layer is allowed, and layer {placed} is one. "
+                f"Received: layers[{index}].type='normalization'",
+            )
+        if index > 1 or (index == 1 and not isinstance(spec.layers[0], FlattenLayer)):
+            raise SpecError(
+                ("layers", index, "type"),
+                "A 'normalization' layer is adapted on the raw training inputs, so it must "
+                "be the first layer, or directly follow a first 'flatten'. Received: "
+                f"layers[{index}].type='normalization' after layers[{index - 1}].type="
+                f"{spec.layers[index - 1].type!r}",
+            )
+        placed = index
 
 
 def _check_head(spec: ModelSpec) -> None:

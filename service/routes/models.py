@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, url_for
@@ -15,7 +16,7 @@ from models.errors import (
     problem,
 )
 from models.records import DatasetRecord
-from models.serving import samples
+from models.serving import evaluation, samples
 from models.settings import Limits
 from models.validation import validate
 from service.bodies import parse_json, request_body
@@ -26,7 +27,7 @@ from service.metrics import count_predictions
 from service.prediction_log import log_prediction
 from service.render import render_predictions
 from service.routes.labels import pinned_version, version_labels
-from service.schemas import BatchPredictRequest
+from service.schemas import BatchPredictRequest, EvaluateRequest
 
 blueprint = Blueprint("models", __name__, url_prefix="/v1/models")
 
@@ -147,16 +148,30 @@ def batch_predict(
     batch = validate(BatchPredictRequest, parse_json(request_body(request)))
     record = parts.dataset_named_in_body(batch.dataset)
     details = parts.catalog.metadata(name, resolved)
-    input_shape = details["input_shape"]
-    if list(record["x_shape"]) != list(input_shape):
-        message = (
-            f"Dataset {record['id']} has samples of shape {record['x_shape']}; model {name!r} "
-            f"version {resolved} takes {input_shape}. Received: dataset={record['id']!r}"
-        )
-        raise SpecDatasetMismatch(message, details=[problem(["dataset"], message)])
+    _check_sample_shape(record, name, resolved, details["input_shape"])
     _check_batch_outputs(record, int(details["outputs"]), parts.settings.limits)
     job = parts.queue.submit(parts.jobs.create("predict", name, record["id"], version=resolved))
     return jsonify(job), 202, {"Location": url_for("jobs.show", job_id=job["id"])}
+
+
+@blueprint.post("/<model:name>:evaluate")
+@blueprint.post("/<model:name>/versions/<int:version>:evaluate")
+@blueprint.post("/<model:name>/labels/<label:label>:evaluate")
+def evaluate(name: str, version: int | None = None, label: str | None = None) -> Response:
+    """Loss and compiled metrics of a version on a stored, labelled dataset."""
+    parts = services()
+    loaded = parts.predictor.get(name, pinned_version(name, label or version))
+    body = validate(EvaluateRequest, parse_json(request_body(request)))
+    record = parts.dataset_named_in_body(body.dataset)
+    _check_sample_shape(record, name, loaded.version, loaded.metadata["input_shape"])
+    _check_evaluate_size(record, parts.settings.limits)
+    dataset = parts.datasets.load(record["id"])
+    chunk_rows = parts.settings.limits.evaluate_chunk_rows
+    # The serving pass and numpy, in this thread: Keras' own evaluate is not
+    # safe to call from concurrent requests.
+    response = jsonify(evaluation.evaluate(loaded, dataset, record["id"], chunk_rows))
+    response.headers["Fitserve-Model-Version"] = str(loaded.version)
+    return response
 
 
 @blueprint.get("/<model:name>/versions/<int:version>/export")
@@ -174,6 +189,30 @@ def delete(name: str, version: int) -> tuple[str, int]:
     version_labels().delete_version(name, version, lambda: parts.models.delete(name, version))
     parts.catalog.refresh(name)  # this one sees it at once (read your writes)
     return "", 204
+
+
+def _check_sample_shape(
+    record: DatasetRecord, name: str, version: int, input_shape: list[int]
+) -> None:
+    """A 422 at ["dataset"] when the dataset's samples are not the model's input shape."""
+    if list(record["x_shape"]) != list(input_shape):
+        message = (
+            f"Dataset {record['id']} has samples of shape {record['x_shape']}; model {name!r} "
+            f"version {version} takes {input_shape}. Received: dataset={record['id']!r}"
+        )
+        raise SpecDatasetMismatch(message, details=[problem(["dataset"], message)])
+
+
+def _check_evaluate_size(record: DatasetRecord, limits: Limits) -> None:
+    """A 422 before loading a dataset larger than an API process should hold."""
+    values = record["rows"] * math.prod(record["x_shape"])
+    if values > limits.max_evaluate_values:
+        message = (
+            f"Dataset {record['id']} holds {values:,} input values; :evaluate loads at most "
+            f"{limits.max_evaluate_values:,} (FITSERVE_LIMITS__MAX_EVALUATE_VALUES): evaluate "
+            f"a sample of it. Received: dataset={record['id']!r}"
+        )
+        raise ValidationFailed(message, details=[problem(["dataset"], message)])
 
 
 def _check_batch_outputs(record: DatasetRecord, outputs: int, limits: Limits) -> None:

@@ -84,6 +84,16 @@ def test_train_follows_the_job_then_lists_and_predicts(live: Live, files: Path) 
     assert outputs.shape == (2, 3)
     np.testing.assert_allclose(outputs.sum(axis=1), 1.0, rtol=1e-5)
 
+    evaluated = fitserve(live, "evaluate", "cli-iris", "1", "--dataset", "iris.csv",
+                         "--target", "species", cwd=files)  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "loss" in str(evaluated.stdout) and "accuracy" in str(evaluated.stdout)
+    assert "150 rows" in str(evaluated.stderr)
+    dataset = str(evaluated.stderr).split("dataset ")[1].split(":")[0]
+    answer = fitserve(live, "evaluate", "cli-iris", "--dataset", dataset, "--json")
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(str(answer.stdout))["rows"] == 150
+
 
 def test_a_cancelled_job_makes_train_exit_non_zero(live: Live, files: Path) -> None:
     follower = fitserve(live, "train", "long.json", "iris.csv", "--target", "species",

@@ -67,6 +67,23 @@ def diabetes() -> tuple[np.ndarray, tuple[bytes, str]]:
     return data.data[:200], json_dataset(data.data[:200], data.target[:200].tolist())
 
 
+def raw_diabetes() -> tuple[np.ndarray, tuple[bytes, str]]:
+    data = datasets.load_diabetes(scaled=False)  # as measured: years, mm Hg, ...
+    return data.data[:200], json_dataset(data.data[:200], data.target[:200].tolist())
+
+
+def normalized_spec() -> dict[str, Any]:
+    """A normalization layer first: its adapted statistics must travel as constants."""
+    return {
+        "input_shape": [10],
+        "layers": [{"type": "normalization"}, {"type": "dense", "units": 8, "activation": "relu"},
+                   {"type": "dense", "units": 1}],
+        "compile": {"loss": "mse", "optimizer": "adam"},
+        "fit": {"epochs": 3, "batch_size": 16, "validation_split": 0.2},
+        "seed": 4,
+    }  # fmt: skip
+
+
 def digits() -> tuple[np.ndarray, tuple[bytes, str]]:
     data = datasets.load_digits()
     images = (data.images[:300] / 16.0).astype("float32")
@@ -105,6 +122,7 @@ MODELS = {
     "digits": (lambda: seed_spec("digits"), digits),  # flatten, softmax
     "diabetes": (lambda: seed_spec("diabetes"), diabetes),  # regression
     "every-layer": (every_layer_spec, iris),
+    "normalized": (normalized_spec, raw_diabetes),
 }
 
 

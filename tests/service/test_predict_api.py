@@ -135,3 +135,35 @@ def test_unknown_model_and_version_are_404(client: FlaskClient, auth: dict[str, 
                            headers=auth)  # fmt: skip
     assert response.status_code == 404
     assert "nothing" in response.json["error"]["message"]
+
+
+def test_a_normalization_first_layer_is_published_and_served(
+    client: FlaskClient, auth: dict[str, str], publish: Callable[..., dict[str, Any]],
+    settings: Any,
+) -> None:  # fmt: skip
+    import keras
+    from sklearn import datasets
+
+    # The diabetes features as measured (age in years, blood pressure in mm Hg, ...).
+    raw = datasets.load_diabetes(scaled=False)
+    x, y = raw.data[:120], raw.target[:120]
+    diabetes_spec = {
+        "input_shape": [10],
+        "layers": [{"type": "normalization"}, {"type": "dense", "units": 8, "activation": "relu"},
+                   {"type": "dense", "units": 1}],
+        "compile": {"loss": "mse", "optimizer": "adam"},
+        "fit": {"epochs": 3, "batch_size": 16, "validation_split": 0.2},
+        "seed": 2,
+    }  # fmt: skip
+    publish("diabetes", diabetes_spec, dataset(x, y), "application/json")
+    path = ModelStore(open_blobs(settings)).model_file("diabetes", 1)
+    published = keras.saving.load_model(path, safe_mode=True)
+    # Adapted on the 96 training rows, and saved with the model.
+    np.testing.assert_allclose(published.layers[0].adapt_mean, x[:96].mean(axis=0), rtol=1e-5)
+    answer = client.post("/v1/models/diabetes:predict", json={"instances": x[90:110].tolist()},
+                         headers=auth)  # fmt: skip
+    assert answer.status_code == 200, answer.json
+    expected = published.predict(x[90:110].astype("float32"), verbose=0)
+    np.testing.assert_allclose(answer.json["predictions"], expected, rtol=1e-5, atol=1e-5)
+    # Served by the numpy pass, which matched Keras on its probe.
+    assert client.application.extensions["fitserve"].predictor.get("diabetes").engine == "numpy"

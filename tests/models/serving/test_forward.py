@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from models.serving.forward import ACTIVATIONS, ForwardPass, UnsupportedLayer  # noqa: E402
-from models.training.builder import build_model  # noqa: E402
+from models.training.builder import adapt, build_model  # noqa: E402
 from models.training.spec import Activation, ModelSpec  # noqa: E402
 
 GENERATOR = np.random.default_rng(9)
@@ -91,6 +91,48 @@ def test_images_through_flatten_match_keras(tmp_path: Path) -> None:
     assert_matches_keras(trained_then_reloaded(spec, tmp_path), spec)
 
 
+RAW_SCALE = np.float32([1, 10, 100, 0.1, 1000, 5])
+RAW_OFFSET = np.float32([0, 50, -300, 2, 1e4, 0])
+
+
+@pytest.mark.parametrize(
+    ("layers", "input_shape"),
+    [
+        ([{"type": "normalization"}, *HIDDEN], [6]),
+        ([{"type": "normalization"}, {"type": "flatten"}, *HIDDEN], [4, 6]),
+        ([{"type": "flatten"}, {"type": "normalization"}, *HIDDEN], [4, 6]),
+    ],
+)
+def test_normalization_matches_keras(
+    layers: list[dict[str, Any]], input_shape: list[int], tmp_path: Path
+) -> None:
+    import keras
+
+    spec = spec_with(layers, {"type": "dense", "units": 3}, "mse", input_shape=input_shape)
+    keras.utils.set_random_seed(3)
+    model = build_model(ModelSpec.model_validate(spec))
+    # Raw features: far from zero, on scales apart, one of them constant
+    # (Keras then divides by epsilon, not by a zero deviation).
+    x = GENERATOR.normal(size=(64, *input_shape)).astype("float32") * RAW_SCALE + RAW_OFFSET
+    x[..., 5] = 7
+    adapt(model, x)
+    model.fit(x, GENERATOR.uniform(size=(64, 3)), epochs=2, batch_size=16, verbose=0)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True)
+    assert_matches_keras(loaded, spec, x)
+    assert_matches_keras(loaded, spec)  # and on inputs far from the adapted rows
+
+
+def test_an_inverse_normalization_is_refused() -> None:
+    import keras
+
+    norm = keras.layers.Normalization(invert=True)
+    model = keras.Sequential([keras.Input((4,)), norm, keras.layers.Dense(2)])
+    norm.adapt(np.ones((3, 4), dtype="float32"))
+    with pytest.raises(UnsupportedLayer):
+        ForwardPass.from_keras(model)
+
+
 def test_an_unknown_layer_is_refused() -> None:
     import keras
 
@@ -99,8 +141,9 @@ def test_an_unknown_layer_is_refused() -> None:
         ForwardPass.from_keras(model)
 
 
-def assert_matches_keras(model: Any, spec: dict[str, Any]) -> None:
-    x = (GENERATOR.normal(size=(200, *spec["input_shape"])) * 3).astype("float32")
+def assert_matches_keras(model: Any, spec: dict[str, Any], x: Any = None) -> None:
+    if x is None:
+        x = (GENERATOR.normal(size=(200, *spec["input_shape"])) * 3).astype("float32")
     expected = model.predict(x, verbose=0)
     actual = ForwardPass.from_keras(model)(x)
     assert actual.dtype == np.float32 and actual.shape == expected.shape

@@ -11,7 +11,7 @@ from typing import Any
 import keras
 import pytest
 
-from models.training.builder import build_model
+from models.training.builder import adapt, build_model
 from models.training.spec import ModelSpec
 
 
@@ -146,6 +146,32 @@ def test_dropout_batch_normalization_and_flatten_are_built():
     assert summary(model)[2::2] == [("Dense", 32, "relu"), ("Dense", 10, "softmax")]
     assert model.input_shape == (None, 8, 8)
     assert model.output_shape == (None, 10)
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16"])
+def test_normalization_is_built_in_float32_and_adapted_on_the_rows_given(precision: str) -> None:
+    import numpy as np
+
+    spec = ModelSpec.model_validate(
+        {
+            "input_shape": [4, 3],
+            "layers": [{"type": "flatten"}, {"type": "normalization"}, dense(1)],
+            "compile": {"loss": "mse"},
+            "fit": {"epochs": 1},
+            "precision": precision,
+        }
+    )
+    model = build_model(spec)
+    norm = model.layers[1]
+    assert isinstance(norm, keras.layers.Normalization)
+    assert norm.axis == (-1,) and not norm.invert
+    # Raw features keep their precision whatever the hidden layers compute in.
+    assert norm.dtype_policy.name == "float32"
+    x = np.random.default_rng(0).normal(loc=50, scale=[[1, 10, 100]] * 4, size=(20, 4, 3))
+    adapt(model, x.astype("float32"))
+    flat = x.reshape(20, 12)
+    np.testing.assert_allclose(norm.adapt_mean, flat.mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(norm.adapt_variance, flat.var(axis=0), rtol=1e-4)
 
 
 def test_model_is_compiled_with_the_spec_metrics_and_predicts():

@@ -14,7 +14,8 @@ import pytest
 from models.datasets import Dataset
 from models.storage.blobs import FolderBlobs
 from models.storage.checkpoints import Checkpoint, CheckpointStore
-from models.training.checkpoints import Checkpointer
+from models.training.builder import adapt, build_model
+from models.training.checkpoints import Checkpointer, restore_variables
 from models.training.fit import SilentObserver, TrainingResult, train
 from models.training.spec import ModelSpec
 
@@ -112,6 +113,32 @@ def test_resume_keeps_early_stopping_where_it_was(fused: bool | None) -> None:
     finished, more = run(model_spec, fused=fused, resume=checkpoints[-1])
     assert more == []
     assert_same_run(finished, whole, exact=False)
+
+
+@pytest.mark.parametrize("fused", [None, False])
+def test_resume_keeps_the_normalization_adapted_on_the_training_rows(fused: bool | None) -> None:
+    data = spec(shuffle=False).model_dump()
+    data["layers"].insert(0, {"type": "normalization"})
+    model_spec = ModelSpec.model_validate(data)
+    whole, checkpoints = run(model_spec, fused=fused)
+    resumed, _ = run(model_spec, fused=fused, resume=checkpoints[3])
+    assert_same_run(resumed, whole, exact=False)
+    # Adapted on the 72 training rows (validation_split 0.2), resumed or not.
+    norm = resumed.model.layers[0]
+    np.testing.assert_allclose(norm.adapt_mean, X[:72].mean(axis=0), rtol=1e-5, atol=1e-7)
+
+
+def test_restored_normalization_computes_with_the_checkpoint_statistics() -> None:
+    data = spec(epochs=1).model_dump()
+    data["layers"].insert(0, {"type": "normalization"})
+    model_spec = ModelSpec.model_validate(data)
+    _, (checkpoint,) = run(model_spec)
+    model = build_model(model_spec)
+    adapt(model, X * 100 + 7)  # other statistics, cached by the layer
+    model.optimizer.build(model.trainable_variables)
+    restore_variables(model, checkpoint)
+    normalized = keras.ops.convert_to_numpy(model.layers[0](X[:72]))
+    np.testing.assert_allclose(normalized.mean(axis=0), 0, atol=1e-5)
 
 
 def test_a_checkpoint_of_another_network_is_refused() -> None:

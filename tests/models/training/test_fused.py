@@ -96,6 +96,24 @@ def test_fused_training_agrees_with_keras_fit(case: str) -> None:
         np.testing.assert_allclose(mine, theirs, rtol=2e-3, atol=2e-4)
 
 
+def test_fused_training_with_normalization_agrees_with_keras_fit() -> None:
+    # Raw features on far-apart scales, validation rows shifted away from the
+    # training rows: both trainers adapt on the same training rows.
+    model_spec, labels = CASES["regression"]
+    data = model_spec.model_dump()
+    data["layers"].insert(0, {"type": "normalization"})
+    x = X * np.float32([1, 10, 100, 0.1, 1]) + np.float32([0, 50, -300, 2, 0])
+    x[-10:] += 100
+    dataset = Dataset(x, labels)
+    fused = train(ModelSpec.model_validate(data), dataset, SilentObserver(), fused=True)
+    plain = train(ModelSpec.model_validate(data), dataset, SilentObserver(), fused=False)
+    for name, values in plain.history.items():
+        np.testing.assert_allclose(fused.history[name], values, rtol=2e-3, atol=1e-4,
+                                   err_msg=name)  # fmt: skip
+    for mine, theirs in zip(fused.model.get_weights(), plain.model.get_weights(), strict=True):
+        np.testing.assert_allclose(mine, theirs, rtol=2e-3, atol=2e-4)
+
+
 def test_fused_training_is_deterministic_and_shuffles() -> None:
     model_spec, labels = CASES["binary"]
     shuffled = model_spec.model_copy(

@@ -299,6 +299,48 @@ def test_rank_above_one_with_flatten_is_accepted():
     assert count_parameters(spec) == 28 * 28 * 512 + 512 + 512 * 10 + 10
 
 
+# --- normalization is adapted on the raw inputs, so it comes first ----------------------
+
+
+def test_normalization_first_or_after_a_first_flatten_is_accepted():
+    data = regression_spec()
+    data["layers"].insert(0, {"type": "normalization"})
+    assert count_parameters(accepted(data)) == 2 * 10 + 1 + 10 * 30 + 30 + 30 * 6 + 6 + 6 + 1
+    images = digits_spec()
+    images["layers"].insert(1, {"type": "normalization"})
+    assert count_parameters(accepted(images)) == 2 * 64 + 1 + 64 * 512 + 512 + 512 * 10 + 10
+
+
+@pytest.mark.parametrize(
+    ("layers", "index", "after"),
+    [
+        ([dense(30, "relu"), {"type": "normalization"}, dense(1)], 1, "'dense'"),
+        ([{"type": "dropout", "rate": 0.1}, {"type": "normalization"}, dense(1)], 1, "'dropout'"),
+        ([{"type": "flatten"}, dense(4), {"type": "normalization"}, dense(1)], 2, "'dense'"),
+    ],
+)
+def test_normalization_anywhere_else_is_refused(layers, index, after):
+    data = regression_spec()
+    data["layers"] = layers
+    refused(data, ["spec", "layers", index, "type"], "first layer", "raw training inputs", after)
+
+
+@pytest.mark.parametrize("first", [[], [{"type": "flatten"}]])
+def test_a_second_normalization_is_refused(first):
+    data = regression_spec()
+    data["layers"] = [*first, {"type": "normalization"}, {"type": "normalization"}, dense(1)]
+    index = len(first) + 1
+    refused(
+        data, ["spec", "layers", index, "type"], "Only one 'normalization'", f"layer {index - 1}"
+    )
+
+
+def test_extra_keys_on_normalization_are_refused():
+    data = regression_spec()
+    data["layers"].insert(0, {"type": "normalization", "invert": True})
+    refused(data, ["spec", "layers", 0, "invert"], "Extra inputs")
+
+
 # --- the head decides the task ------------------------------------------------------------
 
 
@@ -409,9 +451,24 @@ def _with_extras() -> dict[str, Any]:
     return data
 
 
+def _normalized_sequences() -> dict[str, Any]:
+    data = regression_spec()
+    data["input_shape"] = [5, 3]
+    data["layers"] = [{"type": "normalization"}, {"type": "flatten"}, dense(4, "relu"), dense(1)]
+    return data
+
+
+def _flattened_then_normalized() -> dict[str, Any]:
+    data = digits_spec()
+    data["layers"].insert(1, {"type": "normalization"})
+    return data
+
+
 @pytest.mark.parametrize(
-    "make", [binary_spec, iris_spec, regression_spec, digits_spec, _with_extras]
-)
+    "make",
+    [binary_spec, iris_spec, regression_spec, digits_spec, _with_extras, _normalized_sequences,
+     _flattened_then_normalized],
+)  # fmt: skip
 def test_count_parameters_matches_keras(make):
     from models.training.builder import build_model
 

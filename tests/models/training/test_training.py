@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -105,3 +106,27 @@ def test_mixed_precision_computes_hidden_layers_in_bfloat16() -> None:
     assert [layer.compute_dtype for layer in layers] == ["bfloat16"] * 3 + ["float32"]
     assert all(variable.dtype == "float32" for variable in result.model.trainable_variables)
     assert result.history["loss"][-1] < result.history["loss"][0]
+
+
+@pytest.mark.parametrize("fused", [None, False])  # None: fused on JAX, Keras' fit elsewhere
+def test_normalization_adapts_on_the_training_rows_only(fused: bool | None, tmp_path: Path) -> None:
+    # Raw features on very different scales; the validation rows (the last
+    # quarter, as Keras splits) lie far from the training rows.
+    x = X * np.float32([1, 10, 100, 0.1, 1]) + np.float32([0, 50, -300, 2, 0])
+    x[60:] += 1000
+    data = spec(validation_split=0.25).model_dump()
+    data["layers"].insert(0, {"type": "normalization"})
+    result = train(ModelSpec.model_validate(data), Dataset(x, LABELS), SilentObserver(),
+                   fused=fused)  # fmt: skip
+    norm = result.model.layers[0]
+    assert isinstance(norm, keras.layers.Normalization)
+    np.testing.assert_allclose(norm.adapt_mean, x[:60].mean(axis=0), rtol=1e-5)
+    np.testing.assert_allclose(norm.adapt_variance, x[:60].var(axis=0), rtol=1e-4)
+    assert result.history["val_loss"]  # the far rows did validate
+    # The statistics are weights: the saved model carries them, and uses them.
+    result.model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras", safe_mode=True).layers[0]
+    np.testing.assert_array_equal(loaded.adapt_mean, norm.adapt_mean)
+    normalized = keras.ops.convert_to_numpy(loaded(x[:60]))
+    np.testing.assert_allclose(normalized.mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(normalized.std(axis=0), 1, rtol=1e-3)
