@@ -51,19 +51,27 @@ class CompiledEpoch:
 def compile_epoch(model: Any, spec: ModelSpec, rows: int) -> CompiledEpoch:
     """The epoch for `rows` training rows (compiled on its first call)."""
     import jax
-    import keras
 
-    loss_function = keras.losses.get(spec.compile.loss)
-    metrics = [_metric(name, spec) for name in spec.compile.metrics]
-    step = _train_step(model, loss_function, metrics)
-    epoch = _epoch(step, metrics, rows, min(spec.fit.batch_size, rows), spec.fit.shuffle)
-    evaluate = _evaluation(model, loss_function, metrics)
+    epoch, evaluate = epoch_functions(model, spec, rows)
     # Fully optimized whatever the process default (models.training.backend): these
     # run every epoch, unlike the eager ops of the model's set-up.
     return CompiledEpoch(
         train=jax.jit(epoch, compiler_options=FULL_OPTIMIZATION),
         evaluate=jax.jit(evaluate, compiler_options=FULL_OPTIMIZATION),
     )
+
+
+def epoch_functions(model: Any, spec: ModelSpec, rows: int) -> tuple[Any, Any]:
+    """The epoch's two functions before `jax.jit`: CompiledEpoch's `train` and
+    `evaluate`. models.training.fused_trials vmaps these same functions over
+    trials, so a trial trained in a group runs this arithmetic too."""
+    import keras
+
+    loss_function = keras.losses.get(spec.compile.loss)
+    metrics = [_metric(name, spec) for name in spec.compile.metrics]
+    step = _train_step(model, loss_function, metrics)
+    epoch = _epoch(step, metrics, rows, min(spec.fit.batch_size, rows), spec.fit.shuffle)
+    return epoch, _evaluation(model, loss_function, metrics)
 
 
 def _train_step(model: Any, loss_function: Any, metrics: list[Any]) -> Any:
