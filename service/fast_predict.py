@@ -30,17 +30,14 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from models.ids import MODEL_NAME
 from models.serving import samples
 from service.auth import EXTENSION as KEYS
 from service.auth import Keys
 from service.bodies import parse_json
-from service.json_provider import dump_bytes
 from service.metrics import count_predictions, observe_request
 from service.prediction_log import log_prediction_outside_flask
-from service.render import CHUNK_ROWS
+from service.render import CHUNK_ROWS, predictions_json
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -106,14 +103,8 @@ class FastPredict:
             if len(prediction.outputs) > CHUNK_ROWS:
                 raise OverflowError("an answer Flask's route streams in chunks")
             # TF Serving answers the row format with "predictions", the columnar with "outputs".
-            answer: dict[str, Any] = {
-                "predictions" if layout == "row" else "outputs": np.ascontiguousarray(
-                    prediction.outputs
-                )
-            }
-            if prediction.labels is not None:
-                answer["labels"] = prediction.labels
-            payload = dump_bytes(answer)
+            key = "predictions" if layout == "row" else "outputs"
+            payload = predictions_json(prediction.outputs, prediction.labels, key)
         except Exception:  # Flask answers it, its way: the same error as ever
             environ["wsgi.input"] = io.BytesIO(body)
             return None

@@ -71,11 +71,16 @@ def render_predictions(
         # The common case (a few rows, JSON, no Accept or `*/*`) in one call,
         # the same bytes as _json writes: parsing the Accept header and the
         # chunked writer cost more than the rest of rendering a few rows.
-        answer: dict[str, Any] = {json_key: np.ascontiguousarray(outputs)}
-        if labels is not None:
-            answer["labels"] = labels
-        return Response(dump_bytes(answer), mimetype="application/json")
+        return Response(predictions_json(outputs, labels, json_key), mimetype="application/json")
     return render_rows(request, InMemoryRows(outputs, labels), json_key, default)
+
+
+def predictions_json(outputs: np.ndarray, labels: list[Any] | None, json_key: str) -> bytes:
+    """A few rows' answer in one call (service.fast_predict writes it too)."""
+    answer: dict[str, Any] = {json_key: np.ascontiguousarray(outputs)}
+    if labels is not None:
+        answer["labels"] = labels
+    return dump_bytes(answer)
 
 
 def _any_type(request: Request) -> bool:
