@@ -18,6 +18,7 @@
      ├── ServiceUnavailable          service_unavailable    (may say when to retry)
      ├── DamagedStore                damaged_store          (a stored object is unreadable)
      ├── ApiError                    api_error              (service.client: the API's answer)
+     ├── SearchFailed                search_failed          (a search job's: no trial to publish)
      └── JobInterrupted              (never reaches HTTP: stops a running job)
           ├── JobCancelled           job_cancelled          the job was cancelled
           │    └── LeaseLost         lease_lost             another worker owns the job now
@@ -128,6 +129,13 @@ class DamagedStore(FitserveError):
     that is not JSON): a server fault, named so an operator can find it."""
 
     code = "damaged_store"
+
+
+class SearchFailed(FitserveError):
+    """A search or k-fold job that trained but has nothing to publish, or
+    cannot train where it landed."""
+
+    code = "search_failed"
 
 
 class JobInterrupted(FitserveError):

@@ -61,6 +61,16 @@ class JobRecord(TypedDict):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    # A search or k-fold job (models.training.trial_plan): the search as asked,
+    # how trials rank, each trial, and the best once the job has succeeded.
+    search: NotRequired[dict[str, Any] | None]
+    ranking: NotRequired[dict[str, str]]
+    trials: NotRequired[list[dict[str, Any]]]
+    best: NotRequired[dict[str, Any] | None]
+    # A search's group jobs; a group job's search and its group number.
+    groups: NotRequired[list[str]]
+    parent: NotRequired[str]
+    group: NotRequired[int]
 
 
 class TargetSummary(TypedDict):

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
@@ -34,6 +35,7 @@ PREDICT_TYPES = {".csv": "text/csv", ".json": "application/json", ".npy": "appli
 EXPORT_FORMATS = ("keras", "saved_model", "onnx")
 # The most records one page of the prediction log holds (the API's limit).
 PREDICTIONS_PAGE = 1000
+PARAM_WIDTH = 20  # a search's leaderboard cuts a longer parameter value (a string, a list)
 
 console = Console(stderr=True)  # progress and messages; results go to stdout
 out = Console()
@@ -64,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     train = command("train", _train, "Upload a dataset, train a model on it and follow the job.")
-    train.add_argument("spec", type=Path, help='a spec file: the spec, or {"model", "spec"}')
+    train.add_argument("spec", type=Path,
+                       help='a spec file: the spec, or {"model", "spec", "search"}')  # fmt: skip
     train.add_argument("data", help="a .csv, .json or .npz file, or the id of an uploaded dataset")
     train.add_argument("--model", help="the model's name (default: the spec file's 'model')")
     train.add_argument("--target", help="the CSV column holding the labels")
@@ -131,7 +134,7 @@ def _train(arguments: argparse.Namespace) -> int:
     if not model:
         raise ApiError(0, "Name the model: --model NAME (the spec file has no 'model').")
     dataset = _dataset_id(client, arguments.data, arguments.target)
-    job = client.submit(model, spec, dataset)
+    job = client.submit(model, spec, dataset, search=document.get("search"))
     console.print(f"job {job['id']}: training {model!r}")
     if arguments.detach:
         out.print_json(data=job)
@@ -164,7 +167,18 @@ def _follow(client: Client, job_id: str) -> int:
         while job.get("state") not in FINAL_STATES:
             for event in client.events(job_id):  # reconnects if the stream ends early
                 job = _show(event, job, progress, bar)
+    if _has_trials(job):
+        # The stream's state events carry no trials: the final record has them.
+        job = client.json("GET", f"/v1/jobs/{job_id}")
+        if board := leaderboard(job):
+            sys.stdout.write(board + "\n")
     return _summary(job)
+
+
+def _has_trials(job: Mapping[str, Any]) -> bool:
+    """A search or a k-fold job: many models trained, `trials` in the record."""
+    fit = (job.get("spec") or {}).get("fit") or {}
+    return bool(job.get("search") or job.get("trials") or fit.get("folds"))
 
 
 def _show(event: Event, job: dict[str, Any], progress: Progress, bar: TaskID) -> dict[str, Any]:
@@ -176,8 +190,8 @@ def _show(event: Event, job: dict[str, Any], progress: Progress, bar: TaskID) ->
     elif event.name == "epoch":
         data = event.data
         eta = "-" if data["eta_s"] is None else f"{data['eta_s']:.1f}s"
-        progress.update(bar, description="running", total=data["epochs"],
-                        completed=data["epoch"], logs=_logs(data["logs"]), eta=eta)  # fmt: skip
+        progress.update(bar, description="running", total=data["epochs"], completed=data["epoch"],
+                        logs=_entry_logs(data["logs"], job), eta=eta)  # fmt: skip
     elif event.name == "state":
         job = {**job, **event.data}
         progress.update(bar, description=event.data["state"])
@@ -199,6 +213,184 @@ def _summary(job: dict[str, Any]) -> int:
 
 def _logs(logs: dict[str, float]) -> str:
     return "  ".join(f"{name} {value:.4g}" for name, value in logs.items())
+
+
+def _entry_logs(logs: dict[str, Any], job: Mapping[str, Any]) -> str:
+    """One epoch's logs; for a search's group (its trials' logs under
+    `"<trial>:<metric>"`), the spread of the ranking metric over its trials."""
+    if "group" not in logs:
+        return _logs(logs)
+    metric, _ = ranking_of(job)
+    for name in (metric, "loss"):
+        values = [value for key, value in logs.items()
+                  if key.count(":") == 1 and key.endswith(f":{name}")]  # fmt: skip
+        if values:
+            spread = _number(min(values)) + (f"..{_number(max(values))}" if len(values) > 1 else "")
+            return f"group {logs['group']}  {name} {spread}"
+    return f"group {logs['group']}"
+
+
+# ---- a search's trials, as a leaderboard ---------------------------------------
+
+
+# The leaderboard's rows at most: the best of a large search, not a screenful per trial.
+LEADERBOARD_ROWS = 30
+
+
+def leaderboard(job: Mapping[str, Any]) -> str:
+    """A finished search or k-fold job as plain text ("" for any other job).
+
+    A search: its trials best first by the ranking metric (mean ± std over the
+    folds with `fit.folds`), the best one marked; then, with folds, the best
+    trial fold by fold. A k-fold job without a search: each metric fold by fold.
+    """
+    trials = job.get("trials") or []
+    if not trials:
+        return ""
+    metric, mode = ranking_of(job)
+    best = job.get("best") or {}
+    if not job.get("search"):
+        folds = trials[0].get("folds") or best.get("folds") or {}
+        return _fold_table(folds, f"{_fold_count(folds)}-fold validation:") if folds else ""
+    paths = sorted({path for trial in trials for path in trial.get("params") or {}})
+    labels = short_labels(paths)
+    header = ["", "rank", "trial", *(labels[path] for path in paths), metric, "state", "epochs"]
+    order = ranked(trials, metric, mode)
+    hidden = max(len(order) - LEADERBOARD_ROWS, 0)
+    order = order[:LEADERBOARD_ROWS]  # a search of a thousand trials is read from its record
+    scores = _on_the_sign([_measure(trial, metric) for _, trial in order])
+    rows = []
+    for (rank, trial), score in zip(order, scores, strict=True):
+        params = trial.get("params") or {}
+        rows.append([
+            "*" if trial["index"] == best.get("index") else "",
+            "-" if rank is None else str(rank), str(trial["index"]),
+            *(_param(params[path]) if path in params else "-" for path in paths),
+            score, str(trial.get("state") or "-"), str(trial.get("epochs") or 0),
+        ])  # fmt: skip
+    numeric = {1, 2, len(header) - 1}
+    for column, path in enumerate(paths, start=3):
+        if all(_is_number((trial.get("params") or {}).get(path, 0)) for trial in trials):
+            numeric.add(column)
+    direction = "lowest" if mode == "min" else "highest"
+    of_folds = " (the folds' mean)" if any(trial.get("folds") for trial in trials) else ""
+    lines = [f"{len(trials)} trials, ranked by {metric}{of_folds}, {direction} first:"]
+    lines += _aligned([header, *rows], numeric)
+    if hidden:
+        lines.append(f"... and {hidden} more trials: every one is in GET /v1/jobs/{job['id']}")
+    if best:
+        lines.append(f"* best: trial {best['index']}, the one published")
+    if best.get("folds"):
+        title = f"Trial {best['index']}, {_fold_count(best['folds'])}-fold validation:"
+        lines += ["", _fold_table(best["folds"], title)]
+    return "\n".join(lines)
+
+
+def ranking_of(job: Mapping[str, Any]) -> tuple[str, str]:
+    """(metric, "min" or "max"): the job's `ranking`, else what its search asks
+    for (still queued), else val_loss, lowest first (a k-fold job's)."""
+    ranking = job.get("ranking") or {}
+    search = job.get("search") or {}
+    metric = ranking.get("metric") or search.get("metric") or "val_loss"
+    return metric, ranking.get("mode") or search.get("mode") or "min"
+
+
+def ranked(
+    trials: Sequence[Mapping[str, Any]], metric: str, mode: str
+) -> list[tuple[int | None, Mapping[str, Any]]]:
+    """(rank, trial), best first: the trials that ran to their end (or still
+    run) by `metric`, then those a halving rung stopped (the later rung first,
+    as halving ranks them), then those without a value (queued, failed, NaN),
+    unranked, by index."""
+    sign = -1.0 if mode == "max" else 1.0
+
+    def place(trial: Mapping[str, Any]) -> tuple[int, int, float, int]:
+        value = (trial.get("metrics") or {}).get(metric)
+        if not _is_number(value) or not math.isfinite(value) or trial.get("state") == "failed":
+            return (2, 0, 0.0, trial["index"])
+        if trial.get("state") == "stopped":
+            return (1, -(trial.get("epochs") or 0), sign * value, trial["index"])
+        return (0, 0, sign * value, trial["index"])
+
+    order = sorted(trials, key=place)
+    return [(None if place(trial)[0] == 2 else rank, trial)
+            for rank, trial in enumerate(order, start=1)]  # fmt: skip
+
+
+def short_labels(paths: Sequence[str]) -> dict[str, str]:
+    """Each dotted path's last segment, or as many more as tell it apart from
+    the others: `layers.0.units` and `layers.1.units` are `0.units`, `1.units`."""
+    labels = {}
+    for path in paths:
+        parts = path.split(".")
+        for size in range(1, len(parts) + 1):
+            label = ".".join(parts[-size:])
+            if not any(other != path and (other == label or other.endswith("." + label))
+                       for other in paths):  # fmt: skip
+                break
+        labels[path] = label
+    return labels
+
+
+def _fold_table(folds: Mapping[str, Mapping[str, Any]], title: str) -> str:
+    """Each metric's mean ± std over the folds, then its value on each fold."""
+    count = _fold_count(folds)
+    header = ["metric", "mean ± std", *(f"fold {j}" for j in range(1, count + 1))]
+    scores = _on_the_sign([_mean_std(summary) for summary in folds.values()])
+    rows = []
+    for (name, summary), score in zip(folds.items(), scores, strict=True):
+        values = [_number(value) for value in summary.get("values") or []]
+        rows.append([name, score, *values, *[""] * (count - len(values))])
+    return "\n".join([title, *_aligned([header, *rows], set(range(2, count + 2)))])
+
+
+def _fold_count(folds: Mapping[str, Mapping[str, Any]]) -> int:
+    return max((len(summary.get("values") or []) for summary in folds.values()), default=0)
+
+
+def _measure(trial: Mapping[str, Any], metric: str) -> tuple[str, str | None]:
+    """(value, None); with folds, (mean, std)."""
+    summary = (trial.get("folds") or {}).get(metric)
+    if summary:
+        return _mean_std(summary)
+    return _number((trial.get("metrics") or {}).get(metric)), None
+
+
+def _mean_std(summary: Mapping[str, Any]) -> tuple[str, str]:
+    return _number(summary.get("mean")), _number(summary.get("std"))
+
+
+def _on_the_sign(measures: Sequence[tuple[str, str | None]]) -> list[str]:
+    """Cells of `mean ± std` with every ± in one column: the means right-aligned."""
+    width = max((len(value) for value, _ in measures), default=0)
+    return [value.rjust(width) + ("" if std is None else f" ± {std}") for value, std in measures]
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if _is_number(value) else "-"
+
+
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _param(value: Any) -> str:
+    if isinstance(value, float):
+        text = f"{value:.4g}"
+    else:
+        text = value if isinstance(value, str) else json.dumps(value)
+    text = " ".join(text.split())  # a newline in a string choice would break the row
+    return text if len(text) <= PARAM_WIDTH else text[: PARAM_WIDTH - 3] + "..."
+
+
+def _aligned(rows: Sequence[Sequence[str]], right: set[int]) -> list[str]:
+    """Rows of cells as lines of columns two spaces apart; numbers right-aligned."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return [
+        "  ".join(cell.rjust(width) if column in right else cell.ljust(width)
+                  for column, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip()
+        for row in rows
+    ]  # fmt: skip
 
 
 def _jobs(arguments: argparse.Namespace) -> int:

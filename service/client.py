@@ -91,8 +91,13 @@ class Client:
             return dict(self.json("POST", "/v1/datasets", data=body, params=params,
                                   headers={"Content-Type": media_type}))  # fmt: skip
 
-    def submit(self, model: str, spec: dict[str, Any], dataset: str) -> dict[str, Any]:
+    def submit(
+        self, model: str, spec: dict[str, Any], dataset: str, search: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A training job; with `search`, a hyperparameter search over `spec`."""
         body = {"model": model, "spec": spec, "dataset": dataset}
+        if search is not None:
+            body["search"] = search
         return dict(self.json("POST", "/v1/jobs", json=body))
 
     def evaluate(self, model: str, dataset: str, version: str | None = None) -> dict[str, Any]:

@@ -80,7 +80,10 @@ def _stream(jobs: JobStore, job: JobRecord, max_seconds: float) -> Iterator[str]
 
 
 def _epochs(job: JobRecord) -> int:
-    return len((job.get("history") or {}).get("loss", []))
+    """The history's entries: a plain job's epochs (every one logs `loss`), a
+    search's group epochs (every one logs `epoch`, its trials' logs keyed by trial)."""
+    history = job.get("history") or {}
+    return len(history.get("loss") or history.get("epoch") or [])
 
 
 def _epoch(

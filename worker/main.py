@@ -68,7 +68,13 @@ def main(argv: list[str] | None = None) -> None:
     jobs.index_earlier_jobs()
     queue = JobQueue(app, settings.queues, jobs, registry)
     context = WorkerContext.from_settings(
-        settings, client, name, device, keras.backend.backend(), requeue=queue.send
+        settings,
+        client,
+        name,
+        device,
+        keras.backend.backend(),
+        requeue=queue.send,
+        send_group=queue.send_group,
     )
     # SIGTERM (Celery's warm shutdown) lets the running job hand itself back
     # at its next batch or epoch, rather than be waited for or cut off.

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from typing import Any, cast
 
 import redis
-from celery import Celery
+from celery import Celery, group
 from kombu.transport.redis import Channel
 
 from models.jobs.store import JobStore
@@ -57,6 +57,18 @@ class JobQueue:
         self.jobs.routed(job["id"], queue, by_choice=device == "auto" and queue == self.queues.gpu)
         self.app.send_task(task, args=[job["id"]], queue=queue)
         return queue
+
+    def send_group(self, jobs: Sequence[JobRecord]) -> None:
+        """Send `jobs` (a search's group jobs) to their queues as one Celery
+        group: every worker consuming the queue takes its share."""
+        gpu_online = self.workers.gpu_online()
+        signatures = []
+        for job in jobs:
+            device = job["spec"]["device"] if job["spec"] else "auto"
+            queue = self.queue_for(device, gpu_online)
+            self.jobs.routed(job["id"], queue, device == "auto" and queue == self.queues.gpu)
+            signatures.append(self.app.signature(TRAIN_TASK, args=[job["id"]], queue=queue))
+        group(signatures).apply_async()
 
     def submit(self, job: JobRecord) -> JobRecord:
         """Queue a job just created. If the broker refuses, the job is deleted

@@ -23,7 +23,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,7 +44,9 @@ from models.storage.results import ResultStore
 from models.training.checkpoints import Checkpointer
 from models.training.fit import TrainingResult, train
 from models.training.spec import ModelSpec
+from models.training.trial_plan import is_multi_trial, job_trials
 from worker.leases import LeaseKeeper
+from worker.search_jobs import forget_search_models, run_group_job, run_trials
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +72,15 @@ class WorkerContext:
     # itself back through `requeue` instead of running on.
     stopping: threading.Event = field(default_factory=threading.Event)
     requeue: Callable[[JobRecord], object] | None = None
+    # Sends a search's group jobs as one Celery group (worker.queue.JobQueue.send_group);
+    # None: the search's own worker trains them all.
+    send_group: Callable[[Sequence[JobRecord]], object] | None = None
 
     @classmethod
     def from_settings(
         cls, settings: Settings, client: redis.Redis, worker: str, device: str, backend: str,
         requeue: Callable[[JobRecord], object] | None = None,
+        send_group: Callable[[Sequence[JobRecord]], object] | None = None,
     ) -> WorkerContext:  # fmt: skip
         blobs = open_blobs(settings)
         return cls(
@@ -88,6 +94,7 @@ class WorkerContext:
             checkpoints=CheckpointStore(blobs),
             policy=settings.jobs,
             requeue=requeue,
+            send_group=send_group,
         )
 
 
@@ -237,6 +244,10 @@ def _already_published(job: JobRecord, context: WorkerContext) -> dict[str, Any]
 def _train_and_publish(
     job: JobRecord, lease: LeaseKeeper, context: WorkerContext
 ) -> dict[str, Any]:
+    if job.get("parent"):  # one group of a search: its search publishes
+        return run_group_job(job, lease, context)
+    if is_multi_trial(job):
+        return _search_and_publish(job, lease, context)
     job_id = job["id"]
     spec = ModelSpec.model_validate(job["spec"])
     dataset = context.datasets.load(job["dataset"])
@@ -259,6 +270,37 @@ def _train_and_publish(
     context.jobs.record_training(
         context.device, result.samples * result.epochs_run, result.fit_seconds
     )
+    return {"model": job["model"], "version": version, "metrics": result.metrics}
+
+
+def _search_and_publish(
+    job: JobRecord, lease: LeaseKeeper, context: WorkerContext
+) -> dict[str, Any]:
+    """A search or k-fold job (worker.search_jobs): every trial, then the best published."""
+    job_id = job["id"]
+    plan = job_trials(job["spec"] or {}, job.get("search"))
+    dataset = context.datasets.load(job["dataset"])
+    if job["attempts"] > 1:  # groups are not checkpointed: it starts again
+        _record_restart(job, lease, 0, context)
+    progress = JobProgress(context.jobs, job_id, plan.epochs(), lease, None, context.stopping)
+    try:
+        result, provenance = run_trials(job, plan, dataset, progress, lease, context)
+    except (WorkerStopping, LeaseLost):
+        raise  # the search goes on elsewhere: its groups' models are still needed
+    except BaseException:
+        forget_search_models(job_id, context)
+        raise
+    if context.jobs.cancel_requested(job_id):
+        raise JobCancelled("The job was cancelled before its model was published.")
+    lease.confirm()
+    spec = ModelSpec.model_validate(job["spec"])
+    version = _publish(job, spec, result, lease, context, provenance)
+    forget_search_models(job_id, context)
+    context.jobs.record_training(
+        context.device, result.samples * result.epochs_run, result.fit_seconds
+    )
+    # The job's metrics are the winner's, not the last epoch's of its last group.
+    context.jobs.update(job_id, token=lease.token, metrics=result.metrics)
     return {"model": job["model"], "version": version, "metrics": result.metrics}
 
 
@@ -366,8 +408,11 @@ def _succeed(
 
 def _publish(
     job: JobRecord, spec: ModelSpec, result: TrainingResult, lease: LeaseKeeper,
-    context: WorkerContext,
+    context: WorkerContext, provenance: dict[str, Any] | None = None,
 ) -> int:  # fmt: skip
+    """Publish `result` as the model's next version. `provenance`: what a
+    search adds (the winner's params, the search, fold scores); the spec
+    recorded is then the winner's own."""
     import keras
 
     metadata = {
@@ -390,6 +435,7 @@ def _publish(
             "samples_per_s": round(result.samples * result.epochs_run / result.fit_seconds, 1),
         },
         "created_at": utc_now(),
+        **(provenance or {}),
     }
     return context.models.publish(job["model"], result.model.save, metadata, lease.confirm)
 

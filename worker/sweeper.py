@@ -24,7 +24,8 @@ the job from the GPU queue and the CPU queue's copy finds it taken.
 
 Every few minutes one of the sweepers also forgets what expired jobs left:
 their entries in the job indexes, and prediction jobs' results in the store;
-and the prediction log's hours older than its retention.
+the models a search's group jobs left for a search that has ended; and the
+prediction log's hours older than its retention.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from models.storage.checkpoints import CheckpointStore
 from models.storage.prediction_records import PredictionRecords
 from models.storage.results import ResultStore
 from worker.queue import JobQueue
+from worker.search_jobs import SEARCH_BLOBS
 
 log = logging.getLogger(__name__)
 
@@ -145,6 +147,7 @@ class Sweeper:
         entries, and prediction jobs' results. The prediction log's hours
         older than its retention go too."""
         self.jobs.forget_expired()
+        self._forget_search_models()
         if self.predictions is not None:
             if removed := self.predictions.forget_expired():
                 log.info("prediction log: %d expired objects deleted", removed)
@@ -154,6 +157,17 @@ class Sweeper:
         for job_id in sorted(self.jobs.missing(stored)):
             self.results.delete(job_id)
             log.info("job %s: its record expired; its result is deleted", job_id)
+
+    def _forget_search_models(self) -> None:
+        """Group jobs' models left for a search that ended without deleting them
+        (its worker died for the last time, or it expired)."""
+        blobs = self.checkpoints.blobs
+        for search_id in blobs.children(f"{SEARCH_BLOBS}/"):
+            state = self.jobs.fields(search_id, "state")["state"]
+            if state is None or state in FINAL_STATES:
+                for key in list(blobs.keys(f"{SEARCH_BLOBS}/{search_id}/")):
+                    blobs.delete(key)
+                log.info("search %s has ended: its group jobs' models are deleted", search_id)
 
     def _run(self) -> None:
         while True:

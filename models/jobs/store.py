@@ -317,9 +317,13 @@ class JobStore:
     def create(
         self, kind: JobKind, model: str, dataset: str,
         spec: dict[str, Any] | None = None, version: int | None = None,
+        extra: dict[str, Any] | None = None, job_id: str | None = None,
     ) -> JobRecord:  # fmt: skip
-        """A queued job: `train` (with a spec) or `predict` (with a model version)."""
-        job_id = new_job_id()
+        """A queued job: `train` (with a spec) or `predict` (with a model version).
+        `extra`: a search or k-fold job's own fields (`search`, `ranking`,
+        `trials`, `best`: models.training.trial_plan), or a group job's
+        (`parent`, `group`). `job_id`: one the caller derived (a group job's)."""
+        job_id = job_id or new_job_id()
         epochs = spec["fit"]["epochs"] if spec else None
         record: JobRecord = {
             "id": job_id, "kind": kind, "model": model, "state": "queued", "spec": spec,
@@ -330,6 +334,7 @@ class JobStore:
             "worker": None, "queue": None, "attempts": 0, "restarts": [],
             "resumed_from_epoch": None,
             "created_at": utc_now(), "started_at": None, "finished_at": None,
+            **(extra or {}),  # type: ignore[typeddict-item]
         }  # fmt: skip
         stored = {name: value for name, value in record.items() if name != "history"}
         created = time.time()
@@ -341,6 +346,13 @@ class JobStore:
             pipe.sadd(self._models, model)
             pipe.execute()
         return record
+
+    def exists(self, job_id: str) -> bool:
+        return bool(self.redis.exists(self._key(job_id)))
+
+    def leased(self, job_id: str) -> bool:
+        """Whether a live worker holds the job (its lease has not lapsed)."""
+        return bool(self.redis.exists(self._lease(job_id)))
 
     def get(self, job_id: str) -> JobRecord:
         found = self._read([job_id])[0] if is_job_id(job_id) else None
@@ -364,6 +376,16 @@ class JobStore:
         values = self.redis.hmget(self._key(job_id), list(names))
         return {name: None if value is None else json.loads(value)
                 for name, value in zip(names, values, strict=True)}  # fmt: skip
+
+    def fields_of(self, ids: Sequence[str], *names: str) -> list[dict[str, Any]]:
+        """`fields` of many jobs in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.hmget(self._key(job_id), list(names))
+            found = pipe.execute()
+        return [{name: None if value is None else json.loads(value)
+                 for name, value in zip(names, values, strict=True)}
+                for values in found]  # fmt: skip
 
     def epoch_logs(self, job_id: str, start: int = 0) -> list[dict[str, float]]:
         """The logs of each epoch from epoch `start + 1` on (what `history`

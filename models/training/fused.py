@@ -44,12 +44,13 @@ def fit_fused(
     callbacks: list[Any], resume: Checkpoint | None = None, checkpoints: Any = None,
 ) -> History:  # fmt: skip
     """Train `model` (its optimizer built, its variables restored when resuming)."""
-    data = _place(x, y, spec)
+    data = place_data(x, y, spec)
     compiled = compile_epoch(model, spec, len(data.x_train))
     return _EpochLoop(model, spec, observer, callbacks, checkpoints).run(compiled, data, resume)
 
 
-def _place(x: np.ndarray, y: np.ndarray, spec: ModelSpec) -> DeviceData:
+def place_data(x: np.ndarray, y: np.ndarray, spec: ModelSpec) -> DeviceData:
+    """The rows on the device, split into training and validation by `spec.fit`."""
     import jax.numpy as jnp
 
     split = spec.fit.training_rows(len(x))
@@ -73,7 +74,7 @@ class _EpochLoop:
         import jax
         import keras
 
-        state = _values(self.model)
+        state = model_values(self.model)
         seed = self.spec.seed if self.spec.seed is not None else np.random.randint(2**31)
         key = jax.random.PRNGKey(seed)
         callback_list = keras.callbacks.CallbackList(self.callbacks, model=self.model)
@@ -106,7 +107,8 @@ class _EpochLoop:
                    callback_list: Any) -> None:  # fmt: skip
         for name, value in logs.items():
             self.history.setdefault(name, []).append(value)
-        _assign(self.model, state)  # callbacks (and early stopping's best weights) see the model
+        # Callbacks (and early stopping's best weights) see the model.
+        assign_values(self.model, state)
         self.observer.on_epoch_end(epoch_index + 1, logs)
         callback_list.on_epoch_end(epoch_index, logs)
         if self.checkpoints is not None:
@@ -122,8 +124,8 @@ class _EpochLoop:
 # --- between the two: metrics and the model's variables ------------------------------
 
 
-def _values(model: Any) -> Any:
-    """The state the compiled epoch trains, read from the model (`_assign` writes it back)."""
+def model_values(model: Any) -> Any:
+    """The state the compiled epoch trains, read from the model (`assign_values` writes it back)."""
     return (
         [variable.value for variable in model.trainable_variables],
         [variable.value for variable in model.non_trainable_variables],
@@ -131,7 +133,8 @@ def _values(model: Any) -> Any:
     )
 
 
-def _assign(model: Any, state: Any) -> None:
+def assign_values(model: Any, state: Any) -> None:
+    """Write a state (`model_values`' layout) back into the model's variables."""
     trainable, non_trainable, optimizer_state = state
     for variables, values in ((model.trainable_variables, trainable),
                               (model.non_trainable_variables, non_trainable),

@@ -243,8 +243,9 @@ def ranking(search: Search, trials: Sequence[Trial]) -> tuple[str, Mode]:
         if metric.startswith("val_") and metric.removeprefix("val_") in reported:
             reason = (
                 f"{metric!r} is measured on held-out rows, so every trial needs "
-                f"fit.validation_split above 0. Received: metric={metric!r}, trial {trial.index} "
-                f"has validation_split={trial.spec.fit.validation_split}"
+                "fit.validation_split above 0 or fit.folds. Received: "
+                f"metric={metric!r}, trial {trial.index} has "
+                f"validation_split={trial.spec.fit.validation_split}"
             )
         else:
             reason = (
@@ -494,8 +495,7 @@ def _raise_if(problems: list[dict[str, Any]]) -> None:
 
 
 def _validates(spec: ModelSpec) -> bool:
-    # Once fit.folds exists, a spec with folds validates too.
-    return spec.fit.validation_split > 0
+    return spec.fit.validation_split > 0 or spec.fit.folds is not None
 
 
 def _reported_metrics(spec: ModelSpec) -> set[str]:

@@ -173,12 +173,19 @@ class EarlyStopping(StrictModel):
     restore_best_weights: bool = False
 
 
+MIN_FOLDS = 2
+MAX_FOLDS = 10
+
+
 class Fit(StrictModel):
     epochs: Annotated[int, Field(ge=1, le=MAX_EPOCHS)]
     batch_size: Annotated[int, Field(ge=1, le=MAX_BATCH_SIZE)] = 32
     validation_split: Annotated[float, Field(ge=0, lt=1)] = 0.0
     shuffle: bool = True
     early_stopping: EarlyStopping | None = None
+    # k-fold validation: k models on the k splits, side by side, then a refit
+    # on every row is what gets published (models.training.folds).
+    folds: Annotated[int, Field(ge=MIN_FOLDS, le=MAX_FOLDS)] | None = None
 
     def training_rows(self, rows: int) -> int:
         """How many of `rows` train; the rest validate (Keras' rule: the last
@@ -186,6 +193,26 @@ class Fit(StrictModel):
         if not self.validation_split:
             return rows
         return int(math.floor(rows * (1.0 - self.validation_split)))
+
+    @model_validator(mode="after")
+    def _check_folds(self) -> Fit:
+        if self.folds is None:
+            return self
+        if self.validation_split:
+            raise SpecError(
+                ("folds",),
+                "k-fold validation holds out each fold in turn, so it takes no "
+                f"validation_split as well. Received: folds={self.folds}, "
+                f"validation_split={self.validation_split}",
+            )
+        if self.early_stopping is not None:
+            raise SpecError(
+                ("folds",),
+                "k-fold validation trains every fold for the same epochs, and the refit "
+                "has no held-out rows to stop on: early_stopping cannot be combined with it. "
+                f"Received: folds={self.folds}, early_stopping={self.early_stopping.model_dump()}",
+            )
+        return self
 
     @model_validator(mode="after")
     def _check_monitor(self) -> Fit:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import (
@@ -16,7 +17,9 @@ from flask import (
 
 from models.errors import Conflict, MalformedBody, NotFound, ValidationFailed, problem, quoted
 from models.jobs.store import STATES
+from models.records import DatasetRecord
 from models.training.labels import check_dataset_fits_spec
+from models.training.trial_plan import job_trials, search_json
 from models.validation import validate
 from service.bodies import dataset_upload, parse_json, request_body
 from service.context import services
@@ -37,13 +40,19 @@ def create() -> tuple[Response, int, dict[str, str]]:
         body, media_type = dataset_upload(request)
         with parsing_request():
             record, _ = parts.datasets.save(body, media_type, request.args.get("target"))
-        job_request = JobRequest(model=training.model, spec=training.spec, dataset=record["id"])
+        job_request = JobRequest(model=training.model, spec=training.spec,
+                                 search=training.search, dataset=record["id"])  # fmt: skip
     else:
         job_request = validate(JobRequest, _json_body())
         record = services().dataset_named_in_body(job_request.dataset)
     check_dataset_fits_spec(job_request.spec, record)
     spec = job_request.spec.model_dump(mode="json")
-    job = parts.queue.submit(parts.jobs.create("train", job_request.model, record["id"], spec=spec))
+    extra: dict[str, Any] = {}
+    if job_request.search is not None or job_request.spec.fit.folds:
+        extra = _trials_fields(spec, job_request, record)
+    job = parts.queue.submit(
+        parts.jobs.create("train", job_request.model, record["id"], spec=spec, extra=extra)
+    )
     location = url_for("jobs.show", job_id=job["id"])
     return jsonify(job), 202, {"Location": location}
 
@@ -110,6 +119,46 @@ def events(job_id: str) -> Response:
 @blueprint.post("/<job_id>:cancel")
 def cancel(job_id: str) -> Response:
     return jsonify(services().jobs.request_cancel(job_id))
+
+
+def _trials_fields(
+    spec: dict[str, Any], job_request: JobRequest, record: DatasetRecord
+) -> dict[str, Any]:
+    """A search or k-fold job's own fields: every trial drawn and checked as a
+    spec and against the dataset now, so a trial the worker could not train is
+    a 422 here, not a failed job later."""
+    search = search_json(job_request.search) if job_request.search else None
+    plan = job_trials(spec, search)
+    checked: set[str] = set()
+    for trial in plan.trials:
+        # The dataset check reads the input shape, the head and the loss: one per distinct set.
+        key = json.dumps([trial.spec.input_shape, trial.spec.layers[-1].model_dump(mode="json"),
+                          trial.spec.compile.loss])  # fmt: skip
+        if key in checked:
+            continue
+        checked.add(key)
+        try:
+            check_dataset_fits_spec(trial.spec, record)
+        except ValidationFailed as exc:
+            raise ValidationFailed(
+                f"Trial {trial.index} ({_params_text(trial.params)}) does not fit the dataset: "
+                f"{exc.message}",
+                [problem(["search", "space", *_blamed_path(trial.params)], exc.message)],
+            ) from exc
+    return {"search": search, **plan.record()}
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return ", ".join(f"{path}={value!r}" for path, value in params.items()) or "the spec"
+
+
+def _blamed_path(params: dict[str, Any]) -> list[str]:
+    # Only the space's paths change a trial: the first that touches the layers or
+    # the loss is the likely cause; the whole space when none does.
+    for path in params:
+        if path.startswith(("layers.", "compile.loss", "input_shape")):
+            return [path]
+    return []
 
 
 def _json_body() -> Any:

@@ -7,6 +7,13 @@
 // read again (a fresh snapshot) if it ends before one. The page opens on the
 // newest job (its newest training job, if any).
 //
+// A search or k-fold job (one with `trials`) shows its trials instead: a
+// table ranked by the job's ranking metric (a header click sorts by that
+// column), the best trial marked, and one chart with every trial's curve of
+// that metric (`history["<trial>:<metric>"]`); a row hovered or clicked picks
+// its curve out. Its epoch events are history entries (`epoch`, `group`, each
+// running trial's `"<trial>:<metric>"`): appended, each once.
+//
 // The models panel shows each version's labels, moves a label (PUT
 // /v1/models/{name}/labels/{label}), and downloads exports: fetched with the
 // key as a blob, then saved through an object URL (a plain link cannot send
@@ -50,6 +57,10 @@
     models: new Map(), // name -> its entry in GET /v1/models
     labels: {}, // the selected model's labels: label -> version
     versionsDrawn: "", // what the versions table shows (name, versions, labels)
+    trialSort: { key: "rank", descending: false }, // the trials table's order
+    trialsDrawn: "", // what the trials table shows (its trials, ranking and order)
+    hoveredTrial: null, // the trial whose row the pointer is on
+    pinnedTrial: null, // the trial whose row was clicked: its curve stays picked out
   };
 
   // ---- HTTP -------------------------------------------------------------
@@ -160,6 +171,13 @@
     const rows = $("jobs");
     rows.replaceChildren(...body.jobs.map(jobRow));
     $("jobs-empty").hidden = body.jobs.length > 0;
+    // The event stream carries no `trials` after its snapshot: the listing,
+    // polled anyway, says where each trial stands after every group.
+    const listed = body.jobs.find((job) => job.id === state.jobId);
+    if (listed && state.job && listed.trials && !FINAL_STATES.has(state.job.state)) {
+      Object.assign(state.job, { trials: listed.trials, best: listed.best, ranking: listed.ranking });
+      scheduleRender();
+    }
     // Nothing selected yet (the page just opened): the newest job's curves.
     if (!state.jobId && body.jobs.length) {
       const newest = body.jobs.find((job) => (job.kind || "train") === "train") || body.jobs[0];
@@ -197,7 +215,10 @@
 
   function selectJob(jobId) {
     if (state.stream) state.stream.abort();
-    Object.assign(state, { jobId, job: null, epochEvents: 0, pointHistory: [] });
+    Object.assign(state, {
+      jobId, job: null, epochEvents: 0, pointHistory: [], trialsDrawn: "", hoveredTrial: null,
+      pinnedTrial: null,
+    });
     for (const row of document.querySelectorAll("#jobs tr")) {
       row.setAttribute("aria-selected", String(row.dataset.jobId === jobId));
     }
@@ -205,6 +226,8 @@
     detail.dataset.jobId = jobId;
     detail.dataset.state = "";
     $("curves").replaceChildren();
+    $("trials").hidden = true;
+    $("trials-body").replaceChildren();
     showError("job-error", null);
     $("job-summary").textContent = `Job ${jobId}: connecting…`;
     const controller = new AbortController();
@@ -272,8 +295,20 @@
       state.job.history = state.job.history || {};
     } else if (name === "epoch" && state.job) {
       const history = state.job.history;
-      for (const [metric, value] of Object.entries(data.logs || {})) {
-        (history[metric] = history[metric] || [])[data.epoch - 1] = value;
+      const logs = data.logs || {};
+      if ("group" in logs) {
+        // A trials job's entry: its keys are not in every entry, so each list
+        // grows by appending. Entries the snapshot already held (a stream
+        // read again sends them again) are skipped.
+        if (data.epoch > (history.epoch || []).length) {
+          for (const [key, value] of Object.entries(logs)) {
+            (history[key] = history[key] || []).push(value);
+          }
+        }
+      } else {
+        for (const [metric, value] of Object.entries(logs)) {
+          (history[metric] = history[metric] || [])[data.epoch - 1] = value;
+        }
       }
       state.job.progress = {
         epoch: data.epoch, epochs: data.epochs, fraction: data.fraction, eta_s: data.eta_s,
@@ -334,7 +369,15 @@
     $("job-summary").classList.remove("empty");
     $("job-progress-text").textContent = paintProgress($("job-progress"), job);
     showError("job-error", job.error ? new Error(`${job.error.code}: ${job.error.message}`) : null);
-    drawCurves(job);
+    const trials = hasTrials(job) ? trialsOf(job) : [];
+    $("trials").hidden = !trials.length;
+    if (trials.length) {
+      drawTrialCurves(job, trials);
+      renderTrials(job, trials);
+      emphasizeTrial();
+    } else {
+      drawCurves(job);
+    }
   }
 
   function drawCurves(job) {
@@ -354,14 +397,15 @@
     curves.dataset.pointHistory = state.pointHistory.join(",");
   }
 
-  function chart(name, history, epochs) {
-    const width = 340, height = 190;
+  // A chart's figure, title and axes, scaled to every value in `lists` over
+  // `epochs`; `line(list, attributes, parent)` draws one series on it. A chart
+  // alone in its row is drawn wider, so that its text keeps its size.
+  function chartFrame(name, lists, epochs, description, heading = name, width = 340) {
+    const height = 190;
     const box = { left: 46, right: 10, top: 10, bottom: 26 };
     const plotWidth = width - box.left - box.right;
     const plotHeight = height - box.top - box.bottom;
-    const series = [["train", history[name] || []], ["val", history[`val_${name}`] || []]]
-      .filter(([, values]) => values.length > 0);
-    const values = series.flatMap(([, list]) => list).filter(Number.isFinite);
+    const values = lists.flat().filter(Number.isFinite);
     let low = values.length ? Math.min(...values) : 0;
     let high = values.length ? Math.max(...values) : 1;
     if (high - low < 1e-12) {
@@ -374,16 +418,16 @@
 
     const figure = element("figure", { class: "chart", "data-testid": `chart-${name}` });
     figure.style.margin = "0";
-    const title = element("h3", {}, name);
+    const title = element("h3", {}, heading);
     const svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
     svg.setAttribute("role", "img");
-    svg.setAttribute("aria-label", `${name} per epoch, train and validation`);
-    const add = (tag, attributes, text) => {
+    svg.setAttribute("aria-label", description);
+    const add = (tag, attributes, text, parent = svg) => {
       const node = document.createElementNS(SVG, tag);
       for (const [key, value] of Object.entries(attributes)) node.setAttribute(key, value);
       if (text !== undefined) node.textContent = text;
-      svg.append(node);
+      parent.append(node);
       return node;
     };
     for (const value of [low, (low + high) / 2, high]) {
@@ -399,19 +443,30 @@
       add("text", { class: "tick", x: x(epoch), y: height - box.bottom + 14, "text-anchor": anchor },
           String(epoch));
     }
-    for (const [kind, list] of series) {
+    const line = (list, attributes, parent = svg) => {
       const drawn = list
         .map((value, index) => [index + 1, value])
         .filter(([, value]) => Number.isFinite(value));
       const coordinates = drawn.map(([epoch, value]) => `${x(epoch).toFixed(1)},${y(value).toFixed(1)}`);
-      add("polyline", {
-        class: `series ${kind}`, points: coordinates.join(" "),
-        "data-testid": `series-${kind}`, "data-points": String(drawn.length),
-      });
+      const points = coordinates.join(" ");
+      add("polyline", { ...attributes, points, "data-points": String(drawn.length) }, undefined, parent);
       if (drawn.length) {
         const [epoch, value] = drawn[drawn.length - 1];
-        add("circle", { class: `series ${kind}`, cx: x(epoch), cy: y(value), r: 2.2 });
+        const dot = { class: attributes.class, cx: x(epoch), cy: y(value), r: 2.2 };
+        add("circle", dot, undefined, parent);
       }
+    };
+    figure.append(title, svg);
+    return { figure, svg, line };
+  }
+
+  function chart(name, history, epochs) {
+    const series = [["train", history[name] || []], ["val", history[`val_${name}`] || []]]
+      .filter(([, values]) => values.length > 0);
+    const { figure, line } = chartFrame(name, series.map(([, list]) => list), epochs,
+      `${name} per epoch, train and validation`);
+    for (const [kind, list] of series) {
+      line(list, { class: `series ${kind}`, "data-testid": `series-${kind}` });
     }
     const legend = element("div", { class: "legend" });
     for (const [kind, list] of series) {
@@ -422,8 +477,321 @@
       legend.append(label);
     }
     figure.dataset.points = String((history[name] || []).length);
-    figure.append(title, svg, legend);
+    figure.append(legend);
     return figure;
+  }
+
+  // ---- a search's (or k-fold job's) trials ----------------------------------
+
+  const TRIAL_DONE = new Set(["succeeded", "stopped", "failed"]);
+  const TRIAL_KEY = /^(\d+):([^:]+)$/; // "<trial>:<metric>": not a fold's, not the refit's
+
+  function hasTrials(job) {
+    const fit = (job.spec && job.spec.fit) || {};
+    return Boolean(job.search || (job.trials && job.trials.length) || fit.folds);
+  }
+
+  function rankingOf(job) {
+    const ranking = job.ranking || {};
+    const search = job.search || {};
+    return {
+      metric: ranking.metric || search.metric || "val_loss",
+      mode: ranking.mode || search.mode || "min",
+    };
+  }
+
+  // The record's trials, those still training with their latest values from
+  // the history (the record is written once per group), by index.
+  function trialsOf(job) {
+    const live = new Map();
+    for (const [key, values] of Object.entries(job.history || {})) {
+      const match = TRIAL_KEY.exec(key);
+      if (!match || !values.length) continue;
+      const index = Number(match[1]);
+      const seen = live.get(index) || { metrics: {}, epochs: 0 };
+      seen.metrics[match[2]] = values[values.length - 1];
+      seen.epochs = Math.max(seen.epochs, values.length);
+      live.set(index, seen);
+    }
+    const recorded = Array.isArray(job.trials) ? job.trials : [];
+    const trials = recorded.map((trial) => {
+      const seen = live.get(trial.index);
+      live.delete(trial.index);
+      if (!seen || TRIAL_DONE.has(trial.state)) return trial;
+      return {
+        ...trial, metrics: { ...trial.metrics, ...seen.metrics },
+        epochs: Math.max(trial.epochs || 0, seen.epochs),
+        state: trial.state === "queued" ? "running" : trial.state,
+      };
+    });
+    for (const [index, seen] of live) {
+      trials.push({ index, params: {}, state: "running", ...seen });
+    }
+    return trials.sort((a, b) => a.index - b.index);
+  }
+
+  // Best first, as the CLI's leaderboard: trials that ran to their end (or
+  // still run) by the metric, then those a halving rung stopped (a later rung
+  // first), then the rest (queued, failed, no value) unranked, by index.
+  function rankTrials(trials, metric, mode) {
+    const sign = mode === "max" ? -1 : 1;
+    const place = (trial) => {
+      const value = (trial.metrics || {})[metric];
+      if (!Number.isFinite(value) || trial.state === "failed") return [2, 0, 0, trial.index];
+      if (trial.state === "stopped") return [1, -(trial.epochs || 0), sign * value, trial.index];
+      return [0, 0, sign * value, trial.index];
+    };
+    const byPlace = (a, b) => {
+      const [first, second] = [place(a), place(b)];
+      const at = first.findIndex((part, position) => part !== second[position]);
+      return at < 0 ? 0 : first[at] - second[at];
+    };
+    const ranks = new Map();
+    [...trials].sort(byPlace).forEach((trial, position) => {
+      ranks.set(trial.index, place(trial)[0] === 2 ? null : position + 1);
+    });
+    return ranks;
+  }
+
+  // A dotted path's last segment, or as many more as tell it from the others.
+  function shortLabels(paths) {
+    const labels = {};
+    for (const path of paths) {
+      const parts = path.split(".");
+      let label = path;
+      for (let size = 1; size <= parts.length; size += 1) {
+        label = parts.slice(-size).join(".");
+        const clashes = (other) => other !== path && (other === label || other.endsWith(`.${label}`));
+        if (!paths.some(clashes)) break;
+      }
+      labels[path] = label;
+    }
+    return labels;
+  }
+
+  function trialColor(index) {
+    return `hsl(${Math.round((index * 137.508) % 360)} 62% 42%)`;
+  }
+
+  function paramText(value) {
+    if (value === undefined) return "–";
+    if (typeof value === "number") return number(value);
+    return typeof value === "string" ? value : JSON.stringify(value);
+  }
+
+  function measure(trial, name) {
+    const summary = (trial.folds || {})[name];
+    if (summary) {
+      return {
+        value: summary.mean, text: `${number(summary.mean)} ± ${number(summary.std)}`,
+        title: `${name} per fold: ${(summary.values || []).map(number).join(", ")}`,
+      };
+    }
+    const value = (trial.metrics || {})[name];
+    return { value, text: value === undefined || value === null ? "–" : number(value), title: "" };
+  }
+
+  function trialColumns(trials, metric, mode, ranks) {
+    const paths = [...new Set(trials.flatMap((trial) => Object.keys(trial.params || {})))].sort();
+    const labels = shortLabels(paths);
+    const others = [...new Set(trials.flatMap((trial) => Object.keys(trial.metrics || {})))]
+      .filter((name) => name !== metric)
+      .sort((a, b) => a.replace(/^val_/, "").localeCompare(b.replace(/^val_/, "")) ||
+        a.localeCompare(b));
+    const order = mode === "max" ? "highest" : "lowest";
+    return [
+      { key: "rank", label: "rank", title: `Rank by ${metric}, ${order} first`, numeric: true,
+        value: (trial) => ranks.get(trial.index),
+        text: (trial) => String(ranks.get(trial.index) ?? "–") },
+      { key: "trial", label: "trial", title: "The trial's index", numeric: true,
+        value: (trial) => trial.index, text: (trial) => String(trial.index) },
+      ...paths.map((path) => ({
+        key: `param:${path}`, label: labels[path], title: path,
+        numeric: trials.every((trial) =>
+          ["number", "undefined"].includes(typeof (trial.params || {})[path])),
+        value: (trial) => (trial.params || {})[path],
+        text: (trial) => paramText((trial.params || {})[path]),
+      })),
+      ...[metric, ...others].map((name) => ({
+        key: `metric:${name}`, label: name, numeric: true,
+        title: name === metric ? `${name}: the ranking metric, ${order} first` : name,
+        value: (trial) => measure(trial, name).value, text: (trial) => measure(trial, name).text,
+        cellTitle: (trial) => measure(trial, name).title,
+      })),
+      { key: "state", label: "state", title: "stopped: halted at a halving rung",
+        value: (trial) => trial.state, text: (trial) => trial.state || "" },
+      { key: "epochs", label: "epochs", title: "Epochs the trial trained", numeric: true,
+        value: (trial) => trial.epochs, text: (trial) => String(trial.epochs ?? 0) },
+    ];
+  }
+
+  // Missing values (and NaN) last whichever the direction; numbers before text.
+  function compareCells(a, b, descending) {
+    const missing = (value) => value === undefined || value === null || Number.isNaN(value);
+    if (missing(a) || missing(b)) return Number(missing(a)) - Number(missing(b));
+    const sign = descending ? -1 : 1;
+    if (typeof a === "number" && typeof b === "number") return sign * (a - b);
+    if (typeof a === "number") return -1;
+    if (typeof b === "number") return 1;
+    return sign * String(a).localeCompare(String(b), undefined, { numeric: true });
+  }
+
+  function renderTrials(job, trials) {
+    const { metric, mode } = rankingOf(job);
+    const ranks = rankTrials(trials, metric, mode);
+    const best = job.best ? job.best.index : null;
+    const sort = state.trialSort;
+    // Redrawn only when something shown changed: a row under the pointer stays put.
+    const drawn = JSON.stringify([trials, metric, mode, best, sort]);
+    if (drawn === state.trialsDrawn) return;
+    state.trialsDrawn = drawn;
+
+    const columns = trialColumns(trials, metric, mode, ranks);
+    const column = columns.find((each) => each.key === sort.key) || columns[0];
+    const byRank = (a, b) =>
+      compareCells(ranks.get(a.index), ranks.get(b.index), false) || a.index - b.index;
+    const rows = [...trials].sort((a, b) =>
+      compareCells(column.value(a), column.value(b), sort.descending) || byRank(a, b));
+
+    const folds = trials.some((trial) => trial.folds);
+    $("trials-summary").textContent =
+      `${trials.length} trial${trials.length === 1 ? "" : "s"} · ranked by ${metric}` +
+      `${folds ? " (mean ± std over the folds)" : ""}, ${mode === "max" ? "highest" : "lowest"} first` +
+      (best !== null ? ` · best: trial ${best}` : "");
+    $("trials-head").replaceChildren(...columns.map((each) => {
+      const sorted = each.key === column.key;
+      const header = element("th", {
+        scope: "col", title: each.title || each.label, "data-key": each.key,
+        "aria-sort": sorted ? (sort.descending ? "descending" : "ascending") : "none",
+        class: each.numeric ? "numeric" : "",
+      });
+      const button = element("button", { type: "button", class: "sort", "data-testid": "trial-sort",
+        "data-key": each.key }, each.label);
+      button.addEventListener("click", () => {
+        state.trialSort = { key: each.key, descending: sorted ? !sort.descending : false };
+        renderTrials(state.job, trialsOf(state.job));
+        emphasizeTrial();
+      });
+      header.append(button);
+      return header;
+    }));
+    $("trials-body").replaceChildren(...rows.map((trial) => {
+      const row = element("tr", {
+        "data-testid": "trial-row", "data-trial": String(trial.index), "data-state": trial.state || "",
+        "data-rank": String(ranks.get(trial.index) ?? ""), tabindex: "0",
+        class: trial.index === best ? "best" : "",
+      });
+      for (const each of columns) {
+        const cell = element("td", { class: each.numeric ? "numeric" : "", "data-key": each.key },
+          each.text(trial));
+        // A parameter's cell may be cut short: its title holds all of it.
+        const title = each.cellTitle ? each.cellTitle(trial)
+          : each.key.startsWith("param:") ? cell.textContent : "";
+        if (title) cell.title = title;
+        if (each.key === "rank" && trial.index === best) {
+          const badge = element("span", { class: "badge succeeded", "data-testid": "best-trial" }, "best");
+          cell.append(" ", badge);
+        }
+        if (each.key === "trial") {
+          const swatch = element("span", { class: "trial-swatch", "aria-hidden": "true" });
+          swatch.style.borderTopColor = trialColor(trial.index);
+          cell.prepend(swatch);
+        }
+        row.append(cell);
+      }
+      const pin = () => {
+        state.pinnedTrial = state.pinnedTrial === trial.index ? null : trial.index;
+        emphasizeTrial();
+      };
+      row.addEventListener("mouseenter", () => emphasizeTrial(trial.index));
+      row.addEventListener("click", pin);
+      row.addEventListener("keydown", (event) => {
+        if (event.key === "Enter" || event.key === " ") {
+          event.preventDefault();
+          pin();
+        }
+      });
+      return row;
+    }));
+  }
+
+  // Picks out one trial's curve (and row): the one hovered, else the one clicked.
+  function emphasizeTrial(hovered) {
+    if (hovered !== undefined) state.hoveredTrial = hovered;
+    const chosen = state.hoveredTrial ?? state.pinnedTrial;
+    const svg = document.querySelector('#curves [data-testid="chart-trials"] svg');
+    if (svg) svg.classList.toggle("focused", chosen !== null);
+    for (const group of document.querySelectorAll("#curves g.trial")) {
+      group.classList.toggle("emphasized", group.dataset.trial === String(chosen));
+    }
+    for (const row of document.querySelectorAll("#trials-body tr")) {
+      row.classList.toggle("emphasized", row.dataset.trial === String(chosen));
+      row.setAttribute("aria-selected", String(row.dataset.trial === String(state.pinnedTrial)));
+    }
+  }
+
+  // Every trial's curve of the ranking metric in one chart, the best drawn
+  // last and thicker; a lone trial (k-fold without a search) with each fold's.
+  function drawTrialCurves(job, trials) {
+    const { metric } = rankingOf(job);
+    const history = job.history || {};
+    const ranks = rankTrials(trials, metric, rankingOf(job).mode);
+    const leader = job.best ? job.best.index : [...ranks].find(([, rank]) => rank === 1)?.[0];
+    const series = trials.map((trial) => ({
+      trial: trial.index, values: history[`${trial.index}:${metric}`] || [],
+    }));
+    series.sort((a, b) => Number(a.trial === leader) - Number(b.trial === leader));
+    const folds = trials.length === 1
+      ? Object.keys(history)
+        .filter((key) => key.startsWith(`${trials[0].index}:f`) && key.endsWith(`:${metric}`))
+        .sort((a, b) => a.localeCompare(b, undefined, { numeric: true }))
+      : [];
+    const points = Math.max(0, ...series.map(({ values }) => values.length));
+    const planned = (job.spec && job.spec.fit && job.spec.fit.epochs) || 0;
+    const epochs = Math.max(planned, points, ...trials.map((trial) => trial.epochs || 0));
+    const { figure, svg, line } = chartFrame("trials",
+      [...series.map(({ values }) => values), ...folds.map((key) => history[key])], epochs,
+      `${metric} per epoch, one line per trial`,
+      folds.length ? `${metric}: each fold and their mean` : `${metric} by trial`, 680);
+    for (const key of folds) {
+      const group = document.createElementNS(SVG, "g");
+      group.setAttribute("class", "fold");
+      group.setAttribute("data-fold", key.split(":")[1]);
+      svg.append(group);
+      line(history[key], { class: "series fold", "data-testid": "fold-curve" }, group);
+    }
+    for (const { trial, values } of series) {
+      const group = document.createElementNS(SVG, "g");
+      group.setAttribute("class", `trial${trial === leader ? " best" : ""}`);
+      group.setAttribute("data-trial", String(trial));
+      group.style.stroke = trialColor(trial);
+      svg.append(group);
+      line(values, { class: "series trial", "data-testid": "trial-curve", "data-trial": `${trial}` },
+        group);
+    }
+    const legend = element("div", { class: "legend" });
+    if (leader !== undefined && leader !== null) {
+      const label = element("span");
+      const swatch = element("span", { class: "swatch trial-best" });
+      swatch.style.borderTopColor = trialColor(leader);
+      const latest = (history[`${leader}:${metric}`] || []).slice(-1)[0];
+      label.append(swatch, `trial ${leader} (${job.best ? "best" : "leading"})` +
+        (latest === undefined ? "" : ` ${number(latest)}`));
+      legend.append(label);
+    }
+    legend.append(element("span", {}, folds.length
+      ? `thin: each of ${folds.length} folds; thick: their mean`
+      : `${series.length} trials · hover a row to pick out its curve`));
+    figure.append(legend);
+    figure.dataset.points = String(points);
+
+    const curves = $("curves");
+    curves.replaceChildren(figure);
+    curves.dataset.points = String(points);
+    curves.dataset.epochs = String(epochs);
+    curves.dataset.epochEvents = String(state.epochEvents);
+    if (state.pointHistory[state.pointHistory.length - 1] !== points) state.pointHistory.push(points);
+    curves.dataset.pointHistory = state.pointHistory.join(",");
   }
 
   async function cancelJob() {
@@ -846,6 +1214,7 @@
     $("label-form").addEventListener("submit", moveLabel);
     $("train-form").addEventListener("submit", submitTraining);
     $("job-cancel").addEventListener("click", cancelJob);
+    $("trials-body").addEventListener("mouseleave", () => emphasizeTrial(null));
     refreshAll();
     every(JOBS_EVERY_MS, refreshJobs);
     every(MODELS_EVERY_MS, loadModels);

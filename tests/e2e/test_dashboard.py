@@ -6,8 +6,10 @@ the progress bar is full and the loss curve has a point per epoch, then
 predicts one sample through its form and shows the decoded class. Opened
 afresh, it shows the newest job's curves without a click, lists the model's
 versions with their labels, moves a label, and downloads an export (fetched
-with the key, saved by the browser). A screenshot of the whole page is left in
-$FITSERVE_ARTIFACTS_DIR (default: test-artifacts/ in the repository).
+with the key, saved by the browser). A search job's trials show as a table
+that sorts on a header click and shows parameters as text, with one curve per
+trial. Screenshots of the whole page are left in $FITSERVE_ARTIFACTS_DIR
+(default: test-artifacts/ in the repository).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options as ChromeOptions
 from selenium.webdriver.chrome.service import Service as ChromeService
 from selenium.webdriver.chrome.webdriver import WebDriver
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.select import Select
@@ -36,6 +39,16 @@ from sklearn.datasets import load_iris
 
 from tests.conftest import API_KEY
 from tests.e2e.conftest import Live
+from tests.e2e.search_records import (
+    BEST,
+    LEARNING_RATE,
+    MARKUP,
+    OPTIMIZER,
+    RANK_ORDER,
+    running_search,
+    store_finished_folds,
+    store_finished_search,
+)
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -195,6 +208,160 @@ def test_dashboard_opens_on_the_newest_job_and_manages_labels_and_exports(
     assert not errors, errors
 
 
+def test_dashboard_shows_a_search_s_trials_ranked_sortable_and_escaped(
+    live: Live, browser: WebDriver
+) -> None:
+    job_id = store_finished_search(live, "dashboard-search")
+    browser.get("about:blank")
+    browser.get(live.url(f"/#key={API_KEY}"))
+    row = f'tr[data-job-id="{job_id}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the search listed")
+    browser.find_element(By.CSS_SELECTOR, row).click()
+    rows_shown = '#trials-body [data-testid="trial-row"]'
+    wait_for(browser, lambda d: len(d.find_elements(By.CSS_SELECTOR, rows_shown)) == 5,
+             "its five trials")  # fmt: skip
+    assert by_id(browser, "curves").find_elements(By.CSS_SELECTOR, '[data-testid="chart-trials"]')
+
+    # Ranked by val_loss, lowest first: the stopped trial after the finished ones.
+    assert trial_order(browser) == RANK_ORDER
+    best = browser.find_element(By.CSS_SELECTOR, f'{rows_shown}[data-trial="{BEST}"]')
+    assert "best" in (best.get_attribute("class") or "").split()
+    assert best.find_elements(By.CSS_SELECTOR, '[data-testid="best-trial"]')
+    assert [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, '#trials-head th')] == [
+        "rank", "trial", "learning_rate", "name", "seed", "val_loss", "loss", "state", "epochs",
+    ]  # fmt: skip
+    rate_header = f'#trials-head th[data-key="param:{LEARNING_RATE}"]'
+    rate_title = browser.find_element(By.CSS_SELECTOR, rate_header).get_attribute("title")
+    assert rate_title == LEARNING_RATE  # the label is its last segment
+    score = best.find_element(By.CSS_SELECTOR, 'td[data-key="metric:val_loss"]')
+    assert score.text == "0.3 ± 0.02"
+    assert score.get_attribute("title") == "val_loss per fold: 0.28, 0.32"
+
+    # A parameter's text is shown as text: no element made of it.
+    name = best.find_element(By.CSS_SELECTOR, f'td[data-key="param:{OPTIMIZER}"]')
+    assert name.text == MARKUP
+    assert not browser.find_elements(By.CSS_SELECTOR, "#trials-body b")
+
+    # A header click sorts by its column; a second click the other way.
+    sort_by = f'#trials-head button[data-key="param:{LEARNING_RATE}"]'
+    by_rate = [3, 4, 1, 0, 2]  # the learning rates: 0.0002, 0.0007, 0.005, 0.02, 0.09
+    browser.find_element(By.CSS_SELECTOR, sort_by).click()
+    wait_for(browser, lambda d: trial_order(d) == by_rate, "sorted by learning rate")
+    sorted_as = browser.find_element(By.CSS_SELECTOR, rate_header).get_attribute("aria-sort")
+    assert sorted_as == "ascending"
+    browser.find_element(By.CSS_SELECTOR, sort_by).click()
+    wait_for(browser, lambda d: trial_order(d) == by_rate[::-1], "and the other way")
+    browser.find_element(By.CSS_SELECTOR, '#trials-head button[data-key="metric:val_loss"]').click()
+    # The stopped trial scored lowest; the failed one, without a score, comes last.
+    wait_for(browser, lambda d: trial_order(d) == [4, 1, 0, 2, 3], "sorted by val_loss")
+
+    # One curve per trial, the best one emphasized; a hovered row picks out its own.
+    chart = browser.find_element(By.CSS_SELECTOR, '[data-testid="chart-trials"]')
+    groups = {group.get_attribute("data-trial"): group
+              for group in chart.find_elements(By.CSS_SELECTOR, "g.trial")}  # fmt: skip
+    assert sorted(groups) == ["0", "1", "2", "3", "4"]
+    assert "best" in (groups["1"].get_attribute("class") or "")
+    points = {trial: group.find_element(By.CSS_SELECTOR, "polyline").get_attribute("data-points")
+              for trial, group in groups.items()}  # fmt: skip
+    assert points == {"0": "6", "1": "6", "2": "6", "3": "0", "4": "3"}
+    hovered = browser.find_element(By.CSS_SELECTOR, f'{rows_shown}[data-trial="2"]')
+    ActionChains(browser).move_to_element(hovered).perform()
+    svg = chart.find_element(By.CSS_SELECTOR, "svg")
+    wait_for(browser, lambda _: "focused" in (svg.get_attribute("class") or ""), "a curve picked")
+    emphasized = chart.find_elements(By.CSS_SELECTOR, "g.trial.emphasized")
+    assert [group.get_attribute("data-trial") for group in emphasized] == ["2"]
+
+    print(f"search screenshot: {save_screenshot(browser, 'dashboard-search.png')}")
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
+
+
+def test_dashboard_follows_a_running_search_curve_by_curve(live: Live, browser: WebDriver) -> None:
+    with running_search(live, "dashboard-live-search") as search:
+        browser.get("about:blank")
+        browser.get(live.url(f"/#key={API_KEY}"))
+        row = f'tr[data-job-id="{search.id}"]'
+        wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the search listed")
+        browser.find_element(By.CSS_SELECTOR, row).click()
+        wait_for(browser, lambda d: trial_order(d) == [0, 1, 2], "its queued trials")
+
+        search.start()
+        curves = by_id(browser, "curves")
+        for sent in (2, 5):
+            # Each entry's keys appended once, however often the stream sends it.
+            search.epochs(sent - search.sent)
+            expected = dict.fromkeys((0, 1, 2), sent)
+            wait_for(browser, lambda _, expected=expected: trial_points(browser) == expected,
+                     f"{sent} epochs of each trial's curve")  # fmt: skip
+            assert curves.get_attribute("data-points") == str(sent)
+        rows = trial_table(browser)
+        assert [row["state"] for row in rows] == ["running"] * 3
+        # The table shows each trial's latest value while it trains.
+        for row in rows:
+            curve = search.curves[f"{row['trial']}:val_loss"]
+            assert row["cells"]["metric:val_loss"] == f"{curve[4]:.4g}", row
+
+        search.epochs(1)
+        search.succeed()
+        detail = by_id(browser, "job-detail")
+        wait_for(browser, lambda _: detail.get_attribute("data-state") == "succeeded", "its end")
+        best = f'#trials-body tr.best[data-trial="{BEST}"] [data-testid="best-trial"]'
+        wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, best), "the best marked")
+        assert trial_points(browser) == {0: 6, 1: 6, 2: 6}
+        assert [row["state"] for row in trial_table(browser)] == ["succeeded"] * 3
+
+    errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+    assert not errors, errors
+
+
+def test_dashboard_shows_a_fold_job_s_folds(live: Live, browser: WebDriver) -> None:
+    job_id = store_finished_folds(live, "dashboard-folds")
+    browser.get("about:blank")
+    browser.get(live.url(f"/#key={API_KEY}"))
+    row = f'tr[data-job-id="{job_id}"]'
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, row), "the job listed")
+    browser.find_element(By.CSS_SELECTOR, row).click()
+    wait_for(browser, lambda d: trial_order(d) == [0], "its one trial")
+    (only,) = trial_table(browser)
+    assert only["cells"] == {
+        "rank": "1 best", "trial": "0", "metric:val_loss": "0.3 ± 0.02",
+        "metric:loss": "0.2 ± 0.02", "state": "succeeded", "epochs": "6",
+    }  # fmt: skip
+    # Its curve, the folds' mean, over each fold's.
+    assert trial_points(browser) == {0: 6}
+    folds = browser.find_elements(By.CSS_SELECTOR, '[data-testid="chart-trials"] g.fold')
+    assert [fold.get_attribute("data-fold") for fold in folds] == ["f1", "f2"]
+    save_screenshot(browser, "dashboard-folds.png")
+
+
+# Read in one script: the page redraws the table and chart as events arrive,
+# so elements found one call earlier may be gone.
+TRIAL_TABLE_JS = """
+return [...document.querySelectorAll('#trials-body [data-testid="trial-row"]')].map((row) => ({
+  trial: Number(row.dataset.trial), state: row.dataset.state,
+  cells: Object.fromEntries([...row.cells].map((cell) => [cell.dataset.key, cell.textContent])),
+}));
+"""
+TRIAL_POINTS_JS = """
+return [...document.querySelectorAll('[data-testid="chart-trials"] polyline.trial')]
+  .map((line) => ["data-trial", "data-points"].map((name) => Number(line.getAttribute(name))));
+"""
+
+
+def trial_table(browser: WebDriver) -> list[dict[str, Any]]:
+    """The trials table's rows, in order: trial, state and each cell's text by column."""
+    return list(browser.execute_script(TRIAL_TABLE_JS))
+
+
+def trial_order(browser: WebDriver) -> list[int]:
+    return [row["trial"] for row in trial_table(browser)]
+
+
+def trial_points(browser: WebDriver) -> dict[int, int]:
+    """How many points each trial's curve has."""
+    return {trial: points for trial, points in browser.execute_script(TRIAL_POINTS_JS)}
+
+
 def open_model(browser: WebDriver) -> None:
     model_row = f'li[data-testid="model-row"][data-model="{MODEL}"]'
     wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, model_row), "the model listed")
@@ -295,7 +462,7 @@ def predict_through_the_form(
     return str(label), probabilities
 
 
-def save_screenshot(browser: WebDriver) -> Path:
+def save_screenshot(browser: WebDriver, name: str = "dashboard.png") -> Path:
     """The whole page, not only the window: the viewport stretched to its height."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     browser.execute_script("window.scrollTo(0, 0)")
@@ -304,7 +471,7 @@ def save_screenshot(browser: WebDriver) -> Path:
         "Emulation.setDeviceMetricsOverride",
         {"width": 1400, "height": height, "deviceScaleFactor": 1, "mobile": False},
     )
-    path = ARTIFACTS / "dashboard.png"
+    path = ARTIFACTS / name
     assert browser.save_screenshot(str(path)), path
     return path
 

@@ -64,3 +64,24 @@ def test_parse_events_follows_the_format() -> None:
     parsed = list(parse_events(iter(lines)))
     assert [(event.name, event.id, event.data) for event in parsed] == [
         ("epoch", "3", {"epoch": 3}), ("message", None, {"a": 1})]  # fmt: skip
+
+
+def test_a_search_streams_every_trial_s_epochs(live: Live) -> None:
+    client = Client(live.base_url, API_KEY)
+    body = {"x": X.tolist(), "y": (X[:, 0] > 0).astype(int).tolist()}
+    dataset = client.json("POST", "/v1/datasets", json=body)
+    search = {"method": "grid", "space": {"seed": {"choice": [1, 2, 3]}}}
+    body = {"model": "streamed-search", "spec": SPEC, "dataset": dataset["id"], "search": search}
+    job = client.json("POST", "/v1/jobs", json=body)
+    events = list(client.events(job["id"]))
+    final = live.http.get(live.url(f"/v1/jobs/{job['id']}")).json()
+    assert final["state"] == "succeeded", final["error"]
+    seen = len(events[0].data["history"].get("epoch", []))
+    epochs = [event for event in events if event.name == "epoch"]
+    assert [event.data["epoch"] for event in epochs] == list(range(seen + 1, 41))
+    for event in epochs:  # one entry per epoch of the group: every trial's logs in it
+        logs = event.data["logs"]
+        assert logs["group"] == 0 and logs["epoch"] == event.data["epoch"]
+        assert {f"{trial}:val_loss" for trial in range(3)} <= set(logs)
+    if epochs:
+        assert epochs[-1].data["logs"]["2:loss"] == final["history"]["2:loss"][-1]

@@ -56,3 +56,25 @@ def test_the_results_and_index_entries_of_expired_jobs_go(
     assert [job["id"] for job in brief.list()[0]] == [recent]
     assert brief.count_by_state() == {"succeeded": 1}
     assert results.load(recent)[1] == ["no", "no"]
+
+
+def test_group_models_left_for_a_search_that_ended_go_and_a_running_one_s_stay(
+    app: Celery, settings: Settings, redis_client: redis.Redis
+) -> None:
+    jobs = JobStore(redis_client, settings.redis_prefix, retention_s=3600)
+    blobs = open_blobs(settings)
+    queue = JobQueue(
+        app, settings.queues, jobs, WorkerRegistry(redis_client, settings.redis_prefix)
+    )
+    sweeper = Sweeper(queue, CheckpointStore(blobs), LEASE_S)
+    running, ended = (str(jobs.create("train", "m", "d", spec=None)["id"]) for _ in range(2))
+    jobs.claim(running, "w", "cpu", LEASE_S, 3)
+    failed = jobs.claim(ended, "w", "cpu", LEASE_S, 3)
+    jobs.transition(ended, "failed", ("running",), token=failed.token, finished_at=utc_now())
+    gone = "0" * 32  # a search whose record expired
+    for search_id in (running, ended, gone):
+        blobs.put(f"searches/{search_id}/group-1.keras", b"a model")
+
+    sweeper.forget_expired()
+
+    assert list(blobs.keys("searches/")) == [f"searches/{running}/group-1.keras"]

@@ -1,7 +1,8 @@
-"""Trials side by side (models.training.fused_trials, a prototype) against each
-trial trained alone by the fused trainer: without shuffling, the vmapped
-program must end every trial where it ends alone, its validation too, after
-one compilation for the whole group."""
+"""Trials side by side (models.training.fused_trials) against each trial
+trained alone by the fused trainer: the vmapped program must end every trial
+where it ends alone, its validation too, after one compilation for the whole
+group; with folds, every (trial, fold) where that fold's rows end alone; with
+halving, the stopped trials where they were at their rung."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
+from sklearn.datasets import load_breast_cancer, load_iris
 
 from models.datasets import Dataset
 from models.errors import JobCancelled
 from models.training.fit import SilentObserver, TrainingResult, train
-from models.training.fused import _values
+from models.training.folds import fold_rows
+from models.training.fused import model_values
 from models.training.fused_trials import GroupResult, program_groups, train_group
-from models.training.search import Search, Trial, shape_groups, trial_specs
+from models.training.search import Halving, Search, Trial, shape_groups, trial_specs
+from models.training.spec import ModelSpec
 from models.validation import validate
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax", reason="fused training is JAX")
@@ -82,7 +86,7 @@ def test_every_trial_ends_where_it_ends_alone(
         trainable, non_trainable, optimizer_values = group.weights(position)
         # All of the state: weights, dropout's seed generator, the optimizer's slots and step.
         for got, expected in zip(
-            (trainable, non_trainable, optimizer_values), _values(single.model), strict=True
+            (trainable, non_trainable, optimizer_values), model_values(single.model), strict=True
         ):
             assert len(got) == len(expected)
             for got_value, expected_value in zip(got, expected, strict=True):
@@ -158,9 +162,11 @@ def test_regularization_factors_vary_inside_one_program() -> None:
             np.testing.assert_allclose(
                 group.histories[position][name], values, rtol=0, atol=1e-5, err_msg=name
             )
-    assert group.model.layers[0].kernel.regularizer.l2 == 0.05  # Keras' own, the last trial's
-    model = group.result(1).model
-    assert model.layers[0].kernel.regularizer.get_config()["l2"] == 0.0
+    # The group's one model was built for the first trial (all share its seed) ...
+    assert group.model.layers[0].kernel.regularizer.l2 == 0.0
+    # ... and a trial's result carries that trial's own factors.
+    model = group.result(3).model
+    assert model.layers[0].kernel.regularizer.get_config()["l2"] == 0.05
     assert model.layers[2].kernel_regularizer.get_config()["l1"] == 0.1
     assert len({round(h["loss"][-1], 6) for h in group.histories}) == 4
 
@@ -207,9 +213,9 @@ class StopAfter:
 
     def __init__(self, epochs: int) -> None:
         self.epochs = epochs
-        self.seen: list[tuple[int, list[dict[str, float]]]] = []
+        self.seen: list[tuple[int, list[dict[str, float] | None]]] = []
 
-    def on_epoch_end(self, epoch: int, logs: list[dict[str, float]]) -> None:
+    def on_epoch_end(self, epoch: int, logs: list[dict[str, float] | None]) -> None:
         self.seen.append((epoch, logs))
 
     def should_stop(self) -> bool:
@@ -225,5 +231,224 @@ def test_the_observer_sees_every_trial_each_epoch_and_can_cancel() -> None:
     for _, logs in observer.seen:
         assert len(logs) == 2
         assert all(
-            sorted(trial) == ["accuracy", "loss", "val_accuracy", "val_loss"] for trial in logs
+            sorted(trial or {}) == ["accuracy", "loss", "val_accuracy", "val_loss"]
+            for trial in logs
         )
+
+
+# --- k-fold validation ----------------------------------------------------------------
+
+IRIS_X, IRIS_Y = load_iris(return_X_y=True)
+IRIS = Dataset(IRIS_X.astype("float32"), IRIS_Y)  # 150 rows: 5 folds of 120 training rows
+CANCER_X, CANCER_Y = load_breast_cancer(return_X_y=True)
+# 103 rows in 4 folds: 77 training rows in three, 78 in the fourth, so two programs.
+CANCER = Dataset(CANCER_X[:103].astype("float32"), CANCER_Y[:103])
+
+
+def iris_spec() -> dict[str, Any]:
+    """Normalized first, so each fold's model adapts to its own training rows;
+    shuffled, so each fold's shuffle must match too."""
+    return {
+        "input_shape": [4],
+        "layers": [
+            {"type": "normalization"},
+            {"type": "dense", "units": 8, "activation": "relu"},
+            {"type": "dense", "units": 3, "activation": "softmax"},
+        ],
+        "compile": {
+            "loss": "sparse_categorical_crossentropy",
+            "optimizer": {"name": "adam"},
+            "metrics": ["accuracy"],
+        },
+        "fit": {"epochs": 3, "batch_size": 16, "shuffle": True},
+        "seed": 0,
+    }
+
+
+def fold_alone(spec: ModelSpec, dataset: Dataset, folds: int, fold: int) -> TrainingResult:
+    """One (trial, fold) trained alone by train(): the fold's training rows
+    followed by its validation rows, with a validation_split that cuts exactly
+    between them."""
+    training, validation = fold_rows(len(dataset.x), folds)[fold]
+    rows = np.concatenate([training, validation])
+    split = (len(validation) - 0.5) / len(rows)  # rows * (1 - split) is half a row past the cut
+    alone = spec.model_copy(update={"fit": spec.fit.model_copy(update={"validation_split": split})})
+    assert alone.fit.training_rows(len(rows)) == len(training)
+    return train(alone, Dataset(dataset.x[rows], dataset.y[rows]), SilentObserver(), fused=True)
+
+
+def assert_fold_matches(
+    group: GroupResult, position: int, fold: int, alone: TrainingResult
+) -> None:
+    """The group's logs of `fold` (0-based) of the trial at `position` are `alone`'s."""
+    for name, values in alone.history.items():
+        got = group.histories[position][f"f{fold + 1}:{name}"]
+        np.testing.assert_allclose(
+            got, values, rtol=0, atol=1e-5, err_msg=f"{position} {fold} {name}"
+        )
+
+
+@pytest.fixture(scope="module")
+def five_folds() -> tuple[list[Trial], GroupResult]:
+    trials = trials_of({"compile.optimizer.learning_rate": {"choice": [0.01, 0.05]}}, iris_spec())
+    return trials, train_group(trials, IRIS, folds=5)
+
+
+def test_every_fold_ends_where_it_ends_alone(
+    five_folds: tuple[list[Trial], GroupResult],
+) -> None:
+    trials, group = five_folds
+    assert group.traces == {"train": 1, "evaluate": 1}  # 120 training rows in every fold
+    for fold in range(5):
+        assert_fold_matches(group, 0, fold, fold_alone(trials[0].spec, IRIS, 5, fold))
+    assert_fold_matches(group, 1, 2, fold_alone(trials[1].spec, IRIS, 5, 2))
+    # The folds did differ: otherwise matching them proves little.
+    assert len({round(group.histories[0][f"f{j}:val_loss"][-1], 6) for j in range(1, 6)}) == 5
+
+
+def test_fold_logs_hold_the_fold_means_and_each_fold(
+    five_folds: tuple[list[Trial], GroupResult],
+) -> None:
+    _, group = five_folds
+    names = ["accuracy", "loss", "val_accuracy", "val_loss"]
+    for position, history in enumerate(group.histories):
+        assert sorted(history) == sorted(
+            names + [f"f{fold}:{name}" for fold in range(1, 6) for name in names]
+        )
+        for name in names:
+            folds = np.array([history[f"f{fold}:{name}"] for fold in range(1, 6)])
+            np.testing.assert_allclose(history[name], folds.mean(axis=0), rtol=1e-6)
+            summary = group.fold_metrics[position][name]  # type: ignore[index]
+            assert summary["values"] == list(folds[:, -1])
+            assert summary["mean"] == pytest.approx(history[name][-1])
+            assert summary["std"] == pytest.approx(folds[:, -1].std())
+    assert group.epochs_run == [3, 3] and group.stopped == [False, False]
+
+
+def test_a_fold_group_has_no_one_model_to_return(
+    five_folds: tuple[list[Trial], GroupResult],
+) -> None:
+    _, group = five_folds
+    with pytest.raises(ValueError, match="5 models, one per fold.*Refit"):
+        group.result(0)
+
+
+def test_folds_of_two_training_sizes_train_in_two_programs() -> None:
+    spec = binary_spec()
+    spec["input_shape"] = [30]
+    spec["layers"].insert(0, {"type": "normalization"})
+    spec["fit"] = {"epochs": 2, "batch_size": 16, "shuffle": False}
+    trials = trials_of({"seed": {"choice": [3, 4]}}, spec)
+    assert sorted({len(training) for training, _ in fold_rows(103, 4)}) == [77, 78]
+    group = train_group(trials, CANCER, folds=4)
+    assert group.traces == {"train": 2, "evaluate": 2}
+    for position, fold in ((0, 0), (0, 3), (1, 3)):  # fold 4 is the one with 78 rows
+        assert_fold_matches(
+            group, position, fold, fold_alone(trials[position].spec, CANCER, 4, fold)
+        )
+    # Both programs' folds are in each trial's logs.
+    assert {name.split(":")[0] for name in group.histories[1] if ":" in name} == {
+        "f1", "f2", "f3", "f4"
+    }  # fmt: skip
+
+
+def test_folds_refuse_a_validation_split() -> None:
+    with pytest.raises(ValueError, match="validation_split"):
+        train_group(trials_of({"seed": {"choice": [1]}}), DATASET, folds=3)
+
+
+# --- successive halving ---------------------------------------------------------------
+
+
+class Recorder:
+    """A GroupObserver that keeps every epoch's logs."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[dict[str, float] | None]] = []
+
+    def on_epoch_end(self, epoch: int, logs: list[dict[str, float] | None]) -> None:
+        assert epoch == len(self.seen) + 1
+        self.seen.append(logs)
+
+    def should_stop(self) -> bool:
+        return False
+
+
+RATES = [0.001, 0.01, 0.03, 0.1]
+
+
+def test_halving_keeps_the_lowest_at_each_rung_and_stops_the_rest() -> None:
+    trials = trials_of({"compile.optimizer.learning_rate": {"choice": RATES}})
+    recorder = Recorder()
+    group = train_group(
+        trials, DATASET, recorder, halving=Halving(rungs=[1, 2], keep=0.5),
+        ranking=("val_loss", "min"),
+    )  # fmt: skip
+    first = [logs["val_loss"] for logs in recorder.seen[0]]  # type: ignore[index]
+    kept = sorted(np.argsort(first)[:2])  # ceil(0.5 * 4)
+    assert [logs is not None for logs in recorder.seen[1]] == [p in kept for p in range(4)]
+    second = {p: recorder.seen[1][p]["val_loss"] for p in kept}  # type: ignore[index]
+    winner = min(second, key=second.__getitem__)  # ceil(0.5 * 2)
+    assert [logs is not None for logs in recorder.seen[2]] == [p == winner for p in range(4)]
+    assert group.epochs_run == [3 if p == winner else 2 if p in kept else 1 for p in range(4)]
+    assert group.stopped == [p != winner for p in range(4)]
+    for position, history in enumerate(group.histories):
+        assert {len(values) for values in history.values()} == {group.epochs_run[position]}
+    # One trace for each size of the stack: 4 trials, then 2, then 1.
+    assert group.traces == {"train": 3, "evaluate": 3}
+    # A trial stopped at the first rung is what training it alone for one epoch gives.
+    stopped = next(p for p in range(4) if p not in kept)
+    spec = trials[stopped].spec
+    one_epoch = spec.model_copy(update={"fit": spec.fit.model_copy(update={"epochs": 1})})
+    alone = train(one_epoch, DATASET, SilentObserver(), fused=True)
+    result = group.result(stopped)
+    assert result.epochs_run == 1
+    for got, expected in zip(model_values(result.model), model_values(alone.model), strict=True):
+        for got_value, expected_value in zip(got, expected, strict=True):
+            np.testing.assert_allclose(got_value, expected_value, rtol=0, atol=1e-5)
+    # The winner trained on alone after the rungs, still as it would alone.
+    alone = train(trials[winner].spec, DATASET, SilentObserver(), fused=True)
+    for name, values in alone.history.items():
+        np.testing.assert_allclose(group.histories[winner][name], values, rtol=0, atol=1e-5)
+
+
+def test_halving_keeps_the_highest_in_max_mode_rounding_up() -> None:
+    rates = [0.001 * 1.6**power for power in range(10)]
+    trials = trials_of({"compile.optimizer.learning_rate": {"choice": rates}})
+    group = train_group(
+        trials, DATASET, halving=Halving(rungs=[2], keep=0.3), ranking=("loss", "max")
+    )
+    at_rung = [history["loss"][1] for history in group.histories]
+    kept = sorted(np.argsort(at_rung)[-3:])  # 0.3 * 10 is 3, not ceil(3.0000000000000004)
+    assert [not stopped for stopped in group.stopped] == [p in kept for p in range(10)]
+    assert group.epochs_run == [3 if p in kept else 2 for p in range(10)]
+
+
+def test_halving_needs_a_metric_the_trials_log() -> None:
+    with pytest.raises(ValueError, match="Received: 'val_auc'"):
+        train_group(
+            trials_of({"seed": {"choice": [1, 2]}}), DATASET,
+            halving=Halving(rungs=[1], keep=0.5), ranking=("val_auc", "min"),
+        )  # fmt: skip
+
+
+def test_halving_ranks_folded_trials_by_their_fold_mean() -> None:
+    trials = trials_of({"compile.optimizer.learning_rate": {"choice": [0.003, 0.03, 0.1]}},
+                       iris_spec())  # fmt: skip
+    recorder = Recorder()
+    group = train_group(
+        trials, IRIS, recorder, folds=3, halving=Halving(rungs=[1], keep=0.5),
+        ranking=("val_loss", "min"),
+    )  # fmt: skip
+    means = [logs["val_loss"] for logs in recorder.seen[0]]  # type: ignore[index]
+    kept = sorted(np.argsort(means)[:2])  # ceil(0.5 * 3)
+    assert group.stopped == [p not in kept for p in range(3)]
+    assert group.traces == {"train": 2, "evaluate": 2}  # 3 trials x 3 folds, then 2 x 3
+    stopped = next(p for p in range(3) if p not in kept)
+    assert recorder.seen[1][stopped] is None and recorder.seen[2][stopped] is None
+    assert {len(values) for values in group.histories[stopped].values()} == {1}
+    summary = group.fold_metrics[stopped]["val_loss"]  # type: ignore[index]
+    assert summary["mean"] == pytest.approx(means[stopped])  # its last epoch: the rung's
+    # The kept members, sliced out of the stack, go on as each fold does alone.
+    assert_fold_matches(group, kept[-1], 1, fold_alone(trials[kept[-1]].spec, IRIS, 3, 1))
+    assert group.epochs_run == [3 if p in kept else 1 for p in range(3)]

@@ -1,0 +1,130 @@
+"""What a job of many trials will train, decided before it is queued: its
+trials (a search's, or the one spec of a k-fold job), how they are ranked,
+and which of them share one program (`program_groups`). Pure Python and
+pydantic: the API builds the plan to check a job and fill its record, the
+worker builds it again to train (drawing again gives the same trials)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from models.errors import ValidationFailed, problem
+from models.training.search import Search, Trial, ranking, shape_groups, trial_specs
+from models.training.spec import DropoutLayer, ModelSpec
+
+if TYPE_CHECKING:
+    from models.records import JobRecord
+
+# Fields shape_groups lets vary inside a group that this program still bakes in
+# as constants; trials that differ in one train in separate programs.
+UNTRACED = (
+    "compile.optimizer.momentum",
+    "layers.<i>.rate",  # only zero against non-zero: the rate itself is a per-trial input
+)
+
+
+def program_groups(trials: Sequence[Trial]) -> list[list[int]]:
+    """shape_groups, split further by the UNTRACED fields: each group here is
+    one `train_group` call. Trial indices, groups in order of their first trial."""
+    by_index = {trial.index: trial for trial in trials}
+    groups: list[list[int]] = []
+    for shape_group in shape_groups(trials):
+        split: dict[str, list[int]] = {}
+        for index in shape_group:
+            split.setdefault(_untraced_key(by_index[index].spec), []).append(index)
+        groups.extend(split.values())
+    return groups
+
+
+def is_multi_trial(job: JobRecord) -> bool:
+    """Whether `job` trains many models: a search, or k-fold validation."""
+    spec = job.get("spec") or {}
+    return bool(job.get("search")) or bool((spec.get("fit") or {}).get("folds"))
+
+
+def search_json(search: Search) -> dict[str, Any]:
+    """`search` as the job record and the model's metadata show it: every
+    field, and each dimension by its one form (`{"int": [0, 9]}`)."""
+    shown = search.model_dump(mode="json", by_alias=True)
+    shown["space"] = search.model_dump(mode="json", by_alias=True, exclude_none=True)["space"]
+    return shown
+
+
+def job_trials(spec: dict[str, Any], search: dict[str, Any] | None) -> TrialPlan:
+    """The trials of a job and how they are ranked; ValidationFailed (a 422
+    at the search's path) for a search the spec cannot run."""
+    if search is None:
+        # k-fold validation of one spec: one trial, ranked by nothing but itself.
+        only = Trial(0, {}, ModelSpec.model_validate(spec))
+        return TrialPlan(trials=[only], metric="val_loss", mode="min", search=None)
+    parsed = Search.model_validate(search)
+    trials = trial_specs(spec, parsed)
+    if any(trial.spec.fit.early_stopping is not None for trial in trials):
+        raise ValidationFailed(
+            "Trials train side by side for the same epochs, each stopped only by halving: "
+            "a search takes no fit.early_stopping (use search.halving). "
+            "Received: fit.early_stopping",
+            [problem(["spec", "fit", "early_stopping"], "not allowed with search")],
+        )
+    metric, mode = ranking(parsed, trials)
+    return TrialPlan(trials=trials, metric=metric, mode=mode, search=parsed)
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    trials: list[Trial]
+    metric: str
+    mode: str
+    search: Search | None
+
+    @property
+    def folds(self) -> int | None:
+        return self.trials[0].spec.fit.folds
+
+    def epochs(self) -> int:
+        """The entries the job's history will hold: every group's epochs, and
+        the refit's (at most the longest trial's) with folds."""
+        by_index = {trial.index: trial for trial in self.trials}
+        epochs = [by_index[group[0]].spec.fit.epochs for group in program_groups(self.trials)]
+        return sum(epochs) + (max(epochs) if self.folds else 0)
+
+    def record(self) -> dict[str, Any]:
+        """The job record's fields for these trials before any trains."""
+        group_of = {index: group for group, indices in enumerate(program_groups(self.trials))
+                    for index in indices}  # fmt: skip
+        return {
+            "ranking": {"metric": self.metric, "mode": self.mode},
+            "trials": [
+                {
+                    "index": trial.index,
+                    "params": trial.params,
+                    "metrics": {},
+                    "state": "queued",
+                    "epochs": 0,
+                    "group": group_of[trial.index],
+                }
+                for trial in self.trials
+            ],  # fmt: skip
+            "best": None,
+        }
+
+
+def better(mode: str, value: float, than: float | None) -> bool:
+    """Whether `value` ranks above `than` (None: nothing yet); NaN never does."""
+    if math.isnan(value):
+        return False
+    if than is None or math.isnan(than):
+        return True
+    return value < than if mode == "min" else value > than
+
+
+def _untraced_key(spec: ModelSpec) -> str:
+    options = spec.compile.optimizer_options
+    layers: list[Any] = []
+    for layer in spec.layers:
+        layers.append(layer.rate > 0 if isinstance(layer, DropoutLayer) else None)
+    return json.dumps([options.momentum, layers])
