@@ -46,7 +46,7 @@ from models.training.fit import TrainingResult, train
 from models.training.spec import ModelSpec
 from models.training.trial_plan import is_multi_trial, job_trials
 from worker.leases import LeaseKeeper
-from worker.search_jobs import forget_search_models, run_group_job, run_trials
+from worker.search_jobs import forget_search_models, resumed_group, run_group_job, run_trials
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,8 @@ class JobProgress:
         self.stopping = stopping or threading.Event()
         # A resumed job goes on from its checkpoint's curves: one dict per epoch.
         curves = history or {}
-        self.first_epoch = len(curves.get("loss", []))
+        # Every epoch logs `loss`; a search's entries (worker.search_jobs) log `epoch`.
+        self.first_epoch = len(curves.get("loss") or curves.get("epoch") or [])
         self.logs = [{name: values[index] for name, values in curves.items() if index < len(values)}
                      for index in range(self.first_epoch)]  # fmt: skip
         # How many of `logs` the job's history holds: what a run before the
@@ -255,7 +256,7 @@ def _train_and_publish(
     # not ask the store (a round trip when the store is a bucket).
     resume = context.checkpoints.load(job_id) if job["attempts"] > 1 else None
     if job["attempts"] > 1:
-        _record_restart(job, lease, resume.epoch if resume else 0, context)
+        record_restart(job, lease, resume.epoch if resume else 0, context)
     progress = JobProgress(context.jobs, job_id, spec.fit.epochs, lease,
                            resume.history if resume else None, context.stopping)  # fmt: skip
     checkpointer = Checkpointer(context.checkpoints, job_id, force=context.stopping)
@@ -280,11 +281,13 @@ def _search_and_publish(
     job_id = job["id"]
     plan = job_trials(job["spec"] or {}, job.get("search"))
     dataset = context.datasets.load(job["dataset"])
-    if job["attempts"] > 1:  # groups are not checkpointed: it starts again
-        _record_restart(job, lease, 0, context)
-    progress = JobProgress(context.jobs, job_id, plan.epochs(), lease, None, context.stopping)
+    # One group trains in this job, and goes on from its checkpoint; a search of
+    # several finds its group jobs' progress in their records.
+    resume = resumed_group(job, plan, lease, context)
+    progress = JobProgress(context.jobs, job_id, plan.epochs(), lease,
+                           resume.history if resume else None, context.stopping)  # fmt: skip
     try:
-        result, provenance = run_trials(job, plan, dataset, progress, lease, context)
+        result, provenance = run_trials(job, plan, dataset, progress, lease, context, resume)
     except (WorkerStopping, LeaseLost):
         raise  # the search goes on elsewhere: its groups' models are still needed
     except BaseException:
@@ -374,7 +377,7 @@ def _log_unclaimed(job_id: str, claim: Claim) -> None:
     log.warning("job %s not run: %s", job_id, reasons.get(claim.outcome, claim.outcome))
 
 
-def _record_restart(job: JobRecord, lease: LeaseKeeper, epoch: int, context: WorkerContext) -> None:
+def record_restart(job: JobRecord, lease: LeaseKeeper, epoch: int, context: WorkerContext) -> None:
     """The job record shows each time a dead worker's job was taken up again."""
     restarts = [*job.get("restarts", []), {
         "at": utc_now(), "attempt": job["attempts"], "worker": context.worker,

@@ -29,9 +29,10 @@ again by the sweeper if its worker dies, cancelled with its search. Its
 group's best model waits in the store (`searches/<search>/`) for the
 coordinator to publish it; the coordinator deletes them when it ends.
 
-A group job redelivered after its worker died trains its group again from
-the first epoch (groups are not checkpointed yet); a search redelivered
-finds its finished groups done.
+A group job (or a one-group search) redelivered after its worker died goes
+on from its group's last checkpoint (models.training.fused_trials saves
+every member's values, who still runs, the curves), as any job does; a
+search redelivered finds its finished groups done.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ from typing import TYPE_CHECKING, Any
 
 from models.datasets import Dataset
 from models.errors import Conflict, JobCancelled, SearchFailed
+from models.storage.checkpoints import Checkpoint
+from models.training.checkpoints import Checkpointer
 from models.training.fit import TrainingResult, train
 from models.training.labels import LabelEncoding
 from models.training.spec import ModelSpec
@@ -118,18 +121,61 @@ class _Ranked:
     fit_seconds: float = 0.0  # a group job's training time
 
 
+@dataclass(frozen=True)
+class GroupResume:
+    """A group's checkpoint, and the job's history up to it."""
+
+    checkpoint: Checkpoint
+    history: dict[str, list[Any]]  # the job's history entries, as JobProgress resumes them
+
+    @property
+    def epoch(self) -> int:
+        return self.checkpoint.epoch
+
+
+def resumed_group(
+    job: JobRecord, plan: TrialPlan, lease: LeaseKeeper, context: WorkerContext
+) -> GroupResume | None:
+    """Where a job that trains one group (a group job, or a search of one
+    group) goes on from, when delivered again: its checkpoint, if any (the
+    restart recorded either way); None for a first delivery."""
+    from worker.runner import record_restart
+
+    if job["attempts"] <= 1:
+        return None
+    groups = program_groups(plan.trials)
+    group = int(job.get("group") or 0)
+    trains_one_group = len(groups) == 1 or job.get("parent") is not None
+    checkpoint = context.checkpoints.load(job["id"]) if trains_one_group else None
+    resume = None
+    if checkpoint is not None:
+        indices = groups[group]
+        history: dict[str, list[Any]] = {"epoch": [], "group": []}
+        for epoch in range(1, checkpoint.epoch + 1):
+            history["epoch"].append(epoch)
+            history["group"].append(group)
+        for name, values in checkpoint.history.items():
+            position, metric = name.split(":", 1)
+            history[f"{indices[int(position)]}:{metric}"] = list(values)
+        resume = GroupResume(checkpoint, history)
+    record_restart(job, lease, resume.epoch if resume else 0, context)
+    return resume
+
+
 def run_trials(
     job: JobRecord, plan: TrialPlan, dataset: Dataset, progress: JobProgress,
-    lease: LeaseKeeper, context: WorkerContext,
+    lease: LeaseKeeper, context: WorkerContext, resume: GroupResume | None = None,
 ) -> tuple[TrainingResult, dict[str, Any]]:  # fmt: skip
     """Train every trial of `job` (`plan`, from `job_trials`), pick the best,
     and return it ready to publish (refit on every row with folds) with the
-    metadata that says where it came from. `progress` counts `plan.epochs()`."""
+    metadata that says where it came from. `progress` counts `plan.epochs()`;
+    `resume`: a one-group search's checkpoint (`resumed_group`)."""
     groups = program_groups(plan.trials)
     trials_record = plan.record()["trials"]
     started = time.perf_counter()
     if len(groups) == 1:
-        best = _train_here(job, plan, groups[0], dataset, progress, trials_record, lease, context)
+        best = _train_here(job, plan, groups[0], dataset, progress, trials_record, lease, context,
+                           resume=resume)  # fmt: skip
     else:
         best = _spread(job, plan, groups, progress, trials_record, lease, context)
     search_seconds = time.perf_counter() - started
@@ -179,11 +225,12 @@ def forget_search_models(search_id: str, context: WorkerContext) -> None:
 def _train_here(
     job: JobRecord, plan: TrialPlan, indices: list[int], dataset: Dataset,
     progress: JobProgress, trials_record: list[dict[str, Any]], lease: LeaseKeeper,
-    context: WorkerContext, group: int = 0,
+    context: WorkerContext, group: int = 0, resume: GroupResume | None = None,
 ) -> _Ranked | None:  # fmt: skip
-    """Train one group in this job; its trials' entries in `trials_record`
-    (all the search's, by index) updated, and written (a group job's own
-    only); the group's best, its model in memory."""
+    """Train one group in this job (from `resume` on, checkpointed as any
+    job); its trials' entries in `trials_record` (all the search's, by index)
+    updated, and written (a group job's own only); the group's best, its
+    model in memory."""
     search_id = job.get("parent")
 
     def write() -> None:
@@ -194,15 +241,20 @@ def _train_here(
         trials_record[index]["state"] = "running"
     write()
     observer = GroupEpochs(progress, group, indices, search_id)
-    result = _train_group(job, plan, indices, dataset, observer)
+    checkpointer = Checkpointer(context.checkpoints, job["id"], force=context.stopping)
+    try:
+        result = _train_group(job, plan, indices, dataset, observer, resume, checkpointer)
+    finally:
+        checkpointer.wait()  # none lands after the job ends (and its checkpoint is deleted)
     best = _record_group(plan, indices, result, trials_record)
     write()
     return None if best is None else _Ranked(best[0], best[1], group=result)
 
 
 def _train_group(
-    job: JobRecord, plan: TrialPlan, indices: list[int], dataset: Dataset, observer: GroupEpochs
-) -> GroupResult:
+    job: JobRecord, plan: TrialPlan, indices: list[int], dataset: Dataset, observer: GroupEpochs,
+    resume: GroupResume | None, checkpointer: Checkpointer,
+) -> GroupResult:  # fmt: skip
     import keras
 
     from models.training.fused_trials import train_group
@@ -218,8 +270,9 @@ def _train_group(
     ranking = (plan.metric, plan.mode)
     trials = [by_index[index] for index in indices]
     return train_group(
-        trials, dataset, observer, folds=plan.folds, halving=halving, ranking=ranking
-    )
+        trials, dataset, observer, folds=plan.folds, halving=halving, ranking=ranking,
+        resume=resume.checkpoint if resume else None, checkpoints=checkpointer,
+    )  # fmt: skip
 
 
 def _record_group(
@@ -256,11 +309,13 @@ def run_group_job(job: JobRecord, lease: LeaseKeeper, context: WorkerContext) ->
     indices = [trial["index"] for trial in job.get("trials") or []]
     dataset = context.datasets.load(job["dataset"])
     by_index = {trial.index: trial for trial in plan.trials}
+    resume = resumed_group(job, plan, lease, context)
     progress = JobProgress(context.jobs, job["id"], by_index[indices[0]].spec.fit.epochs, lease,
-                           None, context.stopping)  # fmt: skip
+                           resume.history if resume else None, context.stopping)  # fmt: skip
     trials_record = plan.record()["trials"]  # the search's, by index: this group's are written
     started = time.perf_counter()
-    best = _train_here(job, plan, indices, dataset, progress, trials_record, lease, context, group)
+    best = _train_here(job, plan, indices, dataset, progress, trials_record, lease, context,
+                       group, resume)  # fmt: skip
     fit_seconds = time.perf_counter() - started
     outcome: dict[str, Any] = {"group": group, "best": None, "fit_s": round(fit_seconds, 3),
                                "samples": int(dataset.x.shape[0])}  # fmt: skip

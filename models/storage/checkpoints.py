@@ -31,6 +31,9 @@ class Checkpoint:
     early_stopping: dict[str, Any] = field(default_factory=dict)
     best_weights: list[np.ndarray] | None = None
     shuffle_key: np.ndarray | None = None
+    # What a trainer needs beyond the above to go on (JSON): a group of trials'
+    # stacks, who still runs, per-fold logs (models.training.fused_trials).
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class CheckpointStore:
@@ -55,6 +58,7 @@ class CheckpointStore:
             "stop_training": checkpoint.stop_training,
             "early_stopping": checkpoint.early_stopping,
             "has_best_weights": checkpoint.best_weights is not None,
+            "extra": checkpoint.extra,
             "counts": {group: len(getattr(checkpoint, group) or [])
                        for group in ("trainable", "non_trainable", "optimizer", "best_weights")},
         }  # fmt: skip
@@ -84,6 +88,7 @@ class CheckpointStore:
                 early_stopping=meta["early_stopping"],
                 best_weights=group("best_weights") if meta["has_best_weights"] else None,
                 shuffle_key=saved["shuffle_key"] if "shuffle_key" in saved.files else None,
+                extra=meta.get("extra") or {},
             )
 
     def delete(self, job_id: str) -> None:

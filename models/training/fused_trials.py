@@ -82,15 +82,17 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from models.datasets import Dataset
 from models.errors import JobCancelled
+from models.storage.checkpoints import Checkpoint
 from models.training.backend import FULL_OPTIMIZATION
 from models.training.builder import adapt, build_model, build_optimizer
-from models.training.fit import TrainingResult
+from models.training.fit import CheckpointSink, TrainingResult
 from models.training.folds import fold_rows, fold_summary, merge_fold_logs
 from models.training.fused import History, assign_values, model_values, place_data
 from models.training.fused_program import epoch_functions
@@ -204,10 +206,17 @@ def train_group(
     folds: int | None = None,
     halving: Halving | None = None,
     ranking: tuple[str, str] | None = None,
+    resume: Checkpoint | None = None,
+    checkpoints: CheckpointSink | None = None,
 ) -> GroupResult:
     """Train `trials` (one of `program_groups`) side by side on `dataset`, as
     models.training.fit.train trains one spec; raises JobCancelled when asked
     to stop, ValueError for trials that cannot share a program.
+
+    `checkpoints` is offered one after every epoch (`group_checkpoint`: every
+    member's values and shuffle key, who still runs, the histories); from
+    `resume`, one of those, the group goes on where it was saved and ends
+    where it would have ended uninterrupted.
 
     With `folds` (k), each trial trains k members side by side, one per fold
     of models.training.folds.fold_rows (the specs' validation_split must be 0:
@@ -258,19 +267,25 @@ def train_group(
                 _Stack(program, members, group, (train_index, *whole), (val_index, *whole))
             )
     run = _Training(trials, folds, halving, ranking, first.fit.epochs)
+    if resume is not None:
+        _restore(resume, run, stacks)
     started = time.perf_counter()
-    for epoch in range(1, first.fit.epochs + 1):
+    for epoch in range((resume.epoch if resume else 0) + 1, first.fit.epochs + 1):
         member_logs = {member: logs for stack in stacks for member, logs in stack.epoch()}
         logs = run.record(epoch, member_logs)
         observer.on_epoch_end(epoch, logs)
-        if observer.should_stop():
-            raise JobCancelled("The job was cancelled while training.")
         survivors = run.halve(epoch, logs)
         if survivors is not None:
             for stack in stacks:
                 if splits is None:
                     run.stopped_states.update(stack.values_of_others(survivors))
                 stack.keep(survivors)
+        if checkpoints is not None:  # before stopping: a stopping worker's last epoch is kept
+            checkpoints.offer(
+                partial(_group_checkpoint, epoch, run, stacks), final=epoch == first.fit.epochs
+            )
+        if observer.should_stop():
+            raise JobCancelled("The job was cancelled while training.")
     fit_seconds = time.perf_counter() - started
     return GroupResult(
         trials=trials,
@@ -438,6 +453,67 @@ class _Training:
             raise ValueError(
                 f"Halving ranks trials by a metric they log: one of {names}. Received: {metric!r}"
             )
+
+
+def _group_checkpoint(epoch: int, run: _Training, stacks: list[_Stack]) -> Checkpoint:
+    """Everything a group needs to go on after `epoch`: each stack's members,
+    their values and shuffle keys, and the host's side (`_Training`). The
+    arrays go in `trainable`, in order (each stack's state leaves, then its
+    keys; then each stopped trial's values); `extra` says how many are whose."""
+    import jax
+
+    arrays: list[np.ndarray] = []
+    layout: list[dict[str, Any]] = []
+    for stack in stacks:
+        leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(stack.state))]
+        arrays += [*leaves, np.asarray(jax.device_get(stack.keys))]
+        layout.append({"members": [list(member) for member in stack.members],
+                       "leaves": len(leaves)})  # fmt: skip
+    stopped = sorted(run.stopped_states)
+    for position in stopped:
+        arrays += [np.asarray(leaf) for leaf in jax.tree.leaves(run.stopped_states[position])]
+    history = {f"{position}:{name}": list(values)
+               for position, trial in enumerate(run.histories)
+               for name, values in trial.items()}  # fmt: skip
+    extra = {
+        "stacks": layout,
+        "running": run.running,
+        "stopped": run.stopped,
+        "epochs_run": run.epochs_run,
+        "last_fold_logs": run.last_fold_logs,
+        "stopped_states": stopped,
+    }
+    return Checkpoint(epoch=epoch, history=history, trainable=arrays, non_trainable=[],
+                      optimizer=[], extra=extra)  # fmt: skip
+
+
+def _restore(saved: Checkpoint, run: _Training, stacks: list[_Stack]) -> None:
+    """Put `stacks` and `run` back as `_group_checkpoint` saved them."""
+    import jax
+
+    extra = saved.extra
+    run.running = list(extra["running"])
+    run.stopped = list(extra["stopped"])
+    run.epochs_run = list(extra["epochs_run"])
+    run.last_fold_logs = [list(logs) for logs in extra["last_fold_logs"]]
+    for name, values in saved.history.items():
+        position, metric = name.split(":", 1)
+        run.histories[int(position)][metric] = list(values)
+    arrays = iter(saved.trainable)
+    for stack, layout in zip(stacks, extra["stacks"], strict=True):
+        if [list(member) for member in stack.members] != layout["members"]:
+            stack.keep(run.running)  # halving had stopped some: the stack as it was then
+        assert [list(member) for member in stack.members] == layout["members"]
+        structure = jax.tree.structure(stack.state)
+        leaves = [next(arrays) for _ in range(layout["leaves"])]
+        stack.state = jax.tree.unflatten(structure, [jax.numpy.asarray(x) for x in leaves])
+        stack.keys = jax.numpy.asarray(next(arrays))
+    for position in extra["stopped_states"]:
+        structure = jax.tree.structure(stacks[0].state)
+        leaves = [next(arrays) for _ in jax.tree.leaves(stacks[0].state)]
+        run.stopped_states[position] = tuple(
+            list(part) for part in jax.tree.unflatten(structure, leaves)
+        )
 
 
 def _sum_traces(traces: Iterable[dict[str, int]]) -> dict[str, int]:

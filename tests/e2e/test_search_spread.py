@@ -100,9 +100,12 @@ def test_two_workers_train_a_search_s_groups_side_by_side(workers: Cluster) -> N
 def test_a_search_whose_worker_is_killed_finishes_on_another(workers: Cluster) -> None:
     workers.start_worker()
     workers.start_worker()
-    search = submit_search(workers, "killed-search", epochs=4)
-    groups_running(workers, search["id"])
+    search = submit_search(workers, "killed-search", epochs=6)
+    groups = groups_running(workers, search["id"])
     coordinator = workers.job(search["id"])["worker"]
+    # The group the search's own worker trains: killed two epochs in, it goes on from there.
+    (held,) = [group["id"] for group in groups if group["worker"] == coordinator]
+    workers.wait_for(held, lambda job: (job["progress"]["epoch"] or 0) >= 2)
     victim = next(worker for worker in workers.workers
                   if f"-{worker.process.pid}@" in coordinator)  # fmt: skip
     workers.kill(victim)
@@ -112,6 +115,10 @@ def test_a_search_whose_worker_is_killed_finishes_on_another(workers: Cluster) -
     assert finished["attempts"] == 2  # the search was delivered again
     attempts = sorted(workers.job(group_id)["attempts"] for group_id in finished["groups"])
     assert attempts == [1, 2]  # the group the dead worker held ran again; the other once
+    resumed = workers.job(held)
+    (restart,) = resumed["restarts"]
+    assert restart["resumed_from_epoch"] >= 1  # from its checkpoint, not from the start
+    assert resumed["history"]["epoch"] == list(range(1, 7))  # each epoch once
 
 
 def test_a_cancelled_search_cancels_its_groups_and_publishes_nothing(workers: Cluster) -> None:

@@ -4,8 +4,10 @@ says about every trial, what is published, and what halving stops."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import threading
 from typing import Any
 
 import keras
@@ -170,3 +172,34 @@ def test_a_search_with_folds_ranks_trials_by_their_fold_mean(context: WorkerCont
     assert finished["best"]["index"] == min(means, key=means.__getitem__)
     assert all(t["metrics"]["val_loss"] == pytest.approx(means[t["index"]])
                for t in finished["trials"])  # fmt: skip
+
+
+def test_a_search_handed_back_by_a_stopping_worker_goes_on_from_its_checkpoint(
+    context: WorkerContext,
+) -> None:
+    """SIGTERM mid-search: the group's checkpoint is kept, and the next delivery
+    goes on from it and ends where an uninterrupted search ends."""
+    search = {
+        "method": "grid",
+        "space": {"compile.optimizer.learning_rate": {"choice": [0.01, 0.05]}},
+    }
+    spec = iris_spec(validation_split=0.25, shuffle=True)
+    whole = run(context, spec, search)
+    requeued: list[JobRecord] = []
+    stopping = dataclasses.replace(context, stopping=threading.Event(), requeue=requeued.append)
+    stopping.stopping.set()  # asked to stop before the first epoch ends: that epoch is kept
+    stored = search_json(Search.model_validate(search))
+    extra = {"search": stored, **job_trials(spec, stored).record()}
+    job = context.jobs.create("train", "iris", whole["dataset"], spec=spec, extra=extra)
+    handed_back = run_training_job(job["id"], stopping)
+    assert handed_back["state"] == "queued" and [j["id"] for j in requeued] == [job["id"]]
+    assert context.checkpoints.load(job["id"]).epoch == 1  # type: ignore[union-attr]
+
+    finished = run_training_job(job["id"], context)
+    assert finished["state"] == "succeeded", finished["error"]
+    assert finished["resumed_from_epoch"] == 1
+    assert finished["history"]["epoch"] == [1, 2, 3, 4]
+    for index in range(2):
+        curve = f"{index}:val_loss"
+        np.testing.assert_allclose(finished["history"][curve], whole["history"][curve], atol=1e-6)
+    assert context.checkpoints.load(job["id"]) is None  # dropped once it succeeded

@@ -452,3 +452,59 @@ def test_halving_ranks_folded_trials_by_their_fold_mean() -> None:
     # The kept members, sliced out of the stack, go on as each fold does alone.
     assert_fold_matches(group, kept[-1], 1, fold_alone(trials[kept[-1]].spec, IRIS, 3, 1))
     assert group.epochs_run == [3 if p in kept else 1 for p in range(3)]
+
+
+# --- checkpoints and resume -------------------------------------------------------------
+
+
+class Checkpoints:
+    """A CheckpointSink that keeps every checkpoint, round-tripped through the
+    store's own file format, so resuming reads what a real store would give."""
+
+    def __init__(self, folder: Any) -> None:
+        from models.storage.blobs import FolderBlobs
+        from models.storage.checkpoints import CheckpointStore
+
+        self.store = CheckpointStore(FolderBlobs(folder))
+        self.saved: dict[int, Any] = {}
+
+    def offer(self, make: Any, final: bool) -> None:
+        checkpoint = make()
+        self.store.save("0" * 32, checkpoint)
+        self.saved[checkpoint.epoch] = self.store.load("0" * 32)
+
+
+@pytest.mark.parametrize("folds", [None, 3])
+def test_a_group_resumed_from_a_checkpoint_ends_where_it_would_have(
+    folds: int | None, tmp_path: Any
+) -> None:
+    spec = binary_spec()
+    spec["fit"].update(epochs=5, shuffle=True, validation_split=0.0 if folds else 0.2)
+    trials = trials_of({"compile.optimizer.learning_rate": {"choice": RATES}}, spec)
+    options = {"folds": folds, "halving": Halving(rungs=[2], keep=0.5),
+               "ranking": ("val_loss", "min")}  # fmt: skip
+    whole = train_group(trials, DATASET, **options)  # type: ignore[arg-type]
+    # Interrupted after epoch 3, past the rung: two trials stopped, two run.
+    checkpoints = Checkpoints(tmp_path)
+    with pytest.raises(JobCancelled):
+        train_group(trials, DATASET, StopAfter(3), checkpoints=checkpoints, **options)  # type: ignore[arg-type]
+    saved = checkpoints.saved[3]
+    assert saved.extra["running"] == [
+        position for position in range(4) if not whole.stopped[position]
+    ]
+    recorder = Recorder()
+    recorder.seen = [[] for _ in range(3)]  # it carries on at epoch 4
+    resumed = train_group(trials, DATASET, recorder, resume=saved, **options)  # type: ignore[arg-type]
+    assert len(recorder.seen) == 5
+    assert resumed.stopped == whole.stopped and resumed.epochs_run == whole.epochs_run
+    for position in range(4):
+        for name, values in whole.histories[position].items():
+            np.testing.assert_allclose(resumed.histories[position][name], values, rtol=0,
+                                       atol=1e-6, err_msg=f"{position} {name}")  # fmt: skip
+    if folds is None:
+        for position in range(4):  # the stopped ones' values at their rung too
+            for got, want in zip(resumed.weights(position), whole.weights(position), strict=True):
+                for a, b in zip(got, want, strict=True):
+                    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    else:
+        assert resumed.fold_metrics == whole.fold_metrics

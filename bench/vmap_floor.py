@@ -1,0 +1,206 @@
+"""Floors for bench.search, each measured in a process of its own (its XLA
+flags set before JAX starts, nothing else training on the host):
+
+    python -m bench.vmap_floor alone < {"specs": [spec, ...]}
+        each spec trained alone with models.training.fit.train (as a plain
+        job trains it): their final losses. bench.search runs it under XLA's
+        default threads and on one thread: where training is chaotic, the
+        gap between the two is what summing in another order costs.
+    python -m bench.vmap_floor epochs < {"spec": spec, "search": search}
+        the median epoch of one trial (train) and of the search's trials side
+        by side (train_group), after a warm-up; and the same for a vmapped
+        MLP written by hand in JAX (Adam, same layers, batches and rows), the
+        least a vmapped epoch of that network costs on this host.
+
+Each prints one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+ONE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+EXAMPLE = "breast_cancer"
+TIMED_EPOCHS = 30  # of the hand-written program
+
+
+def run_floor(command: str, request: dict[str, Any], one_thread: bool = False) -> Any:
+    """`python -m bench.vmap_floor command`, fed `request`: its JSON answer."""
+    environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if one_thread:
+        environment["XLA_FLAGS"] = f"{environment.get('XLA_FLAGS', '')} {ONE_THREAD_FLAGS}"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.vmap_floor", command], input=json.dumps(request),
+        capture_output=True, text=True, check=True, env=environment, cwd=ROOT,
+    )  # fmt: skip
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def alone_losses(specs: list[dict[str, Any]]) -> list[float]:
+    from bench.examples import example_data
+    from models.training.fit import SilentObserver, train
+    from models.training.spec import ModelSpec
+
+    _, dataset, _ = example_data(EXAMPLE)
+    return [
+        train(ModelSpec.model_validate(spec), dataset, SilentObserver()).history["loss"][-1]
+        for spec in specs
+    ]
+
+
+class EpochClock:
+    """An observer (of train or train_group) that timestamps each epoch's end."""
+
+    def __init__(self) -> None:
+        self.ends: list[float] = []
+
+    def on_epoch_end(self, epoch: int, logs: Any) -> None:
+        self.ends.append(time.perf_counter())
+
+    def should_stop(self) -> bool:
+        return False
+
+    def median_epoch_s(self) -> float:
+        return statistics.median(b - a for a, b in zip(self.ends, self.ends[1:], strict=False))
+
+
+def warm_median(fit: Callable[[EpochClock], object]) -> float:
+    fit(EpochClock())  # compiles
+    clock = EpochClock()
+    fit(clock)
+    return clock.median_epoch_s()
+
+
+def fitserve_epochs(spec: dict[str, Any], search: dict[str, Any]) -> dict[str, float]:
+    from bench.examples import example_data
+    from models.training.fit import train
+    from models.training.fused_trials import train_group
+    from models.training.search import Search, trial_specs
+    from models.validation import validate
+
+    _, dataset, _ = example_data(EXAMPLE)
+    trials = trial_specs(spec, validate(Search, search, ("search",)))
+    return {
+        "one": warm_median(lambda clock: train(trials[0].spec, dataset, clock)),
+        "all": warm_median(lambda clock: train_group(trials, dataset, clock)),
+        "trials": len(trials),
+    }
+
+
+def activation_function(name: str | None) -> Callable[[Any], Any]:
+    import jax
+
+    if name in (None, "linear"):
+        return lambda h: h
+    return getattr(jax.nn, name)  # type: ignore[no-any-return]
+
+
+def hand_written_epoch_s(spec: dict[str, Any], trials: int) -> float:
+    """The binary program's network (dense layers, a sigmoid unit) as a pure
+    JAX function, `trials` copies vmapped: Glorot-uniform kernels, Adam as
+    Keras' defaults, the epoch one lax.scan over the batches (the last, partial
+    one after it), learning rates spread as a search's."""
+    import jax
+    import jax.numpy as jnp
+
+    from bench.examples import example_data
+    from models.training.backend import FULL_OPTIMIZATION
+
+    layers = spec["layers"]
+    assert all(layer["type"] == "dense" for layer in layers), layers
+    assert layers[-1] == {**layers[-1], "units": 1, "activation": "sigmoid"}, layers[-1]
+    assert spec["compile"]["loss"] == "binary_crossentropy", spec["compile"]
+    _, dataset, encoded = example_data(EXAMPLE)
+    x = jnp.asarray(dataset.x, jnp.float32)
+    y = jnp.asarray(encoded, jnp.float32).reshape(len(x), 1)
+    batch = spec["fit"]["batch_size"]
+    full_batches, rest = divmod(len(x), batch)
+    widths = [spec["input_shape"][0], *(layer["units"] for layer in layers)]
+    hidden = [activation_function(layer.get("activation")) for layer in layers[:-1]]
+
+    def initial(key: Any) -> list[tuple[Any, Any]]:
+        params = []
+        for key_, (fan_in, fan_out) in zip(
+            jax.random.split(key, len(layers)), zip(widths, widths[1:], strict=False), strict=True
+        ):
+            limit = (6 / (fan_in + fan_out)) ** 0.5
+            kernel = jax.random.uniform(key_, (fan_in, fan_out), jnp.float32, -limit, limit)
+            params.append((kernel, jnp.zeros(fan_out)))
+        return params
+
+    def loss(params: list[tuple[Any, Any]], x_batch: Any, y_batch: Any) -> Any:
+        h = x_batch
+        for (kernel, bias), activation in zip(params[:-1], hidden, strict=True):
+            h = activation(h @ kernel + bias)
+        kernel, bias = params[-1]
+        logits = h @ kernel + bias
+        return jnp.mean(jnp.maximum(logits, 0) - logits * y_batch + jnp.log1p(jnp.exp(-abs(logits))))
+
+    def step(state: Any, batch_rows: tuple[Any, Any], rate: Any) -> tuple[Any, Any]:
+        params, first, second, count = state
+        value, grads = jax.value_and_grad(loss)(params, *batch_rows)
+        count = count + 1
+        first = jax.tree.map(lambda m, g: 0.9 * m + 0.1 * g, first, grads)
+        second = jax.tree.map(lambda v, g: 0.999 * v + 0.001 * g * g, second, grads)
+        scale = rate * jnp.sqrt(1 - 0.999**count) / (1 - 0.9**count)
+        params = jax.tree.map(
+            lambda p, m, v: p - scale * m / (jnp.sqrt(v) + 1e-7), params, first, second
+        )
+        return (params, first, second, count), value
+
+    def epoch(state: Any, rate: Any) -> tuple[Any, Any]:
+        def scanned(state: Any, index: Any) -> tuple[Any, Any]:
+            rows = (jax.lax.dynamic_slice_in_dim(part, index * batch, batch) for part in (x, y))
+            return step(state, tuple(rows), rate)
+
+        state, values = jax.lax.scan(scanned, state, jnp.arange(full_batches))
+        if rest:
+            state, last = step(state, (x[-rest:], y[-rest:]), rate)
+            values = jnp.append(values, last)
+        return state, values.mean()
+
+    params = jax.vmap(initial)(jax.random.split(jax.random.PRNGKey(0), trials))
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    state = (params, zeros, zeros, jnp.zeros(trials, jnp.int32))
+    rates = jnp.geomspace(1e-4, 1e-1, trials)
+    compiled = jax.jit(jax.vmap(epoch), compiler_options=FULL_OPTIMIZATION)
+    state = jax.block_until_ready(compiled(state, rates))[0]  # compiles
+    times = []
+    for _ in range(TIMED_EPOCHS):
+        started = time.perf_counter()
+        state = jax.block_until_ready(compiled(state, rates))[0]
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    from models.training.backend import configure_backend
+
+    configure_backend("jax", quick_eager_compiles=True)  # as the worker starts
+    request = json.loads(sys.stdin.read())
+    answer: Any
+    if sys.argv[1] == "alone":
+        answer = alone_losses(request["specs"])
+    else:
+        fitserve = fitserve_epochs(request["spec"], request["search"])
+        answer = {
+            "fitserve": fitserve,
+            "hand_written": {
+                "one": hand_written_epoch_s(request["spec"], 1),
+                "all": hand_written_epoch_s(request["spec"], fitserve["trials"]),
+            },
+        }
+    print(json.dumps(answer))
+
+
+if __name__ == "__main__":
+    main()
