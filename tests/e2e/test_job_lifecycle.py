@@ -111,3 +111,21 @@ def _wait_for_epoch(live: Live, job_id: str, epoch: int) -> None:
         job = live.http.get(live.url(f"/v1/jobs/{job_id}")).json()
         if job["progress"]["epoch"] >= epoch or job["state"] != "running":
             return
+
+
+def test_a_fold_job_trains_side_by_side_on_jax_and_says_why_it_cannot_elsewhere(
+    live: Live,
+) -> None:
+    import keras
+
+    spec = {**SPEC, "fit": {**SPEC["fit"], "epochs": 2, "folds": 3}}
+    body = {"model": "folded", "spec": spec, "dataset": upload(live)}
+    response = live.http.post(live.url("/v1/jobs"), json=body)
+    assert response.status_code == 202, response.text
+    job = live.wait_for_job(response.json()["id"])
+    if keras.backend.backend() == "jax":
+        assert job["state"] == "succeeded", job["error"]
+        assert len(job["trials"][0]["folds"]["val_loss"]["values"]) == 3
+    else:  # the TensorFlow lane of `make test`
+        assert job["state"] == "failed"
+        assert job["error"]["code"] == "search_failed" and "JAX" in job["error"]["message"]
