@@ -201,6 +201,10 @@ def _show(event: Event, job: dict[str, Any], progress: Progress, bar: TaskID) ->
 
 
 def _summary(job: dict[str, Any]) -> int:
+    if job["state"] == "succeeded" and job.get("parent"):  # a group of a search: it publishes
+        console.print(f"[green]succeeded[/green]: group {job.get('group')} of search "
+                      f"{job['parent']}, which publishes the best trial")  # fmt: skip
+        return 0
     if job["state"] == "succeeded":
         result = job["result"]
         console.print(f"[green]succeeded[/green]: {result['model']} version {result['version']}"

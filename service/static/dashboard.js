@@ -363,7 +363,8 @@
       : job.state === "queued" && job.queue ? `waits on ${job.queue}` : "";
     $("job-summary").textContent =
       `${job.kind || "train"} job ${job.id} · model ${job.model}` +
-      (job.result ? ` · published version ${job.result.version}` : "") +
+      (job.parent ? ` · group ${job.group} of search ${job.parent}` : "") +
+      (job.result && job.result.version != null ? ` · published version ${job.result.version}` : "") +
       (where ? ` · ${where}` : "") +
       (job.attempts > 1 ? ` · attempt ${job.attempts}` : "");
     $("job-summary").classList.remove("empty");
