@@ -3,7 +3,10 @@ through the service, in one run.
 
     make bench-train        (or: .venv/bin/python -m bench.train [--repeats N]
                              [--service-repeats N] [--examples NAME ...]
-                             [--stores local s3])
+                             [--stores local s3] [--only train|search])
+
+After its own tables it prints bench.search's (searches and k-fold jobs
+against plain jobs, `--repeats` runs of each); `--only` runs one of the two.
 
 The plain script (bench/plain_fit.py: `fit` on numpy arrays with the spec's
 arguments, timed alone) runs under TensorFlow, what `pip install tensorflow`
@@ -161,14 +164,27 @@ def metric_text(metrics: dict[str, float]) -> str:
 
 
 def main() -> None:
+    from bench import search  # it imports this module's Deployment
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each plain script")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of each plain script and search table job")  # fmt: skip
     parser.add_argument("--service-repeats", type=int, default=5,
                         help="jobs per program and store (the first compiles)")  # fmt: skip
     parser.add_argument("--examples", nargs="*", default=list(FILES))
     parser.add_argument("--stores", nargs="+", choices=STORES, default=list(STORES),
                         help="the service's store (default: both, compared)")  # fmt: skip
+    parser.add_argument("--only", choices=("train", "search"),
+                        help="only the programs' tables, or only the search table")  # fmt: skip
+    search.add_arguments(parser)
     options = parser.parse_args()
+    if options.only != "search":
+        train_tables(options)
+    if options.only != "train":
+        search.run(options.repeats, options.plain_jobs)
+
+
+def train_tables(options: argparse.Namespace) -> None:
     stores = list(dict.fromkeys(options.stores))
     ensure_data()
     folder = Path(tempfile.mkdtemp(prefix="fitserve-bench-train-"))

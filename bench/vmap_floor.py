@@ -10,7 +10,8 @@ flags set before JAX starts, nothing else training on the host):
         the median epoch of one trial (train) and of the search's trials side
         by side (train_group), after a warm-up; and the same for a vmapped
         MLP written by hand in JAX (Adam, same layers, batches and rows), the
-        least a vmapped epoch of that network costs on this host.
+        least a vmapped epoch of that network costs on this host. The four
+        take turns, ROUNDS times: the median round's of each.
 
 Each prints one JSON line.
 """
@@ -25,12 +26,16 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from models.training.search import Trial
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
 EXAMPLE = "breast_cancer"
 TIMED_EPOCHS = 30  # of the hand-written program
+ROUNDS = 3
 
 
 def run_floor(command: str, request: dict[str, Any], one_thread: bool = False) -> Any:
@@ -40,8 +45,11 @@ def run_floor(command: str, request: dict[str, Any], one_thread: bool = False) -
         environment["XLA_FLAGS"] = f"{environment.get('XLA_FLAGS', '')} {ONE_THREAD_FLAGS}"
     result = subprocess.run(
         [sys.executable, "-m", "bench.vmap_floor", command], input=json.dumps(request),
-        capture_output=True, text=True, check=True, env=environment, cwd=ROOT,
+        capture_output=True, text=True, env=environment, cwd=ROOT,
     )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"bench.vmap_floor {command} exited with {result.returncode}:\n"
+                           f"{result.stderr[-4000:]}")  # fmt: skip
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -73,27 +81,38 @@ class EpochClock:
         return statistics.median(b - a for a, b in zip(self.ends, self.ends[1:], strict=False))
 
 
-def warm_median(fit: Callable[[EpochClock], object]) -> float:
-    fit(EpochClock())  # compiles
-    clock = EpochClock()
-    fit(clock)
-    return clock.median_epoch_s()
+def timed_fit(fit: Callable[[EpochClock], object]) -> Callable[[], float]:
+    """`fit`, compiled by a first run: a function that runs it again and
+    answers its median epoch."""
+    fit(EpochClock())
+
+    def timed() -> float:
+        clock = EpochClock()
+        fit(clock)
+        return clock.median_epoch_s()
+
+    return timed
 
 
-def fitserve_epochs(spec: dict[str, Any], search: dict[str, Any]) -> dict[str, float]:
-    from bench.examples import example_data
-    from models.training.fit import train
-    from models.training.fused_trials import train_group
+def search_trials(spec: dict[str, Any], search: dict[str, Any]) -> list[Trial]:
     from models.training.search import Search, trial_specs
     from models.validation import validate
 
+    return trial_specs(spec, validate(Search, search, ("search",)))
+
+
+def fitserve_programs(trials: list[Trial]) -> list[Callable[[], float]]:
+    """One trial (train, as its plain job) and `trials` side by side
+    (train_group, as their search job), timed."""
+    from bench.examples import example_data
+    from models.training.fit import train
+    from models.training.fused_trials import train_group
+
     _, dataset, _ = example_data(EXAMPLE)
-    trials = trial_specs(spec, validate(Search, search, ("search",)))
-    return {
-        "one": warm_median(lambda clock: train(trials[0].spec, dataset, clock)),
-        "all": warm_median(lambda clock: train_group(trials, dataset, clock)),
-        "trials": len(trials),
-    }
+    return [
+        timed_fit(lambda clock: train(trials[0].spec, dataset, clock)),
+        timed_fit(lambda clock: train_group(trials, dataset, clock)),
+    ]
 
 
 def activation_function(name: str | None) -> Callable[[Any], Any]:
@@ -104,11 +123,12 @@ def activation_function(name: str | None) -> Callable[[Any], Any]:
     return getattr(jax.nn, name)  # type: ignore[no-any-return]
 
 
-def hand_written_epoch_s(spec: dict[str, Any], trials: int) -> float:
+def hand_written_program(spec: dict[str, Any], trials: int) -> Callable[[], float]:
     """The binary program's network (dense layers, a sigmoid unit) as a pure
     JAX function, `trials` copies vmapped: Glorot-uniform kernels, Adam as
     Keras' defaults, the epoch one lax.scan over the batches (the last, partial
-    one after it), learning rates spread as a search's."""
+    one after it), learning rates spread as a search's. Compiled: a function
+    that runs TIMED_EPOCHS epochs from the same start and answers their median."""
     import jax
     import jax.numpy as jnp
 
@@ -143,7 +163,7 @@ def hand_written_epoch_s(spec: dict[str, Any], trials: int) -> float:
             h = activation(h @ kernel + bias)
         kernel, bias = params[-1]
         logits = h @ kernel + bias
-        return jnp.mean(jnp.maximum(logits, 0) - logits * y_batch + jnp.log1p(jnp.exp(-abs(logits))))
+        return jnp.mean(jax.nn.softplus(logits) - logits * y_batch)  # cross-entropy of the sigmoid
 
     def step(state: Any, batch_rows: tuple[Any, Any], rate: Any) -> tuple[Any, Any]:
         params, first, second, count = state
@@ -159,8 +179,9 @@ def hand_written_epoch_s(spec: dict[str, Any], trials: int) -> float:
 
     def epoch(state: Any, rate: Any) -> tuple[Any, Any]:
         def scanned(state: Any, index: Any) -> tuple[Any, Any]:
-            rows = (jax.lax.dynamic_slice_in_dim(part, index * batch, batch) for part in (x, y))
-            return step(state, tuple(rows), rate)
+            rows = (jax.lax.dynamic_slice_in_dim(x, index * batch, batch),
+                    jax.lax.dynamic_slice_in_dim(y, index * batch, batch))  # fmt: skip
+            return step(state, rows, rate)
 
         state, values = jax.lax.scan(scanned, state, jnp.arange(full_batches))
         if rest:
@@ -173,13 +194,35 @@ def hand_written_epoch_s(spec: dict[str, Any], trials: int) -> float:
     state = (params, zeros, zeros, jnp.zeros(trials, jnp.int32))
     rates = jnp.geomspace(1e-4, 1e-1, trials)
     compiled = jax.jit(jax.vmap(epoch), compiler_options=FULL_OPTIMIZATION)
-    state = jax.block_until_ready(compiled(state, rates))[0]  # compiles
-    times = []
-    for _ in range(TIMED_EPOCHS):
-        started = time.perf_counter()
-        state = jax.block_until_ready(compiled(state, rates))[0]
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    start = jax.block_until_ready(compiled(state, rates))[0]
+
+    def timed() -> float:
+        state, times = start, []
+        for _ in range(TIMED_EPOCHS):
+            started = time.perf_counter()
+            state = jax.block_until_ready(compiled(state, rates))[0]
+            times.append(time.perf_counter() - started)
+        return statistics.median(times)
+
+    return timed
+
+
+def epochs(spec: dict[str, Any], search: dict[str, Any]) -> dict[str, Any]:
+    """Median epochs of each program, 1 trial and all, timed in ROUNDS rounds
+    taking turns (the host's noise hits all alike): the median round's."""
+    trials = search_trials(spec, search)
+    fitserve = fitserve_programs(trials)
+    programs = {("fitserve", "one"): fitserve[0], ("fitserve", "all"): fitserve[1],
+                ("hand_written", "one"): hand_written_program(spec, 1),
+                ("hand_written", "all"): hand_written_program(spec, len(trials))}  # fmt: skip
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in programs}
+    for _ in range(ROUNDS):
+        for key, program in programs.items():
+            times[key].append(program())
+    answer: dict[str, Any] = {"trials": len(trials), "rounds": ROUNDS}
+    for (name, size), values in times.items():
+        answer.setdefault(name, {})[size] = statistics.median(values)
+    return answer
 
 
 def main() -> None:
@@ -191,14 +234,7 @@ def main() -> None:
     if sys.argv[1] == "alone":
         answer = alone_losses(request["specs"])
     else:
-        fitserve = fitserve_epochs(request["spec"], request["search"])
-        answer = {
-            "fitserve": fitserve,
-            "hand_written": {
-                "one": hand_written_epoch_s(request["spec"], 1),
-                "all": hand_written_epoch_s(request["spec"], fitserve["trials"]),
-            },
-        }
+        answer = epochs(request["spec"], request["search"])
     print(json.dumps(answer))
 
 
