@@ -375,7 +375,7 @@ def _spread(
             time.sleep(POLL_SECONDS)
     if context.jobs.cancel_requested(job["id"]):
         raise JobCancelled("The search was cancelled while its groups trained.")
-    return _gather(plan, [context.jobs.get(child_id) for child_id in ids], trials_record, progress)
+    return _gather(plan, ids, trials_record, progress, context)
 
 
 def _group_jobs(
@@ -408,17 +408,18 @@ def _spread_progress(children: list[dict[str, Any]], epochs: int) -> dict[str, A
 
 
 def _gather(
-    plan: TrialPlan, children: list[JobRecord], trials_record: list[dict[str, Any]],
-    progress: JobProgress,
+    plan: TrialPlan, ids: list[str], trials_record: list[dict[str, Any]],
+    progress: JobProgress, context: WorkerContext,
 ) -> _Ranked | None:  # fmt: skip
     """Every group job's epochs into the search's history, in group order;
     failed groups' trials marked failed; the best of the groups' bests."""
     best: _Ranked | None = None
-    for child in children:
-        for entry in _entries_of(child):
+    for child_id, child in zip(ids, context.jobs.fields_of(ids, "state", "trials", "result"),
+                               strict=True):  # fmt: skip
+        for entry in context.jobs.epoch_logs(child_id):  # the entries it appended
             progress.on_epoch_end(len(progress.logs) + 1, entry)
         if child["state"] != "succeeded":
-            for entry in child.get("trials") or []:
+            for entry in child["trials"] or []:
                 trials_record[entry["index"]]["state"] = "failed"
             continue
         found = (child["result"] or {}).get("best")
@@ -426,18 +427,6 @@ def _gather(
             best = _Ranked(found["index"], found["value"], stored=found.get("model"),
                            fit_seconds=found.get("fit_s", 0.0))  # fmt: skip
     return best
-
-
-def _entries_of(child: JobRecord) -> list[dict[str, Any]]:
-    """A group job's history as the entries it appended, one per epoch."""
-    history = child.get("history") or {}
-    count = len(history.get("epoch") or [])
-    rows: list[dict[str, Any]] = [{} for _ in range(count)]
-    for name, values in history.items():
-        # A stopped trial's keys have fewer values: they are its first epochs.
-        for position, value in enumerate(values):
-            rows[position][name] = value
-    return rows
 
 
 def _stored_result(

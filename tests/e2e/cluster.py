@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from service.local_processes import (
     settings_environment,
     worker_answers,
 )
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, forget_redis_state, isolated_settings
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 LEASE_S = 3.0
@@ -87,6 +88,11 @@ class Cluster:
         os.killpg(worker.process.pid, signal.SIGKILL)
         worker.process.wait()
 
+    def stop_workers(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.workers.clear()
+
     def stop(self) -> None:
         self.http.close()
         for service in [*self.workers, *([self.api] if self.api else [])]:
@@ -131,3 +137,18 @@ class Cluster:
 
     def worker_logs(self) -> str:
         return "\n".join(worker.log_path.read_text(errors="replace") for worker in self.workers)
+
+
+@contextmanager
+def running_cluster(folder: Path, **environment: str) -> Iterator[Cluster]:
+    """A cluster in `folder` with its API up and SLOW_DATASET uploaded (as
+    `dataset`), no workers yet; everything stopped and its Redis keys gone after."""
+    settings = isolated_settings(folder / "var")
+    cluster = Cluster(settings, folder, **environment)
+    try:
+        cluster.start_api()
+        cluster.dataset = cluster.upload(SLOW_DATASET)
+        yield cluster
+    finally:
+        cluster.stop()
+        forget_redis_state(settings)

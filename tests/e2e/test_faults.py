@@ -25,8 +25,8 @@ from models.storage.checkpoints import CheckpointStore
 from models.training.spec import ModelSpec
 from service.client import ApiError, Client
 from service.local_processes import worker_answers
-from tests.conftest import API_KEY, forget_redis_state, isolated_settings
-from tests.e2e.cluster import LEASE_S, SLOW_DATASET, SLOW_X, Cluster, slow_spec
+from tests.conftest import API_KEY
+from tests.e2e.cluster import LEASE_S, SLOW_X, Cluster, running_cluster, slow_spec
 from worker.celery_app import TRAIN_TASK
 
 X = SLOW_X
@@ -36,26 +36,17 @@ MAX_ATTEMPTS = 3
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     folder = tmp_path_factory.mktemp("faults")
-    settings = isolated_settings(folder / "var")
     (folder / "tmp").mkdir()
-    cluster = Cluster(settings, folder, FITSERVE_JOBS__MAX_ATTEMPTS=str(MAX_ATTEMPTS),
-                      TMPDIR=str(folder / "tmp"))  # fmt: skip
-    try:
-        cluster.start_api()
-        cluster.dataset = cluster.upload(SLOW_DATASET)
+    with running_cluster(folder, FITSERVE_JOBS__MAX_ATTEMPTS=str(MAX_ATTEMPTS),
+                         TMPDIR=str(folder / "tmp")) as cluster:  # fmt: skip
         yield cluster
-    finally:
-        cluster.stop()
-        forget_redis_state(settings)
 
 
 @pytest.fixture
 def workers(cluster: Cluster) -> Iterator[Cluster]:
     """The cluster, with every worker a test starts stopped after it."""
     yield cluster
-    for worker in cluster.workers:
-        worker.stop()
-    cluster.workers.clear()
+    cluster.stop_workers()
 
 
 def spec(**fit: Any) -> dict[str, Any]:

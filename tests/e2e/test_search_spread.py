@@ -12,8 +12,7 @@ import keras
 import pytest
 
 from models.storage.blobs import open_blobs
-from tests.conftest import forget_redis_state, isolated_settings
-from tests.e2e.cluster import SLOW_DATASET, Cluster, slow_spec
+from tests.e2e.cluster import Cluster, running_cluster, slow_spec
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "jax", reason="trials train side by side on JAX only"
@@ -31,24 +30,14 @@ SEARCH = {
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    folder = tmp_path_factory.mktemp("spread")
-    settings = isolated_settings(folder / "var")
-    cluster = Cluster(settings, folder)
-    try:
-        cluster.start_api()
-        cluster.dataset = cluster.upload(SLOW_DATASET)
+    with running_cluster(tmp_path_factory.mktemp("spread")) as cluster:
         yield cluster
-    finally:
-        cluster.stop()
-        forget_redis_state(settings)
 
 
 @pytest.fixture
 def workers(cluster: Cluster) -> Iterator[Cluster]:
     yield cluster
-    for worker in cluster.workers:
-        worker.stop()
-    cluster.workers.clear()
+    cluster.stop_workers()
 
 
 def submit_search(cluster: Cluster, model: str, epochs: int) -> dict[str, Any]:
