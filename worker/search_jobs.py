@@ -16,7 +16,11 @@ says where each trial stands after every group.
 
 The best trial by the ranking metric is published: as trained, or, with
 folds, refit on every row (the k fold models each saw only part of the
-data). Its metadata names its parameters, the search and the job.
+data). A k-fold job of one trial trains that refit beside its folds, in the
+same program (TrialPlan.refits_beside_folds; its logs under
+`"0:refit:<metric>"` in the same entries); a search refits its winner once
+the folds have ranked the trials, in entries of group "refit". Its metadata
+names its parameters, the search and the job.
 
 Groups spread over the workers: a search of several groups makes one job
 per group (a "group job": `parent` names the search, `group` its number;
@@ -190,10 +194,10 @@ def run_trials(
                if name in winner}  # fmt: skip
     context.jobs.update(job["id"], token=lease.token, best=summary)
     spec = by_index[best.index].spec
-    if plan.folds:
+    if plan.folds and not plan.refits_beside_folds:
         progress.epochs = len(progress.logs) + spec.fit.epochs
         published = _refit(spec, dataset, progress)
-    elif best.group is not None:
+    elif best.group is not None:  # with folds beside them, the refit
         published = best.group.result(best.group.trials.index(by_index[best.index]))
     else:
         assert best.stored is not None  # a group job's winner
@@ -272,6 +276,7 @@ def _train_group(
     return train_group(
         trials, dataset, observer, folds=plan.folds, halving=halving, ranking=ranking,
         resume=resume.checkpoint if resume else None, checkpoints=checkpointer,
+        refit=plan.refits_beside_folds,
     )  # fmt: skip
 
 
@@ -458,7 +463,8 @@ def _stored_result(
 def _refit(spec: ModelSpec, dataset: Dataset, progress: JobProgress) -> TrainingResult:
     """The winning spec trained on every row: what k-fold validation publishes."""
     spec = spec.model_copy(update={"fit": spec.fit.model_copy(update={"folds": None})})
-    return train(spec, dataset, _RefitEpochs(progress))
+    # The folds' training cleared Keras' session with a garbage collection moments ago.
+    return train(spec, dataset, _RefitEpochs(progress), free_memory=False)
 
 
 class _RefitEpochs:

@@ -11,6 +11,7 @@ shapes alone, so a dataset of a known size finds it compiled. The host side
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,6 +75,35 @@ def epoch_functions(model: Any, spec: ModelSpec, rows: int) -> tuple[Any, Any]:
     return epoch, _evaluation(model, loss_function, metrics)
 
 
+def member_epoch_functions(model: Any, spec: ModelSpec, sizes: Sequence[int]) -> tuple[Any, Any]:
+    """`epoch_functions` for members that train on different numbers of rows
+    (models.training.fused_trials: folds of two sizes, and the refit on every
+    row, side by side in one program).
+
+    `epoch(state, key, slot, row_index, x, y)`: the member trains on the rows
+    `row_index[:sizes[slot]]` of x and y (`row_index` padded to the largest
+    size) exactly as `_epoch` trains on those rows alone: the same
+    permutation, the same batches, the same steps in the same order. Every
+    member runs the longest member's full batches; a step past a member's own
+    last full batch leaves its state as it was (a select, exact), and each
+    size's last partial batch is a step of its own, taken by that size's
+    members only. `evaluate` is `epoch_functions`'. Every size must have the
+    same batch size (`min(batch_size, size)`)."""
+    import keras
+
+    batch_sizes = {min(spec.fit.batch_size, size) for size in sizes}
+    if len(batch_sizes) != 1:
+        raise ValueError(
+            f"Members side by side take batches of one size. Received: sizes={list(sizes)}, "
+            f"batch_size={spec.fit.batch_size}"
+        )
+    loss_function = keras.losses.get(spec.compile.loss)
+    metrics = [_metric(name, spec) for name in spec.compile.metrics]
+    step = _train_step(model, loss_function, metrics)
+    epoch = _member_epoch(step, metrics, tuple(sizes), batch_sizes.pop(), spec.fit.shuffle)
+    return epoch, _evaluation(model, loss_function, metrics)
+
+
 def _train_step(model: Any, loss_function: Any, metrics: list[Any]) -> Any:
     """One batch: gradients, the optimizer's update, the running totals."""
     import jax
@@ -129,6 +159,56 @@ def _epoch(step: Any, metrics: list[Any], rows: int, batch_size: int, shuffle: b
         return tuple(weights), _results(totals, metrics, rows)
 
     return epoch
+
+
+def _member_epoch(
+    step: Any, metrics: list[Any], sizes: tuple[int, ...], batch_size: int, shuffle: bool
+) -> Any:
+    """`_epoch` for a member of any of `sizes`, its size chosen by `slot`."""
+    import jax
+    import jax.numpy as jnp
+
+    longest = max(sizes)
+    most_batches = max(size // batch_size for size in sizes)
+
+    def epoch(state: Any, key: Any, slot: Any, row_index: Any, x: Any, y: Any) -> Any:
+        # The member's own order, as `_epoch` draws it for its size.
+        order = jnp.zeros(longest, "int32")
+        for index, size in enumerate(sizes):
+            own = jax.random.permutation(key, size) if shuffle else jnp.arange(size)
+            order = jnp.where(slot == index, jnp.pad(own, (0, longest - size)), order)
+        rows = row_index[order]
+        xs, ys = x[rows], y[rows]
+        state = (*state, _zero_totals(metrics))
+        own_batches = jnp.asarray([size // batch_size for size in sizes], "int32")[slot]
+
+        def masked_step(carry: Any, batch: Any) -> Any:
+            state, index = carry
+            stepped, _ = step(state, batch)
+            return (_chosen(index < own_batches, stepped, state), index + 1), None
+
+        if most_batches:
+            cut = most_batches * batch_size
+            batched = (xs[:cut].reshape(most_batches, batch_size, *xs.shape[1:]),
+                       ys[:cut].reshape(most_batches, batch_size, *ys.shape[1:]))  # fmt: skip
+            (state, _), _ = jax.lax.scan(masked_step, (state, jnp.int32(0)), batched)
+        for index, size in enumerate(sizes):
+            rest = size % batch_size
+            if rest:  # this size's last partial batch, as Keras trains it
+                stepped, _ = step(state, (xs[size - rest : size], ys[size - rest : size]))
+                state = _chosen(slot == index, stepped, state)
+        *weights, totals = state
+        return tuple(weights), _results(totals, metrics, jnp.asarray(sizes, "int32")[slot])
+
+    return epoch
+
+
+def _chosen(condition: Any, if_true: Any, if_false: Any) -> Any:
+    """Leaf by leaf, `if_true` where `condition` holds, else `if_false` (exact)."""
+    import jax
+    import jax.numpy as jnp
+
+    return jax.tree.map(lambda a, b: jnp.where(condition, a, b), if_true, if_false)
 
 
 def _evaluation(model: Any, loss_function: Any, metrics: list[Any]) -> Any:
@@ -188,7 +268,7 @@ def _accumulate(totals: Any, weighted_loss: Any, size: int, metrics: list[Any], 
     return loss_sum + weighted_loss, updated
 
 
-def _results(totals: Any, metrics: list[Any], count: int) -> dict[str, Any]:
+def _results(totals: Any, metrics: list[Any], count: Any) -> dict[str, Any]:
     loss_sum, metric_states = totals
     results = {"loss": loss_sum / count}
     for metric, state in zip(metrics, metric_states, strict=True):

@@ -85,12 +85,21 @@ class TrialPlan:
     def folds(self) -> int | None:
         return self.trials[0].spec.fit.folds
 
+    @property
+    def refits_beside_folds(self) -> bool:
+        """A k-fold job of one trial trains its refit on every row as one more
+        member beside its folds, in the same program and epochs; a search
+        with folds refits its winner once the folds have ranked the trials."""
+        return self.folds is not None and len(self.trials) == 1
+
     def epochs(self) -> int:
         """The entries the job's history will hold: every group's epochs, and
-        the refit's (at most the longest trial's) with folds."""
+        with folds the refit's after them (at most the longest trial's),
+        unless it trains beside the folds."""
         by_index = {trial.index: trial for trial in self.trials}
         epochs = [by_index[group[0]].spec.fit.epochs for group in program_groups(self.trials)]
-        return sum(epochs) + (max(epochs) if self.folds else 0)
+        refit_after = self.folds is not None and not self.refits_beside_folds
+        return sum(epochs) + (max(epochs) if refit_after else 0)
 
     def record(self) -> dict[str, Any]:
         """The job record's fields for these trials before any trains."""

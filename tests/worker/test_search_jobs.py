@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import threading
 from typing import Any
 
@@ -154,13 +153,20 @@ def test_a_fold_job_reports_each_folds_score_and_publishes_a_refit_on_every_row(
     alone = train(alone_spec, Dataset(IRIS_X[rows], np.array(IRIS_Y, dtype=object)[rows]),
                   SilentObserver())  # fmt: skip
     assert alone.history["val_loss"][-1] == pytest.approx(folds["values"][1], abs=1e-5)
-    # The refit's epochs follow the folds' in the history, and it is what is published.
-    assert finished["history"]["group"][-4:] == ["refit"] * 4
+    # The refit trains beside the folds: its logs are in the same epochs'
+    # entries, under "0:refit:", and it is what is published.
+    history = finished["history"]
+    assert history["epoch"] == [1, 2, 3, 4] and history["group"] == [0] * 4
     metadata = context.models.metadata("iris", finished["result"]["version"])
     assert metadata["folds"]["val_loss"] == folds
     assert "search" not in metadata
     assert metadata["epochs_run"] == 4 and "val_loss" not in metadata["metrics"]
-    assert not math.isnan(metadata["metrics"]["loss"])
+    assert metadata["metrics"]["loss"] == pytest.approx(history["0:refit:loss"][-1], rel=1e-6)
+    # ... and ends where the spec trained alone on every row ends.
+    every_row = ModelSpec.model_validate({**spec, "fit": {**spec["fit"], "folds": None}})
+    refit_alone = train(every_row, Dataset(IRIS_X, np.array(IRIS_Y, dtype=object)),
+                        SilentObserver())  # fmt: skip
+    assert metadata["metrics"]["loss"] == pytest.approx(refit_alone.metrics["loss"], abs=1e-5)
 
 
 def test_a_search_with_folds_ranks_trials_by_their_fold_mean(context: WorkerContext) -> None:
@@ -172,6 +178,9 @@ def test_a_search_with_folds_ranks_trials_by_their_fold_mean(context: WorkerCont
     assert finished["best"]["index"] == min(means, key=means.__getitem__)
     assert all(t["metrics"]["val_loss"] == pytest.approx(means[t["index"]])
                for t in finished["trials"])  # fmt: skip
+    # Only the winner is refit, once the folds have ranked: its epochs follow.
+    epochs = iris_spec()["fit"]["epochs"]
+    assert finished["history"]["group"] == [0] * epochs + ["refit"] * epochs
 
 
 def test_a_search_handed_back_by_a_stopping_worker_goes_on_from_its_checkpoint(

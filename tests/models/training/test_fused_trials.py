@@ -241,7 +241,7 @@ def test_the_observer_sees_every_trial_each_epoch_and_can_cancel() -> None:
 IRIS_X, IRIS_Y = load_iris(return_X_y=True)
 IRIS = Dataset(IRIS_X.astype("float32"), IRIS_Y)  # 150 rows: 5 folds of 120 training rows
 CANCER_X, CANCER_Y = load_breast_cancer(return_X_y=True)
-# 103 rows in 4 folds: 77 training rows in three, 78 in the fourth, so two programs.
+# 103 rows in 4 folds: 77 training rows in three, 78 in the fourth: two sizes in one program.
 CANCER = Dataset(CANCER_X[:103].astype("float32"), CANCER_Y[:103])
 
 
@@ -333,7 +333,7 @@ def test_a_fold_group_has_no_one_model_to_return(
         group.result(0)
 
 
-def test_folds_of_two_training_sizes_train_in_two_programs() -> None:
+def test_folds_of_two_training_sizes_train_in_one_program() -> None:
     spec = binary_spec()
     spec["input_shape"] = [30]
     spec["layers"].insert(0, {"type": "normalization"})
@@ -341,15 +341,68 @@ def test_folds_of_two_training_sizes_train_in_two_programs() -> None:
     trials = trials_of({"seed": {"choice": [3, 4]}}, spec)
     assert sorted({len(training) for training, _ in fold_rows(103, 4)}) == [77, 78]
     group = train_group(trials, CANCER, folds=4)
-    assert group.traces == {"train": 2, "evaluate": 2}
+    # One training program; an evaluation for each validation size (26 rows, 25).
+    assert group.traces == {"train": 1, "evaluate": 2}
     for position, fold in ((0, 0), (0, 3), (1, 3)):  # fold 4 is the one with 78 rows
         assert_fold_matches(
             group, position, fold, fold_alone(trials[position].spec, CANCER, 4, fold)
         )
-    # Both programs' folds are in each trial's logs.
+    # Both sizes' folds are in each trial's logs.
     assert {name.split(":")[0] for name in group.histories[1] if ":" in name} == {
         "f1", "f2", "f3", "f4"
     }  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def refit_beside_folds() -> tuple[list[Trial], GroupResult]:
+    """4 folds of iris: 112 and 113 training rows, a last partial batch of 2
+    and of 3 rows at a batch size of 5; the refit's 150 rows have none. So
+    the three sizes end at different steps of one program."""
+    spec = iris_spec()
+    spec["fit"].update(batch_size=5, epochs=2)
+    trials = trials_of({"compile.optimizer.learning_rate": {"choice": [0.01, 0.03]}}, spec)
+    assert sorted({len(training) for training, _ in fold_rows(150, 4)}) == [112, 113]
+    return trials, train_group(trials, IRIS, folds=4, refit=True)
+
+
+def test_a_refit_trains_beside_its_folds_and_ends_where_it_ends_alone(
+    refit_beside_folds: tuple[list[Trial], GroupResult],
+) -> None:
+    trials, group = refit_beside_folds
+    assert group.traces == {"train": 1, "evaluate": 2}  # one program, two validation sizes
+    for position in (0, 1):
+        alone = train(trials[position].spec, IRIS, SilentObserver(), fused=True)
+        refit = group.result(position)
+        assert sorted(refit.history) == ["accuracy", "loss"]  # every row trains: no validation
+        for name, values in alone.history.items():
+            np.testing.assert_allclose(refit.history[name], values, rtol=0, atol=1e-5,
+                                       err_msg=f"{position} {name}")  # fmt: skip
+        np.testing.assert_allclose(
+            refit.model.predict(IRIS.x, verbose=0), alone.model.predict(IRIS.x, verbose=0),
+            rtol=0, atol=1e-5,
+        )  # fmt: skip
+    # The folds train as they would without the refit beside them.
+    for position, fold in ((0, 0), (0, 2), (1, 3)):
+        assert_fold_matches(group, position, fold, fold_alone(trials[position].spec, IRIS, 4, fold))
+
+
+def test_a_refits_logs_sit_beside_the_fold_means_and_do_not_rank(
+    refit_beside_folds: tuple[list[Trial], GroupResult],
+) -> None:
+    _, group = refit_beside_folds
+    history = group.histories[0]
+    assert {name for name in history if name.startswith("refit:")} == {
+        "refit:loss", "refit:accuracy"
+    }  # fmt: skip
+    assert group.fold_metrics[0] is not None and "refit:loss" not in group.fold_metrics[0]
+    # The fold means are the folds' alone: the refit is not among them.
+    folds = np.array([history[f"f{fold}:loss"] for fold in range(1, 5)])
+    np.testing.assert_allclose(history["loss"], folds.mean(axis=0), rtol=1e-6)
+
+
+def test_a_refit_needs_folds() -> None:
+    with pytest.raises(ValueError, match="refit trains beside its trial's folds"):
+        train_group(trials_of({"seed": {"choice": [1]}}), DATASET, refit=True)
 
 
 def test_folds_refuse_a_validation_split() -> None:
@@ -474,15 +527,15 @@ class Checkpoints:
         self.saved[checkpoint.epoch] = self.store.load("0" * 32)
 
 
-@pytest.mark.parametrize("folds", [None, 3])
+@pytest.mark.parametrize(("folds", "refit"), [(None, False), (3, False), (3, True)])
 def test_a_group_resumed_from_a_checkpoint_ends_where_it_would_have(
-    folds: int | None, tmp_path: Any
+    folds: int | None, refit: bool, tmp_path: Any
 ) -> None:
     spec = binary_spec()
     spec["fit"].update(epochs=5, shuffle=True, validation_split=0.0 if folds else 0.2)
     trials = trials_of({"compile.optimizer.learning_rate": {"choice": RATES}}, spec)
     options = {"folds": folds, "halving": Halving(rungs=[2], keep=0.5),
-               "ranking": ("val_loss", "min")}  # fmt: skip
+               "ranking": ("val_loss", "min"), "refit": refit}  # fmt: skip
     whole = train_group(trials, DATASET, **options)  # type: ignore[arg-type]
     # Interrupted after epoch 3, past the rung: two trials stopped, two run.
     checkpoints = Checkpoints(tmp_path)
@@ -508,3 +561,10 @@ def test_a_group_resumed_from_a_checkpoint_ends_where_it_would_have(
                     np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
     else:
         assert resumed.fold_metrics == whole.fold_metrics
+    if refit:  # the refits of the trials that ran to the end
+        running = [position for position in range(4) if not whole.stopped[position]]
+        assert sorted(resumed.refit_states) == sorted(whole.refit_states) == running
+        for position in running:
+            for got, want in zip(resumed.weights(position), whole.weights(position), strict=True):
+                for a, b in zip(got, want, strict=True):
+                    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
