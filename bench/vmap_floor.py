@@ -12,6 +12,14 @@ flags set before JAX starts, nothing else training on the host):
         MLP written by hand in JAX (Adam, same layers, batches and rows), the
         least a vmapped epoch of that network costs on this host. The four
         take turns, ROUNDS times: the median round's of each.
+    python -m bench.vmap_floor folds < {"spec": spec, "folds": k}
+        where a k-fold job's time goes against one fit's, on the iris data:
+        one fit (train) and the k folds with the refit side by side
+        (train_group, folds=k, refit=True), each with XLA's compilation
+        cache (as a worker has it) and after a warm-up: the time to the end
+        of the first epoch (set-up, tracing and lowering the programs, the
+        cache's answer, one epoch) and the median epoch after it. They take
+        turns, ROUNDS times: the medians.
 
 Each prints one JSON line.
 """
@@ -225,6 +233,43 @@ def epochs(spec: dict[str, Any], search: dict[str, Any]) -> dict[str, Any]:
     return answer
 
 
+def fold_phases(spec: dict[str, Any], folds: int) -> dict[str, Any]:
+    """First-epoch and median-epoch seconds of one fit and of `folds` folds
+    with the refit, taking turns (fold_phases in the module's docstring)."""
+    import tempfile
+
+    from bench.examples import example_data
+    from models.training.backend import enable_compilation_cache
+    from models.training.fit import train
+    from models.training.fused_trials import train_group
+    from models.training.search import Trial
+    from models.training.spec import ModelSpec
+
+    enable_compilation_cache(Path(tempfile.mkdtemp(prefix="fitserve-floor-xla-")))
+    _, dataset, _ = example_data("iris")
+    model_spec = ModelSpec.model_validate(spec)
+    fits: dict[str, Callable[[EpochClock], object]] = {
+        "one": lambda clock: train(model_spec, dataset, clock),
+        "folds": lambda clock: train_group([Trial(0, {}, model_spec)], dataset, clock,
+                                           folds=folds, refit=True),
+    }  # fmt: skip
+    phases: dict[str, dict[str, list[float]]] = {
+        name: {"first_s": [], "epoch_s": []} for name in fits
+    }
+    for round_ in range(ROUNDS + 1):
+        for name, fit in fits.items():
+            clock = EpochClock()
+            started = time.perf_counter()
+            fit(clock)
+            if round_:  # the first round compiles (the cache's first entries)
+                phases[name]["first_s"].append(clock.ends[0] - started)
+                phases[name]["epoch_s"].append(clock.median_epoch_s())
+    answer: dict[str, Any] = {"rounds": ROUNDS, "folds": folds}
+    for name, values in phases.items():
+        answer[name] = {phase: statistics.median(times) for phase, times in values.items()}
+    return answer
+
+
 def main() -> None:
     from models.training.backend import configure_backend
 
@@ -233,6 +278,8 @@ def main() -> None:
     answer: Any
     if sys.argv[1] == "alone":
         answer = alone_losses(request["specs"])
+    elif sys.argv[1] == "folds":
+        answer = fold_phases(request["spec"], request["folds"])
     else:
         answer = epochs(request["spec"], request["search"])
     print(json.dumps(answer))
