@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from models.training.backend import FULL_OPTIMIZATION
@@ -80,10 +81,11 @@ def member_epoch_functions(model: Any, spec: ModelSpec, sizes: Sequence[int]) ->
     (models.training.fused_trials: folds of two sizes, and the refit on every
     row, side by side in one program).
 
-    `epoch(state, key, slot, row_index, x, y)`: the member trains on the rows
-    `row_index[:sizes[slot]]` of x and y (`row_index` padded to the largest
-    size) exactly as `_epoch` trains on those rows alone: the same
-    permutation, the same batches, the same steps in the same order. Every
+    `epoch(state, order, slot, row_index, x, y)`: the member trains on the
+    rows `row_index[:sizes[slot]]` of x and y (`row_index` padded to the
+    largest size) exactly as `_epoch` trains on those rows alone: in the
+    order `member_orders` draws from the key `_epoch` would take, the same
+    batches, the same steps in the same order. Every
     member runs the longest member's full batches; a step past a member's own
     last full batch leaves its state as it was (a select, exact), and each
     size's last partial batch is a step of its own, taken by that size's
@@ -100,7 +102,7 @@ def member_epoch_functions(model: Any, spec: ModelSpec, sizes: Sequence[int]) ->
     loss_function = keras.losses.get(spec.compile.loss)
     metrics = [_metric(name, spec) for name in spec.compile.metrics]
     step = _train_step(model, loss_function, metrics)
-    epoch = _member_epoch(step, metrics, tuple(sizes), batch_sizes.pop(), spec.fit.shuffle)
+    epoch = _member_epoch(step, metrics, tuple(sizes), batch_sizes.pop())
     return epoch, _evaluation(model, loss_function, metrics)
 
 
@@ -161,22 +163,14 @@ def _epoch(step: Any, metrics: list[Any], rows: int, batch_size: int, shuffle: b
     return epoch
 
 
-def _member_epoch(
-    step: Any, metrics: list[Any], sizes: tuple[int, ...], batch_size: int, shuffle: bool
-) -> Any:
+def _member_epoch(step: Any, metrics: list[Any], sizes: tuple[int, ...], batch_size: int) -> Any:
     """`_epoch` for a member of any of `sizes`, its size chosen by `slot`."""
     import jax
     import jax.numpy as jnp
 
-    longest = max(sizes)
     most_batches = max(size // batch_size for size in sizes)
 
-    def epoch(state: Any, key: Any, slot: Any, row_index: Any, x: Any, y: Any) -> Any:
-        # The member's own order, as `_epoch` draws it for its size.
-        order = jnp.zeros(longest, "int32")
-        for index, size in enumerate(sizes):
-            own = jax.random.permutation(key, size) if shuffle else jnp.arange(size)
-            order = jnp.where(slot == index, jnp.pad(own, (0, longest - size)), order)
+    def epoch(state: Any, order: Any, slot: Any, row_index: Any, x: Any, y: Any) -> Any:
         rows = row_index[order]
         xs, ys = x[rows], y[rows]
         state = (*state, _zero_totals(metrics))
@@ -201,6 +195,32 @@ def _member_epoch(
         return tuple(weights), _results(totals, metrics, jnp.asarray(sizes, "int32")[slot])
 
     return epoch
+
+
+@cache
+def member_orders(sizes: tuple[int, ...], shuffle: bool) -> Any:
+    """(keys, slots) -> each member's order of its rows for an epoch of
+    `member_epoch_functions`, drawn as `_epoch` draws it for the member's
+    size (`permutation(key, size)`), padded to the largest size.
+
+    A program of its own, compiled once a process for these sizes: drawn
+    inside the epoch's program, the permutations (one per size, each
+    member drawing all) were traced and lowered again by every job, and
+    lowering the random bits' generator is slow (~0.1 s of a 5-fold job on
+    a 2-core host)."""
+    import jax
+    import jax.numpy as jnp
+
+    longest = max(sizes)
+
+    def order_of(key: Any, slot: Any) -> Any:
+        order = jnp.zeros(longest, "int32")
+        for index, size in enumerate(sizes):
+            own = jax.random.permutation(key, size) if shuffle else jnp.arange(size)
+            order = jnp.where(slot == index, jnp.pad(own, (0, longest - size)), order)
+        return order
+
+    return jax.jit(jax.vmap(order_of))
 
 
 def _chosen(condition: Any, if_true: Any, if_false: Any) -> Any:

@@ -102,7 +102,11 @@ from models.training.builder import adapt, build_model, build_optimizer
 from models.training.fit import CheckpointSink, TrainingResult
 from models.training.folds import fold_rows, fold_summary, merge_fold_logs
 from models.training.fused import History, assign_values, model_values, place_data
-from models.training.fused_program import epoch_functions, member_epoch_functions
+from models.training.fused_program import (
+    epoch_functions,
+    member_epoch_functions,
+    member_orders,
+)
 from models.training.labels import LabelEncoding
 from models.training.search import Halving, Trial
 from models.training.spec import DenseLayer, DropoutLayer, ModelSpec, NormalizationLayer
@@ -421,8 +425,12 @@ class _Stack:
 
         # As the single trainer: `key, epoch_key = split(key)`, member by member.
         self.keys, epoch_keys = _split_each_key()(self.keys)
+        draws = epoch_keys
+        if self.program.member_arrays == 2:  # several sizes: each member's order, drawn apart
+            orders = member_orders(self.program.sizes, self.program.shuffle)
+            draws = orders(epoch_keys, self.training[0])
         self.state, logs = self.program(
-            self.state, epoch_keys, self.hyperparameters, self.training, self.validations
+            self.state, draws, self.hyperparameters, self.training, self.validations
         )
         return list(zip(self.members, logs, strict=True))
 
@@ -611,8 +619,10 @@ def _sum_traces(traces: Iterable[dict[str, int]]) -> dict[str, int]:
 
 class _GroupProgram:
     """CompiledEpoch's two programs, vmapped over the leading member axis of
-    the state and the keys. The data is shared; with `folded`, each member
-    also takes its row indices into it and gathers its rows in the program."""
+    the state and the keys (with folds of several sizes, each member's order
+    of its rows instead: fused_program.member_orders draws them). The data
+    is shared; with `folded`, each member also takes its row indices into it
+    and gathers its rows in the program."""
 
     def __init__(
         self, model: Any, spec: ModelSpec, sizes: tuple[int, ...], folded: bool,
@@ -626,6 +636,8 @@ class _GroupProgram:
         else:
             epoch, evaluate = epoch_functions(model, spec, sizes[0])
         self.arguments = (model, spec, sizes, folded)
+        self.sizes = sizes
+        self.shuffle = spec.fit.shuffle
         self.folded = folded
         # How many of the training data's arrays are per member (the rest are
         # shared): with folds, the row indices, and each member's size slot
