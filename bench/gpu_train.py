@@ -7,7 +7,12 @@ and of plain Keras `fit` with `steps_per_execution=32` on the GPU as the in-run
 peer. Each measurement runs in its own process, so the CPU run cannot touch
 the GPU (JAX_PLATFORMS=cpu). A service run trains twice, as a worker would two
 jobs, and reports the device memory in use after each job's clean-up (what
-the worker's `gc.collect` hands back) beside the peak. Run by bench/gpu.sh.
+the worker's `gc.collect` hands back) beside the peak.
+
+Then issue 15's GPU figure: TRIALS (256) trials of the seed MNIST MLP side by
+side in one job's program (models.training.fused_trials.train_group, as a
+search job of learning rate x seed trains them), samples/s across all trials
+against one trial alone (the "service, GPU" row). Run by bench/gpu.sh.
 """
 
 from __future__ import annotations
@@ -91,6 +96,48 @@ def measure(network: str, mode: str, rows: int, epochs: int) -> dict:
             "steady_samples_per_s": rows / steady, "memory": " / ".join(memory)}  # fmt: skip
 
 
+def measure_search(trials: int, rows: int, epochs: int) -> dict:
+    """In this process: `trials` seed MNIST MLPs (learning rates x seeds, one
+    shape group) trained side by side; samples/s across all trials."""
+    import math
+
+    import jax
+    import numpy as np
+
+    from models.datasets import Dataset
+    from models.training.fused_trials import train_group
+    from models.training.search import Search, trial_specs
+    from models.validation import validate
+
+    generator = np.random.default_rng(0)
+    x = generator.random((rows, 784), dtype=np.float32)
+    y = generator.integers(0, 10, rows)
+    rates = math.isqrt(trials)  # a square grid: TRIALS=256 is 16 rates x 16 seeds
+    # Learning rates from 1e-4 to 1e-2, evenly on a log scale.
+    learning_rates = [float(f"{1e-4 * 100 ** (i / max(1, rates - 1)):.3g}") for i in range(rates)]
+    space = {"compile.optimizer.learning_rate": {"choice": learning_rates},
+             "seed": {"choice": list(range(trials // rates))}}  # fmt: skip
+    search = validate(Search, {"method": "grid", "space": space}, ("search",))
+    specs = trial_specs(spec_for(NETWORKS["seed MNIST MLP"], epochs), search)
+    stamps: list[float] = []
+
+    class Clock:
+        def on_epoch_end(self, epoch: int, logs: list) -> None:
+            stamps.append(time.perf_counter())
+
+        def should_stop(self) -> bool:
+            return False
+
+    started = time.perf_counter()
+    train_group(specs, Dataset(x, y), Clock())
+    total = stamps[-1] - started
+    steady = (stamps[-1] - stamps[0]) / max(1, len(stamps) - 1)
+    return {"device": str(jax.devices()[0]), "trials": len(specs),
+            "samples_per_s": rows * epochs * len(specs) / total,
+            "steady_samples_per_s": rows * len(specs) / steady, "epoch_s": steady,
+            "memory": _memory_in_use(jax.devices()[0])}  # fmt: skip
+
+
 def _memory_in_use(device: object) -> str:
     """Device memory in use now, and the peak, in MiB (GPUs report it; CPUs do not)."""
     stats = device.memory_stats() or {}  # type: ignore[attr-defined]
@@ -102,27 +149,23 @@ def _memory_in_use(device: object) -> str:
 
 def main() -> None:
     rows, epochs = int(os.environ.get("ROWS", 60_000)), int(os.environ.get("EPOCHS", 5))
+    trials = int(os.environ.get("TRIALS", 256))
     if len(sys.argv) > 1:  # a child: one measurement
-        print(json.dumps(measure(sys.argv[1], sys.argv[2], rows, epochs)))
+        if sys.argv[1] == "search":
+            print(json.dumps(measure_search(trials, rows, epochs)))
+        else:
+            print(json.dumps(measure(sys.argv[1], sys.argv[2], rows, epochs)))
         return
     print(f"{rows} synthetic rows, batch 128, {epochs} epochs; samples/s overall "
           f"(compilation included) and after the first epoch; device memory in use after "
           f"job 1 / job 2 (a worker runs jobs back to back)")  # fmt: skip
+    one_trial = 0.0
     for network in NETWORKS:
         results = {}
         for mode, platform in (("service, GPU", ""), ("service, GPU, mixed_bfloat16", ""),
                                ("service, host CPUs", "cpu"),
                                ("plain fit, steps_per_execution=32", "")):  # fmt: skip
-            environment = {**os.environ, "KERAS_BACKEND": "jax"}
-            if platform:
-                environment["JAX_PLATFORMS"] = platform
-            child = subprocess.run(
-                [sys.executable, "-m", "bench.gpu_train", network, mode],
-                env=environment, cwd=ROOT, capture_output=True, text=True,
-            )  # fmt: skip
-            if child.returncode != 0:  # the device run shows only this output: say why
-                sys.exit(f"{network}, {mode}: failed\n{child.stderr[-4000:]}")
-            results[mode] = json.loads(child.stdout.strip().splitlines()[-1])
+            results[mode] = _child([network, mode], platform)
             result = results[mode]
             if platform != "cpu" and "cpu" in result["device"].lower():
                 print(f"  WARNING: JAX sees no GPU; the {mode!r} row ran on {result['device']}")
@@ -139,6 +182,32 @@ def main() -> None:
             f"  {network}: GPU / CPU {gpu / cpu:.1f}x (target >= 10x for the wide MLP); "
             f"GPU / plain fit spe=32 {gpu / peer:.2f}x; mixed_bfloat16 / float32 {mixed / gpu:.2f}x"
         )
+        if network == "seed MNIST MLP":
+            one_trial = gpu
+    search = _child(["search"], "")
+    if "cpu" in search["device"].lower():
+        print(f"  WARNING: JAX sees no GPU; the search row ran on {search['device']}")
+    print(
+        f"  seed MNIST MLP, {search['trials']} trials side by side (train_group, learning rate "
+        f"x seed): {search['steady_samples_per_s']:,.0f} samples/s across the trials after the "
+        f"first epoch ({search['samples_per_s']:,.0f} overall), an epoch of all "
+        f"{search['epoch_s']:.3f} s; = {search['steady_samples_per_s'] / one_trial:.1f}x one "
+        f"trial alone ({one_trial:,.0f}); memory {search['memory']}"
+    )
+
+
+def _child(arguments: list[str], platform: str) -> dict:
+    """One measurement in a process of its own (JAX_PLATFORMS=platform when given)."""
+    environment = {**os.environ, "KERAS_BACKEND": "jax"}
+    if platform:
+        environment["JAX_PLATFORMS"] = platform
+    child = subprocess.run(
+        [sys.executable, "-m", "bench.gpu_train", *arguments],
+        env=environment, cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    if child.returncode != 0:  # the device run shows only this output: say why
+        sys.exit(f"{' '.join(arguments)}: failed\n{child.stderr[-4000:]}")
+    return json.loads(child.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 if __name__ == "__main__":
