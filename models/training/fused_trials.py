@@ -26,24 +26,9 @@ What is per trial, and why it needs no special code:
   `stateless_apply` reads it from the values it is passed, so it is part of
   the stacked optimizer state, a traced per-trial value.
 
-What is per trial by a substitution while the program is traced
-(`_traced_hyperparameters`; Keras reads these as Python floats and branches on
-them, `if training and self.rate > 0`, `if self.l1 != 0.0`, so a traced value
-cannot simply be assigned):
-
-- a dropout layer's rate: the layer's `call` is replaced (an instance
-  attribute, removed right after tracing, so the saved model is plain Keras)
-  by the arithmetic of Keras' JAX dropout with the rate a per-trial input.
-  Zero against non-zero still splits a group: Keras gives a dropout layer a
-  seed generator (state) only for a rate above zero.
-- a dense layer's kernel_regularizer l1 and l2: the kernel variable's
-  `regularizer` is replaced likewise by L1L2's arithmetic with both factors
-  per-trial inputs (a zero factor adds an exact zero where Keras skips the
-  term). Having a regularizer or not still splits (shape_groups does).
-- the optimizer's weight_decay: the optimizer's `weight_decay` attribute is
-  the per-trial value while tracing (Keras' `_apply_weight_decay` only asks
-  whether it is None, then casts it). A trial without weight decay (None)
-  beside one with it decays by an exact zero.
+What is per trial by a substitution while the program is traced (a
+dropout layer's rate, a dense layer's l1 and l2, the optimizer's weight
+decay): models.training.group_program says how.
 
 What still splits a group (`UNTRACED`, `program_groups`, in
 models.training.trial_plan): the optimizer's momentum, a Python float that SGD
@@ -59,7 +44,7 @@ trains on exactly what that fold's rows would train on alone (the tests hold
 each fold to 1e-5). Each member starts from the values train() builds on its
 fold's training rows: a normalization layer adapts per fold, and its adapted
 mean and variance, which Keras' `call` reads as constant tensors, are remade
-from the member's state while tracing (`_adapted_per_member`). Folds whose
+from the member's state while tracing (models.training.group_program). Folds whose
 training sets differ in size (k does not divide the rows) share the program
 all the same (models.training.fused_program.member_epoch_functions: each
 member draws its own size's order, and the steps past its own last batch
@@ -86,10 +71,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cache, partial
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
@@ -97,19 +81,15 @@ import numpy as np
 from models.datasets import Dataset
 from models.errors import JobCancelled
 from models.storage.checkpoints import Checkpoint
-from models.training.backend import FULL_OPTIMIZATION
-from models.training.builder import adapt, build_model, build_optimizer
 from models.training.fit import CheckpointSink, TrainingResult
 from models.training.folds import fold_rows, fold_summary, merge_fold_logs
-from models.training.fused import History, assign_values, model_values, place_data
-from models.training.fused_program import (
-    epoch_functions,
-    member_epoch_functions,
-    member_orders,
-)
+from models.training.fused import History, assign_values, place_data
+from models.training.fused_program import member_orders
+from models.training.group_inputs import REFIT, GroupInputs, Member, initial_inputs
+from models.training.group_program import GroupProgram, Validations, split_each_key
 from models.training.labels import LabelEncoding
 from models.training.search import Halving, Trial
-from models.training.spec import DenseLayer, DropoutLayer, ModelSpec, NormalizationLayer
+from models.training.spec import DenseLayer, DropoutLayer
 from models.training.trial_plan import program_groups
 
 if TYPE_CHECKING:
@@ -258,11 +238,11 @@ def train_group(
     y = encoding.encode(dataset.y)
     splits = fold_rows(len(dataset.x), folds) if folds else None
     keras.backend.clear_session()  # once with garbage collection, as train() clears
-    group = _initial_inputs(trials, dataset, splits, refit)
+    group = initial_inputs(trials, dataset, splits, refit)
     model = group.model
     if splits is None:
         data = place_data(dataset.x, y, first)
-        program = _GroupProgram(model, first, (len(data.x_train),), folded=False)
+        program = GroupProgram(model, first, (len(data.x_train),), folded=False)
         members: list[Member] = [(position, None) for position in range(len(trials))]
         everyone = np.ones(len(members), dtype=bool)
         validations = [(everyone, (data.x_val, data.y_val))] if len(data.x_val) else []
@@ -310,15 +290,11 @@ def train_group(
     )
 
 
-Member = tuple[int, int | None]  # (trial position in the group, fold index, REFIT or None)
-REFIT = -1  # the fold index of a trial's member that trains on every row
-# Per member, the rows it validates on: (which members take these logs, the data).
-Validations = list[tuple[np.ndarray, tuple[Any, ...]]]
 REFIT_PREFIX = "refit:"  # a trial's logs of its refit member: "refit:loss", ...
 
 
 def _folded_stacks(
-    trials: list[Trial], group: _GroupInputs, splits: list[tuple[np.ndarray, np.ndarray]],
+    trials: list[Trial], group: GroupInputs, splits: list[tuple[np.ndarray, np.ndarray]],
     refit: bool, x: np.ndarray, y: np.ndarray,
 ) -> list[_Stack]:  # fmt: skip
     """Each trial's folds (and its refit) as members of as few programs as
@@ -338,7 +314,7 @@ def _folded_stacks(
     for batch in dict.fromkeys(min(batch_size, len(training)) for _, training, _ in kinds):
         here = [kind for kind in kinds if min(batch_size, len(kind[1])) == batch]
         sizes = tuple(dict.fromkeys(len(training) for _, training, _ in here))
-        program = _GroupProgram(group.model, trials[0].spec, sizes, folded=True)
+        program = GroupProgram(group.model, trials[0].spec, sizes, folded=True)
         members: list[Member] = [
             (position, fold) for position in range(len(trials)) for fold, _, _ in here
         ]
@@ -380,27 +356,13 @@ def _refit_states(stacks: list[_Stack]) -> dict[int, Any]:
     return states
 
 
-@cache
-def _split_each_key() -> Callable[[Any], tuple[Any, Any]]:
-    """keys -> (next keys, epoch keys): `jax.random.split` of each key of a
-    stack, compiled once a process. An eager `vmap` traces again on every
-    call: 1.7 ms an epoch on a 2-core host, 85 ms of a 50-epoch k-fold job."""
-    import jax
-
-    def split(keys: Any) -> tuple[Any, Any]:
-        both = jax.vmap(jax.random.split)(keys)
-        return both[:, 0], both[:, 1]
-
-    return jax.jit(split)
-
-
 class _Stack:
     """Members that share one program: their state, shuffle keys and
     hyperparameters stacked along a leading member axis, and the data they
     train and validate on (the program's `training` and `validations`)."""
 
     def __init__(
-        self, program: _GroupProgram, members: list[Member], group: _GroupInputs,
+        self, program: GroupProgram, members: list[Member], group: GroupInputs,
         training: tuple[Any, ...], validations: Validations,
     ) -> None:  # fmt: skip
         import jax
@@ -424,7 +386,7 @@ class _Stack:
         """One epoch of every member; their logs."""
 
         # As the single trainer: `key, epoch_key = split(key)`, member by member.
-        self.keys, epoch_keys = _split_each_key()(self.keys)
+        self.keys, epoch_keys = split_each_key()(self.keys)
         draws = epoch_keys
         if self.program.member_arrays == 2:  # several sizes: each member's order, drawn apart
             orders = member_orders(self.program.sizes, self.program.shuffle)
@@ -615,363 +577,6 @@ def _sum_traces(traces: Iterable[dict[str, int]]) -> dict[str, int]:
         for name, count in counts.items():
             total[name] += count
     return total
-
-
-class _GroupProgram:
-    """CompiledEpoch's two programs, vmapped over the leading member axis of
-    the state and the keys (with folds of several sizes, each member's order
-    of its rows instead: fused_program.member_orders draws them). The data
-    is shared; with `folded`, each member also takes its row indices into it
-    and gathers its rows in the program."""
-
-    def __init__(
-        self, model: Any, spec: ModelSpec, sizes: tuple[int, ...], folded: bool,
-        traces: dict[str, int] | None = None,
-    ) -> None:  # fmt: skip
-        import jax
-
-        several = folded and len(sizes) > 1  # members of several training sizes
-        if several:
-            epoch, evaluate = member_epoch_functions(model, spec, sizes)
-        else:
-            epoch, evaluate = epoch_functions(model, spec, sizes[0])
-        self.arguments = (model, spec, sizes, folded)
-        self.sizes = sizes
-        self.shuffle = spec.fit.shuffle
-        self.folded = folded
-        # How many of the training data's arrays are per member (the rest are
-        # shared): with folds, the row indices, and each member's size slot
-        # when there are several sizes.
-        self.member_arrays = 2 if several else 1 if folded else 0
-        self.traces = traces if traces is not None else {"train": 0, "evaluate": 0}
-        # Spec indices (model.layers follows spec.layers) of the layers whose
-        # hyperparameters are per-trial inputs: dropout that drops, regularized dense.
-        self.dropout_layers = [
-            index
-            for index, layer in enumerate(spec.layers)
-            if isinstance(layer, DropoutLayer) and layer.rate > 0
-        ]
-        self.regularized_layers = [
-            index
-            for index, layer in enumerate(spec.layers)
-            if isinstance(layer, DenseLayer) and layer.kernel_regularizer is not None
-        ]
-        dropouts = [model.layers[index] for index in self.dropout_layers]
-        optimizer = model.optimizer
-        kernels = [model.layers[index].kernel for index in self.regularized_layers]
-        # Only folds adapt on different rows; without them every member's are the same.
-        normalizations = [
-            model.layers[index]
-            for index, layer in enumerate(spec.layers)
-            if folded and isinstance(layer, NormalizationLayer)
-        ]
-
-        def trial_epoch(state: Any, key: Any, hyper: Any, *data: Any) -> Any:
-            with (
-                _traced_hyperparameters(dropouts, kernels, optimizer, hyper),
-                _adapted_per_member(normalizations),
-            ):
-                return epoch(state, key, *data)
-
-        # Validation reports the loss with its regularization, as `fit` does: the
-        # trial's own factors there too.
-        def trial_evaluation(
-            trainable: Any, non_trainable: Any, hyper: Any, x_val: Any, y_val: Any
-        ) -> Any:
-            with (
-                _traced_hyperparameters(dropouts, kernels, optimizer, hyper),
-                _adapted_per_member(normalizations),
-            ):
-                return evaluate(trainable, non_trainable, x_val, y_val)
-
-        # Without folds the data goes in as it is: no gather added to the program.
-        # With several sizes the epoch gathers (member_epoch_functions).
-        member_epoch = _gathering(trial_epoch) if folded and not several else trial_epoch
-        member_evaluation = _gathering(trial_evaluation) if folded else trial_evaluation
-        train_axes = (0,) * self.member_arrays + (None, None)
-        evaluation_axes = (0, None, None) if folded else (None, None)
-
-        # The counts run in Python, so once per trace: the tests check one compile a group.
-        def train(state: Any, keys: Any, hyper: Any, *data: Any) -> Any:
-            self.traces["train"] += 1
-            vmapped = jax.vmap(member_epoch, in_axes=(0, 0, 0, *train_axes))
-            return vmapped(state, keys, hyper, *data)
-
-        def validate(trainable: Any, non_trainable: Any, hyper: Any, *data: Any) -> Any:
-            self.traces["evaluate"] += 1
-            vmapped = jax.vmap(member_evaluation, in_axes=(0, 0, 0, *evaluation_axes))
-            return vmapped(trainable, non_trainable, hyper, *data)
-
-        self.train = jax.jit(train, compiler_options=FULL_OPTIMIZATION)
-        self.evaluate = jax.jit(validate, compiler_options=FULL_OPTIMIZATION)
-
-    def renewed(self) -> _GroupProgram:
-        """The same program from new functions, its traces counted with these,
-        for a stack of fewer members. Retracing these very functions is not
-        safe: `lax.scan` caches the jaxpr of the epoch's step by the step
-        function and its input shapes, which a member axis does not change
-        (it is vmapped outside), so the cached jaxpr would keep the first
-        trace's per-trial hyperparameters, tracers of a finished trace, that
-        the step reads from the substituted `call` and `regularizer`."""
-        return _GroupProgram(*self.arguments, traces=self.traces)
-
-    def hyperparameters(
-        self, trials: list[Trial], weight_decays: list[float | None]
-    ) -> dict[str, np.ndarray]:
-        """The per-trial inputs, a leading trial axis on each: "dropout" (trials,
-        dropout layers) rates, "l1_l2" (trials, regularized layers, 2) factors,
-        and "weight_decay" (trials,) unless no trial's optimizer decays (then
-        Keras' own path, which skips it, is traced). Float32, as Keras' Python
-        floats become when they meet float32 values."""
-        dropout = np.zeros((len(trials), len(self.dropout_layers)), dtype="float32")
-        l1_l2 = np.zeros((len(trials), len(self.regularized_layers), 2), dtype="float32")
-        for row, trial in enumerate(trials):
-            for column, index in enumerate(self.dropout_layers):
-                layer = trial.spec.layers[index]
-                assert isinstance(layer, DropoutLayer)  # one group: the same layer types
-                dropout[row, column] = layer.rate
-            for column, index in enumerate(self.regularized_layers):
-                regularizer = getattr(trial.spec.layers[index], "kernel_regularizer", None)
-                assert regularizer is not None  # one group: the same layers regularized
-                l1_l2[row, column] = (regularizer.l1, regularizer.l2)
-        hyper = {"dropout": dropout, "l1_l2": l1_l2}
-        if any(decay is not None for decay in weight_decays):
-            hyper["weight_decay"] = np.array(
-                [decay or 0.0 for decay in weight_decays], dtype="float32"
-            )
-        return hyper
-
-    def __call__(
-        self, state: Any, keys: Any, hyperparameters: Any, training: tuple[Any, ...],
-        validations: Validations,
-    ) -> tuple[Any, list[dict[str, float]]]:  # fmt: skip
-        """One epoch for every member, then each validation; logs per member,
-        named as `fit` names them. `training`: (x, y), or with folds ([size
-        slots,] row indices, x, y); each validation's data (x, y), or with
-        folds (row indices, x, y), and which members take its logs."""
-        import jax
-
-        state, train_logs = self.train(state, keys, hyperparameters, *training)
-        val_logs = [self.evaluate(state[0], state[1], hyperparameters, *data)
-                    for _, data in validations]  # fmt: skip
-        # One transfer for all members' logs.
-        on_host, val_on_host = jax.device_get((train_logs, val_logs))
-        members = len(next(iter(on_host.values())))
-        logs = [{name: float(values[m]) for name, values in on_host.items()}
-                for m in range(members)]  # fmt: skip
-        for (takes, _), named in zip(validations, val_on_host, strict=True):
-            for m in np.flatnonzero(takes):
-                logs[m].update({f"val_{name}": float(values[m]) for name, values in named.items()})
-        return state, logs
-
-
-def _gathering(function: Callable[..., Any]) -> Callable[..., Any]:
-    """`function`, its last two arguments (x, y) taken instead as row indices
-    and the whole dataset's x and y: the rows are gathered in the program, so
-    the dataset is on the device once for every fold."""
-
-    def gathered(*arguments: Any) -> Any:
-        *leading, rows, x, y = arguments
-        return function(*leading, x[rows], y[rows])
-
-    return gathered
-
-
-@contextmanager
-def _traced_hyperparameters(
-    dropouts: list[Any], kernels: list[Any], optimizer: Any, hyper: Any
-) -> Iterator[None]:
-    """While tracing: each of `dropouts` (keras Dropout layers, rate above zero)
-    drops with its entry of `hyper["dropout"]`, each of `kernels` (dense
-    kernels with an L1L2 regularizer) is penalized with its row of
-    `hyper["l1_l2"]`, and `optimizer` decays weights by `hyper["weight_decay"]`
-    when given: traced values instead of Keras' Python floats. Keras' own
-    `call`, `regularizer` and `weight_decay` are back on exit.
-
-    The arithmetic is Keras': keras/src/backend/jax/random.py's `dropout` (a
-    Bernoulli mask of `1 - rate` from the layer's seed generator, survivors
-    scaled by `1 / (1 - rate)`) and keras/src/regularizers' L1L2, with their
-    Python branches on the values left out."""
-    import jax
-    import jax.numpy as jnp
-
-    def dropping(layer: Any, rate: Any) -> Any:
-        def call(inputs: Any, training: bool = False) -> Any:
-            if not training:
-                return inputs
-            # Keras' Python float rate: a float32 mask probability, and a divisor
-            # in the inputs' dtype (bfloat16 under mixed precision).
-            keep = 1.0 - rate
-            mask = jax.random.bernoulli(layer.seed_generator.next(), p=keep, shape=inputs.shape)
-            scaled = inputs / keep.astype(inputs.dtype)
-            return jax.lax.select(mask, scaled, jnp.zeros_like(inputs))
-
-        return call
-
-    def penalty(factors: Any) -> Any:
-        def regularize(x: Any) -> Any:
-            regularization = jnp.zeros((), dtype=x.dtype)
-            regularization += factors[0].astype(x.dtype) * jnp.sum(jnp.abs(x))
-            regularization += factors[1].astype(x.dtype) * jnp.sum(jnp.square(x))
-            return regularization
-
-        return regularize
-
-    keras_regularizers = [kernel.regularizer for kernel in kernels]
-    keras_weight_decay = optimizer.weight_decay
-    if "weight_decay" in hyper:
-        optimizer.weight_decay = hyper["weight_decay"]
-    for position, layer in enumerate(dropouts):
-        layer.call = dropping(layer, hyper["dropout"][position])
-    for position, kernel in enumerate(kernels):
-        kernel.regularizer = penalty(hyper["l1_l2"][position])
-    try:
-        yield
-    finally:
-        for layer in dropouts:
-            del layer.call
-        for kernel, regularizer in zip(kernels, keras_regularizers, strict=True):
-            kernel.regularizer = regularizer
-        optimizer.weight_decay = keras_weight_decay
-
-
-@dataclass
-class _GroupInputs:
-    """What every program of a group starts from: each member's initial
-    values, each trial's seed and optimizer's weight decay, and the model
-    whose variables are the programs' placeholders."""
-
-    trials: list[Trial]
-    states: dict[Member, Any]
-    seeds: list[int]
-    weight_decays: list[float | None]  # Keras' default where the spec has none
-    model: keras.Sequential
-
-
-def _initial_inputs(
-    trials: list[Trial], dataset: Dataset, splits: list[tuple[np.ndarray, np.ndarray]] | None,
-    refit: bool = False,
-) -> _GroupInputs:  # fmt: skip
-    """Each member's initial values, those of the model train() builds for the
-    trial's spec on the member's training rows (its fold's, with folds; every
-    row for its refit)."""
-    training_rows = trials[0].spec.fit.training_rows(len(dataset.x))
-    member_rows: list[tuple[int | None, Any]] = (
-        [(None, slice(None, training_rows))]
-        if splits is None
-        else [(fold, training) for fold, (training, _) in enumerate(splits)]
-    )
-    if refit:
-        member_rows.append((REFIT, slice(None)))
-    # Only a normalization layer's adapted values depend on the rows: other
-    # models are built once per trial, not once per fold.
-    adapts = any(isinstance(layer, NormalizationLayer) for layer in trials[0].spec.layers)
-    states: dict[Member, Any] = {}
-    weight_decays: list[float | None] = []
-    model = None
-    # Trials of one group with the same seed start from the same values but for
-    # the learning rate (the rest that differs are the program's inputs): a
-    # model is built once per seed (and fold, when it adapts), not per trial,
-    # and each trial's learning rate written into a copy of its values. A
-    # build takes ~13 ms: 0.85 s of a 64-trial group's set-up, 0.1 s this way.
-    built: dict[tuple[int | None, int | None], tuple[Any, int | None]] = {}
-    optimizers: dict[str, Any] = {}  # one per distinct optimizer of the spec: they take ms too
-    made: tuple[Any, int | None] | None = None
-    for position, trial in enumerate(trials):
-        options = trial.spec.compile.optimizer_options
-        optimizer = optimizers.get(options.model_dump_json())
-        if optimizer is None:
-            optimizer = optimizers[options.model_dump_json()] = build_optimizer(options)
-        weight_decays.append(optimizer.weight_decay)  # Keras' default where the spec has none
-        for fold, rows in member_rows:
-            key = (trial.spec.seed, fold if adapts else None)
-            if trial.spec.seed is not None and key in built:
-                made = built[key]
-            elif adapts or fold in (None, 0):
-                model = _initial_model(trial.spec, dataset.x[rows])
-                made = (model_values(model), _learning_rate_slot(model))
-                if trial.spec.seed is not None:
-                    built[key] = made
-            # else: a later fold of an unseeded trial: its first fold's values
-            assert made is not None  # every trial's first member builds or finds one
-            states[(position, fold)] = _with_learning_rate(made[0], made[1], optimizer)
-    assert model is not None  # a group has a trial
-    seeds = [
-        trial.spec.seed if trial.spec.seed is not None else np.random.randint(2**31)
-        for trial in trials
-    ]
-    # The last model built is the group's, its variables only the programs' placeholders.
-    return _GroupInputs(trials, states, seeds, weight_decays, model)
-
-
-def _learning_rate_slot(model: Any) -> int | None:
-    """Where the optimizer's learning rate is among its variables (None: not a
-    variable, e.g. a schedule)."""
-    rate = getattr(model.optimizer, "_learning_rate", None)
-    found = [i for i, variable in enumerate(model.optimizer.variables) if variable is rate]
-    return found[0] if found else None
-
-
-def _with_learning_rate(values: Any, slot: int | None, optimizer: Any) -> Any:
-    """`values` (model_values' layout) with `optimizer`'s learning rate in `slot`,
-    as a model built with that optimizer holds it."""
-    if slot is None:
-        return values
-    trainable, non_trainable, optimizer_values = values
-    rate = np.asarray(optimizer._learning_rate.value, dtype=optimizer_values[slot].dtype)
-    return trainable, non_trainable, [*optimizer_values[:slot], rate, *optimizer_values[slot + 1 :]]
-
-
-@contextmanager
-def _adapted_per_member(normalizations: list[Any]) -> Iterator[None]:
-    """While tracing: each of `normalizations` (keras Normalization layers)
-    normalizes with the member's own adapted mean and variance. Keras keeps
-    them twice: as non-trainable variables (`adapt_mean`, `adapt_variance`,
-    part of each member's state) and as plain tensors (`mean`, `variance`,
-    made from those by `finalize_state`) that `call` reads; traced, those
-    tensors would be one constant for every member, the last model's. So
-    `call` first remakes them from the variables, which inside
-    `stateless_call` hold the member's traced values, and puts Keras'
-    tensors back afterwards."""
-
-    def normalizing(layer: Any) -> Any:
-        keras_call = type(layer).call
-
-        def call(inputs: Any) -> Any:
-            constants = layer.mean, layer.variance
-            layer.finalize_state()
-            try:
-                return keras_call(layer, inputs)
-            finally:
-                layer.mean, layer.variance = constants
-
-        return call
-
-    for layer in normalizations:
-        layer.call = normalizing(layer)
-    try:
-        yield
-    finally:
-        for layer in normalizations:
-            del layer.call
-
-
-def _initial_model(spec: ModelSpec, x_train: np.ndarray) -> keras.Sequential:
-    """The model models.training.fit.train builds for `spec`, built the same way
-    (session cleared, global seed set, adapted, optimizer built), so its initial
-    values equal the single-trial run's."""
-    import keras
-
-    # Keras' global state (layer names, the global seed generator) is reset as
-    # train() resets it; its garbage collection (0.25 s a call, most of a group's
-    # set-up) is not needed for equal values, and train_group runs it once.
-    keras.backend.clear_session(free_memory=False)
-    if spec.seed is not None:
-        keras.utils.set_random_seed(spec.seed)
-    model = build_model(spec)
-    adapt(model, x_train)
-    model.optimizer.build(model.trainable_variables)
-    return model
 
 
 def _check_group(
