@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from models.datasets import Dataset, parse_dataset
-from models.training.labels import LabelEncoding
+from models.training.class_labels import LabelEncoding
 from models.training.spec import ModelSpec
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"

@@ -10,7 +10,7 @@ jobs, and reports the device memory in use after each job's clean-up (what
 the worker's `gc.collect` hands back) beside the peak.
 
 Then issue 15's GPU figure: TRIALS (256) trials of the seed MNIST MLP side by
-side in one job's program (models.training.fused_trials.train_group, as a
+side in one job's program (models.training.fused.group_trainer.train_group, as a
 search job of learning rate x seed trains them), samples/s across all trials
 against one trial alone (the "service, GPU" row). Run by bench/gpu.sh.
 """
@@ -105,8 +105,8 @@ def measure_search(trials: int, rows: int, epochs: int) -> dict:
     import numpy as np
 
     from models.datasets import Dataset
-    from models.training.fused_trials import train_group
-    from models.training.search import Search, trial_specs
+    from models.training.fused.group_trainer import train_group
+    from models.training.search.space import Search, trial_specs
     from models.validation import validate
 
     generator = np.random.default_rng(0)

@@ -1,6 +1,6 @@
 """Micro-benchmark (PROTOTYPE, not wired into make): trials of the seed's binary
 program (examples/breast_cancer.json) side by side in one vmapped program
-(models.training.fused_trials) against one trial trained alone by the fused
+(models.training.fused.group_trainer) against one trial trained alone by the fused
 trainer, in one process.
 
     .venv/bin/python -m bench.search_group [--trials 64] [--epochs 30] [--check 2]
@@ -30,8 +30,8 @@ configure_backend("jax", quick_eager_compiles=True)
 from bench.examples import example_data  # noqa: E402
 from models.datasets import Dataset  # noqa: E402
 from models.training.fit import SilentObserver, train  # noqa: E402
-from models.training.fused_trials import program_groups, train_group  # noqa: E402
-from models.training.search import Search, trial_specs  # noqa: E402
+from models.training.fused.group_trainer import program_groups, train_group  # noqa: E402
+from models.training.search.space import Search, trial_specs  # noqa: E402
 from models.validation import validate  # noqa: E402
 
 

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from models.training.search import Trial
+    from models.training.search.space import Trial
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -103,7 +103,7 @@ def timed_fit(fit: Callable[[EpochClock], object]) -> Callable[[], float]:
 
 
 def search_trials(spec: dict[str, Any], search: dict[str, Any]) -> list[Trial]:
-    from models.training.search import Search, trial_specs
+    from models.training.search.space import Search, trial_specs
     from models.validation import validate
 
     return trial_specs(spec, validate(Search, search, ("search",)))
@@ -114,7 +114,7 @@ def fitserve_programs(trials: list[Trial]) -> list[Callable[[], float]]:
     (train_group, as their search job), timed."""
     from bench.examples import example_data
     from models.training.fit import train
-    from models.training.fused_trials import train_group
+    from models.training.fused.group_trainer import train_group
 
     _, dataset, _ = example_data(EXAMPLE)
     return [
@@ -241,8 +241,8 @@ def fold_phases(spec: dict[str, Any], folds: int) -> dict[str, Any]:
     from bench.examples import example_data
     from models.training.backend import enable_compilation_cache
     from models.training.fit import train
-    from models.training.fused_trials import train_group
-    from models.training.search import Trial
+    from models.training.fused.group_trainer import train_group
+    from models.training.search.space import Trial
     from models.training.spec import ModelSpec
 
     enable_compilation_cache(Path(tempfile.mkdtemp(prefix="fitserve-floor-xla-")))

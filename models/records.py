@@ -61,7 +61,7 @@ class JobRecord(TypedDict):
     created_at: str
     started_at: str | None
     finished_at: str | None
-    # A search or k-fold job (models.training.trial_plan): the search as asked,
+    # A search or k-fold job (models.training.search.trial_plan): the search as asked,
     # how trials rank, each trial, and the best once the job has succeeded.
     search: NotRequired[dict[str, Any] | None]
     ranking: NotRequired[dict[str, str]]

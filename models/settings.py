@@ -95,7 +95,7 @@ class Redis(BaseModel):
 
 
 class PredictionLog(BaseModel):
-    """The prediction log (models.serving.prediction_log): this share of predict
+    """The prediction log (models.serving.prediction_log_writer): this share of predict
     requests, on every protocol, kept as JSON lines in the store, by hour."""
 
     # 0 is off (the default), 1 every request.
@@ -165,7 +165,7 @@ class Settings(BaseSettings):
     # Load every model's latest version when an API process starts.
     preload_models: bool = True
     # How long a SavedModel/ONNX export's build (a TensorFlow child process,
-    # models.serving.export) may run before it is stopped and answered with a 500.
+    # models.serving.exporter) may run before it is stopped and answered with a 500.
     export_time_limit_s: float = Field(default=300.0, gt=0)
 
     @field_validator("api_keys", mode="before")

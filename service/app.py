@@ -11,7 +11,7 @@ from models.jobs.store import JobStore
 from models.jobs.workers import WorkerRegistry
 from models.redis_client import open_redis
 from models.serving.catalog import ModelCatalog, announce_changes
-from models.serving.prediction_log import PredictionLog
+from models.serving.prediction_log_writer import PredictionLog
 from models.serving.predictor import Predictor
 from models.settings import Settings
 from models.storage.blobs import open_blobs
@@ -28,8 +28,18 @@ from service.error_handlers import register_error_handlers
 from service.fast_predict import FastPredict
 from service.json_provider import OrjsonProvider
 from service.metrics import count_prediction_log, install_metrics
-from service.routes import dashboard, datasets, docs, jobs, labels, models, ops, predictions, v2
-from service.warm_up import warm_requests
+from service.routes import (
+    dashboard,
+    datasets,
+    docs,
+    jobs,
+    models,
+    ops,
+    predictions,
+    v2,
+    version_labels,
+)
+from service.warm_routes import warm_requests
 from service.wsgi import FitserveFlask
 from worker.celery_app import make_celery
 from worker.queue import JobQueue
@@ -78,7 +88,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         ),  # fmt: skip
         prediction_records=prediction_records,
     )
-    labels.install_labels(app)  # version labels, in Redis
+    version_labels.install_labels(app)  # version labels, in Redis
     register_error_handlers(app)
     install_auth(app, settings.api_keys)
     install_metrics(app)
@@ -88,7 +98,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         datasets.blueprint,
         jobs.blueprint,
         models.blueprint,
-        labels.blueprint,
+        version_labels.blueprint,
         predictions.blueprint,
         v2.blueprint,
         dashboard.blueprint,
@@ -99,7 +109,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.preload_models:
         # After the routes (the warm-up matches them). In the background:
         # /healthz answers at once, /readyz once the latest version of every
-        # model is loaded and warm (models.serving.warmup).
+        # model is loaded and warm (models.serving.warm_up).
         services.predictor.start_warm_up()
         # A version published later is loaded and warmed before it takes traffic.
         services.predictor.follow_publishes()

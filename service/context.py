@@ -14,7 +14,7 @@ from models.jobs.store import JobStore
 from models.jobs.workers import WorkerRegistry
 from models.records import DatasetRecord
 from models.serving.catalog import ModelCatalog
-from models.serving.prediction_log import PredictionLog
+from models.serving.prediction_log_writer import PredictionLog
 from models.serving.predictor import Predictor
 from models.settings import Settings
 from models.storage.model_store import ModelStore

@@ -45,7 +45,7 @@ class LabelNameConverter(BaseConverter):
 
 class VersionOrLabelConverter(BaseConverter):
     """V2's version segment (`/v2/models/iris/versions/<v>`): a version number
-    (an int) or a label (a str, resolved by service.routes.labels.pinned_version),
+    (an int) or a label (a str, resolved by service.routes.version_labels.pinned_version),
     since Triton's and KServe's clients put `model_version` there as a string.
     Labels start with a letter, so the two never meet."""
 

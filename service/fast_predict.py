@@ -36,7 +36,7 @@ from service.auth import EXTENSION as KEYS
 from service.auth import Keys
 from service.bodies import parse_json
 from service.metrics import count_predictions, observe_request
-from service.prediction_log import log_prediction_outside_flask
+from service.prediction_sampling import log_prediction_outside_flask
 from service.render import CHUNK_ROWS, predictions_json
 
 if TYPE_CHECKING:

@@ -25,7 +25,7 @@ from service.openapi_bodies import (
     UNAVAILABLE_DESCRIPTION,
     WITHOUT_UNAVAILABLE,
 )
-from service.routes.labels import LabelRequest
+from service.routes.version_labels import LabelRequest
 from service.schemas import BatchPredictRequest, EvaluateRequest, JobRequest, TrainingSpec
 
 # The JSON bodies each route validates with a pydantic model.

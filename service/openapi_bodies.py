@@ -10,13 +10,13 @@ from __future__ import annotations
 from typing import Any
 
 from models.jobs.store import STATES
-from models.serving.export import FORMATS as EXPORT_FORMATS
+from models.serving.exporter import FORMATS as EXPORT_FORMATS
 
 JSON_OBJECT = {"application/json": {"schema": {"type": "object"}}}
 TEXT = {"schema": {"type": "string"}}
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 PREDICTIONS = {**JSON_OBJECT, "text/csv": TEXT, "application/x-npy": BINARY}
-# An export download (service.exports): `.keras` and `.onnx`, or a zipped SavedModel.
+# An export download (service.export_download): `.keras` and `.onnx`, or a zipped SavedModel.
 EXPORT_FILE = {"application/octet-stream": BINARY, "application/zip": BINARY}
 EXPORTED = "The version as a file (Content-Disposition names it)"
 EXPORT_FORMAT = {"name": "format", "in": "query", "required": False,

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import Field
 
 from models.ids import MODEL_NAME, anchored
-from models.training.search import Search
+from models.training.search.space import Search
 from models.training.spec import ModelSpec, StrictModel
 
 ModelName = Annotated[str, Field(pattern=anchored(MODEL_NAME))]
@@ -18,7 +18,7 @@ class TrainingSpec(StrictModel):
 
     model: ModelName
     spec: ModelSpec
-    # Many trials of `spec` in one job (models.training.search); the best is published.
+    # Many trials of `spec` in one job (models.training.search.space); the best is published.
     search: Search | None = None
 
 

@@ -38,13 +38,13 @@ from models.serving.catalog import announce_changes
 from models.serving.predictor import load_version
 from models.settings import Jobs, Settings
 from models.storage.blobs import open_blobs
-from models.storage.checkpoints import CheckpointStore
+from models.storage.checkpoint_files import CheckpointStore
 from models.storage.model_store import ModelStore
 from models.storage.results import ResultStore
 from models.training.checkpoints import Checkpointer
 from models.training.fit import TrainingResult, train
+from models.training.search.trial_plan import is_multi_trial, job_trials
 from models.training.spec import ModelSpec
-from models.training.trial_plan import is_multi_trial, job_trials
 from worker.leases import LeaseKeeper
 from worker.search_jobs import forget_search_models, resumed_group, run_group_job, run_trials
 

@@ -4,9 +4,9 @@ such a job here once it holds its claim and lease; the rest (state moves,
 publishing once, failures) is the runner's, as for any training job.
 
 The trials are the job's spec with each trial's drawn values written in
-(models.training.search.trial_specs: the API checked every one before the
+(models.training.search.space.trial_specs: the API checked every one before the
 job was queued; drawing again gives the same trials). Trials that can share
-one program train side by side in it (models.training.fused_trials), one
+one program train side by side in it (models.training.fused.group_trainer), one
 group after another on this worker. Each epoch of a group is one entry of the
 job's history: its `epoch`, `group`, and each running trial's logs under
 `"<trial>:<metric>"` (with folds, the fold mean there and each fold's under
@@ -34,7 +34,7 @@ group's best model waits in the store (`searches/<search>/`) for the
 coordinator to publish it; the coordinator deletes them when it ends.
 
 A group job (or a one-group search) redelivered after its worker died goes
-on from its group's last checkpoint (models.training.fused_trials saves
+on from its group's last checkpoint (models.training.fused.group_trainer saves
 every member's values, who still runs, the curves), as any job does; a
 search redelivered finds its finished groups done.
 """
@@ -55,16 +55,22 @@ from typing import TYPE_CHECKING, Any
 
 from models.datasets import Dataset
 from models.errors import Conflict, JobCancelled, SearchFailed
-from models.storage.checkpoints import Checkpoint
+from models.storage.checkpoint_files import Checkpoint
 from models.training.checkpoints import Checkpointer
+from models.training.class_labels import LabelEncoding
 from models.training.fit import TrainingResult, train
-from models.training.labels import LabelEncoding
+from models.training.search.trial_plan import (
+    TrialPlan,
+    better,
+    job_trials,
+    program_groups,
+    search_json,
+)
 from models.training.spec import ModelSpec
-from models.training.trial_plan import TrialPlan, better, job_trials, program_groups, search_json
 
 if TYPE_CHECKING:
     from models.records import JobRecord
-    from models.training.fused_trials import GroupResult
+    from models.training.fused.group_trainer import GroupResult
     from worker.leases import LeaseKeeper
     from worker.runner import JobProgress, WorkerContext
 
@@ -261,7 +267,7 @@ def _train_group(
 ) -> GroupResult:  # fmt: skip
     import keras
 
-    from models.training.fused_trials import train_group
+    from models.training.fused.group_trainer import train_group
 
     if keras.backend.backend() != "jax":
         raise SearchFailed(

@@ -40,7 +40,7 @@ import redis
 from models.errors import NotFound
 from models.jobs.store import FINAL_STATES, JobStore
 from models.records import JobRecord
-from models.storage.checkpoints import CheckpointStore
+from models.storage.checkpoint_files import CheckpointStore
 from models.storage.prediction_records import PredictionRecords
 from models.storage.results import ResultStore
 from worker.queue import JobQueue

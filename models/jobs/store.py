@@ -321,7 +321,7 @@ class JobStore:
     ) -> JobRecord:  # fmt: skip
         """A queued job: `train` (with a spec) or `predict` (with a model version).
         `extra`: a search or k-fold job's own fields (`search`, `ranking`,
-        `trials`, `best`: models.training.trial_plan), or a group job's
+        `trials`, `best`: models.training.search.trial_plan), or a group job's
         (`parent`, `group`). `job_id`: one the caller derived (a group job's)."""
         job_id = job_id or new_job_id()
         epochs = spec["fit"]["epochs"] if spec else None

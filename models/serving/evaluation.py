@@ -5,7 +5,7 @@ penalties, as Keras adds them) and each compiled metric, over every row.
 The outputs come from the version's serving pass (`LoadedModel.predict`), a
 chunk of rows at a time, and the loss and metrics are reduced here in numpy:
 Keras is never called from a request thread. The labels are encoded as
-training encoded them (models.training.labels). Each definition follows
+training encoded them (models.training.class_labels). Each definition follows
 Keras 3's (keras.losses, keras.metrics) in float32, crossentropy's clipping at
 epsilon 1e-7 included; the sums are kept in float64 across chunks, so the
 answer does not depend on the chunk size. The per-sample metrics live in
@@ -22,7 +22,7 @@ from models.datasets import Dataset
 from models.errors import SpecDatasetMismatch, ValidationFailed, problem, quoted
 from models.serving.keras_metrics import KERAS_BATCH, LOSSES, accumulator_for
 from models.serving.predictor import LoadedModel
-from models.training.labels import LabelEncoding
+from models.training.class_labels import LabelEncoding
 
 
 def evaluate(

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from models.training.labels import LabelEncoding
+from models.training.class_labels import LabelEncoding
 
 Array = np.ndarray
 PerRow = Callable[[Array, Array], Array]

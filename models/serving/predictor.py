@@ -8,7 +8,7 @@ Keras' own inference call otherwise, in bounded chunks either way.
 `latest` follows the store through the catalog (models.serving.catalog): a
 newly published version is loaded aside as soon as this process learns of it
 (`follow_publishes`), or on the first request after that, while the version in
-hand keeps answering. Every version is warmed (models.serving.warmup) before it
+hand keeps answering. Every version is warmed (models.serving.warm_up) before it
 goes in the cache, so before it takes traffic; at start the latest version of
 each model is loaded and warmed (`start_warm_up`) and the process is not ready
 until that is done (`warmup`). A version that fails to load never replaces a
@@ -32,9 +32,9 @@ import numpy as np
 from models.errors import ServiceUnavailable
 from models.serving.catalog import ModelCatalog
 from models.serving.forward import ForwardPass, UnsupportedLayer
-from models.serving.warmup import WarmUp, warm_up
+from models.serving.warm_up import WarmUp, warm_up
 from models.storage.model_store import ModelStore
-from models.training.labels import LabelEncoding
+from models.training.class_labels import LabelEncoding
 
 log = logging.getLogger(__name__)
 

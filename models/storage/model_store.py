@@ -15,7 +15,7 @@ this order:
                  reader never sees half a version, nor a second one.
 
 Beside them, `exports/` holds the version's SavedModel and ONNX exports once
-asked for and built (models.serving.export); deleted with the version.
+asked for and built (models.serving.exporter); deleted with the version.
 
 `models/<name>/jobs/<job id>` names the number a job claimed (created only if
 absent), so every attempt of a job publishes under one number: the retry of a
@@ -261,7 +261,7 @@ class ModelStore:
         self.blobs.delete(f"{folder}/{MANIFEST_FILE}")
         for key in self._model_files(folder):
             self.blobs.delete(key)
-        # And what was built from it (models.serving.export: `exports/...`).
+        # And what was built from it (models.serving.exporter: `exports/...`).
         for key in list(self.blobs.keys(f"{folder}/exports/")):
             self.blobs.delete(key)
         self._changed(name)

@@ -19,7 +19,7 @@ def configure_backend(backend: str, quick_eager_compiles: bool = False) -> None:
     mostly in LLVM's optimizer: a new network waited ~0.6 s before its first
     step. Those ops run once, so their code is compiled unoptimized (~0.08 s
     each); the fused epoch, which runs thousands of times, asks for
-    FULL_OPTIMIZATION itself (models.training.fused).
+    FULL_OPTIMIZATION itself (models.training.fused.trainer).
     """
     if "keras" in sys.modules:
         # Already imported (tests, or a second app in one process): it must agree.

@@ -5,7 +5,7 @@ A checkpoint holds every variable of the model and of its optimizer, the
 epoch count, the curves so far, early stopping's state and the shuffle key of
 the fused trainer. Resuming from it on JAX gives the same weights as a run
 that was never interrupted. The files are the storage room's
-(models.storage.checkpoints); this module decides when to save and moves the
+(models.storage.checkpoint_files); this module decides when to save and moves the
 values between a Keras model and a Checkpoint.
 
 Saving costs a copy of every variable (the file is written by a thread
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from models.storage.checkpoints import Checkpoint, CheckpointStore
+from models.storage.checkpoint_files import Checkpoint, CheckpointStore
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ import numpy as np
 
 from models.datasets import Dataset
 from models.errors import JobCancelled
-from models.storage.checkpoints import Checkpoint
+from models.storage.checkpoint_files import Checkpoint
 from models.training.builder import adapt, build_model
 from models.training.checkpoints import capture, restore_callbacks, restore_variables
-from models.training.fused import fit_fused
-from models.training.labels import LabelEncoding
+from models.training.class_labels import LabelEncoding
+from models.training.fused.trainer import fit_fused
 from models.training.spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def train(
 ) -> TrainingResult:  # fmt: skip
     """Fit the network of `spec` on `dataset`; raises JobCancelled when asked to stop.
 
-    On JAX the fit is fused (models.training.fused: one compiled call per epoch) unless
+    On JAX the fit is fused (models.training.fused.trainer: one compiled call per epoch) unless
     `fused` is False; other backends run Keras' `fit`. With `resume`, training
     goes on from that checkpoint's epoch; `checkpoints` is offered one after
     every epoch. `free_memory=False` skips the garbage collection that

@@ -184,7 +184,7 @@ class Fit(StrictModel):
     shuffle: bool = True
     early_stopping: EarlyStopping | None = None
     # k-fold validation: k models on the k splits, side by side, then a refit
-    # on every row is what gets published (models.training.folds).
+    # on every row is what gets published (models.training.search.folds).
     folds: Annotated[int, Field(ge=MIN_FOLDS, le=MAX_FOLDS)] | None = None
 
     def training_rows(self, rows: int) -> int:

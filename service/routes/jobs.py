@@ -18,8 +18,8 @@ from flask import (
 from models.errors import Conflict, MalformedBody, NotFound, ValidationFailed, problem, quoted
 from models.jobs.store import STATES
 from models.records import DatasetRecord
-from models.training.labels import check_dataset_fits_spec
-from models.training.trial_plan import job_trials, search_json
+from models.training.class_labels import check_dataset_fits_spec
+from models.training.search.trial_plan import job_trials, search_json
 from models.validation import validate
 from service.bodies import dataset_upload, parse_json, request_body
 from service.context import services

@@ -22,11 +22,11 @@ from models.validation import validate
 from service.bodies import parse_json, request_body
 from service.context import services
 from service.errors import PayloadTooLarge, parsing_request
-from service.exports import export_response
+from service.export_download import export_response
 from service.metrics import count_predictions
-from service.prediction_log import log_prediction
+from service.prediction_sampling import log_prediction
 from service.render import render_predictions
-from service.routes.labels import pinned_version, version_labels
+from service.routes.version_labels import pinned_version, version_labels
 from service.schemas import BatchPredictRequest, EvaluateRequest
 
 blueprint = Blueprint("models", __name__, url_prefix="/v1/models")

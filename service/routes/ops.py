@@ -50,7 +50,7 @@ def readyz() -> tuple[Response, int]:
     only for a caller with a valid key; the probe itself needs none. Ready
     (200) with `warnings` when a queue has no worker: the API works, and jobs
     wait until a worker comes. Not ready either until the latest version of
-    each model is loaded and warm (models.serving.warmup); a model that failed
+    each model is loaded and warm (models.serving.warm_up); a model that failed
     to load then is a warning, not a wait."""
     parts = services()
     detailed = presented_role() is not None

@@ -27,8 +27,8 @@ from service.bodies import parse_json, request_body
 from service.context import services
 from service.json_provider import dump_bytes
 from service.metrics import count_predictions
-from service.prediction_log import log_prediction
-from service.routes.labels import pinned_version
+from service.prediction_sampling import log_prediction
+from service.routes.version_labels import pinned_version
 
 blueprint = Blueprint("v2", __name__, url_prefix="/v2")
 

@@ -21,7 +21,7 @@ from celery import Celery
 from models.jobs.store import JobStore
 from models.jobs.workers import WorkerRegistry
 from models.storage.blobs import open_blobs
-from models.storage.checkpoints import CheckpointStore
+from models.storage.checkpoint_files import CheckpointStore
 from models.training.spec import ModelSpec
 from service.client import ApiError, Client
 from service.local_processes import worker_answers

@@ -27,7 +27,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sklearn import datasets
 
-from models.serving.export import EXPORTS_FOLDER
+from models.serving.exporter import EXPORTS_FOLDER
 from models.settings import Settings
 from service.app import create_app
 from tests.conftest import API_KEY, forget_redis_state, isolated_settings
@@ -181,7 +181,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exported]:
         update={"preload_models": False, "api_keys": [API_KEY, f"predict:{PREDICT_KEY}"]}
     )
     builds = Builds()
-    logger = logging.getLogger("models.serving.export")
+    logger = logging.getLogger("models.serving.exporter")
     logger.addHandler(builds)
     level = logger.level
     logger.setLevel(logging.INFO)  # its "exported ..." line is at INFO
@@ -378,7 +378,7 @@ def test_a_build_past_its_time_limit_is_a_500_saying_so(
     context = WorkerContext.from_settings(settings, tiny.redis, "t", "cpu", settings.keras_backend)
     assert run_training_job(job["id"], context)["state"] == "succeeded"
     client = app.test_client()
-    with caplog.at_level(logging.ERROR, logger="models.serving.export"):
+    with caplog.at_level(logging.ERROR, logger="models.serving.exporter"):
         first = client.get("/v1/models/tiny/versions/1/export?format=onnx", headers=auth)
         again = client.get("/v1/models/tiny/versions/1/export?format=saved_model", headers=auth)
     assert first.status_code == 500 and again.status_code == 500
@@ -387,7 +387,7 @@ def test_a_build_past_its_time_limit_is_a_500_saying_so(
     assert "did not finish within 0.05 s" in message and "FITSERVE_EXPORT_TIME_LIMIT_S" in message
     assert again.json["error"]["message"] == message
     # One build, logged once (each 500 is logged too, by the error handler).
-    builds = [record for record in caplog.records if record.name == "models.serving.export"]
+    builds = [record for record in caplog.records if record.name == "models.serving.exporter"]
     assert [record.getMessage() for record in builds] == [message]
     # Nothing half-built was stored; the .keras file is still there to take.
     assert not (settings.data_dir / "models" / "tiny" / "1" / EXPORTS_FOLDER).exists()
@@ -424,7 +424,7 @@ def test_an_export_from_a_bucket_is_built_once_and_kept_there(
                                           s3_settings.keras_backend)  # fmt: skip
     assert run_training_job(job["id"], context)["state"] == "succeeded"
     url = "/v1/models/tiny/versions/1/export?format=onnx"
-    with caplog.at_level(logging.INFO, logger="models.serving.export"):
+    with caplog.at_level(logging.INFO, logger="models.serving.exporter"):
         built = get(first.test_client(), url, auth)
         served = get(other_host.test_client(), url, auth)
     assert built.status_code == 200 and served.status_code == 200, served.json

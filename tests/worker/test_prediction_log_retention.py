@@ -12,7 +12,7 @@ from models.jobs.store import JobStore
 from models.jobs.workers import WorkerRegistry
 from models.settings import Settings
 from models.storage.blobs import open_blobs
-from models.storage.checkpoints import CheckpointStore
+from models.storage.checkpoint_files import CheckpointStore
 from models.storage.prediction_records import PredictionRecords, hour_folder
 from worker.queue import JobQueue
 from worker.sweeper import Sweeper

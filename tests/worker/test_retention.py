@@ -15,7 +15,7 @@ from models.jobs.store import JobStore, utc_now
 from models.jobs.workers import WorkerRegistry
 from models.settings import Settings
 from models.storage.blobs import open_blobs
-from models.storage.checkpoints import CheckpointStore
+from models.storage.checkpoint_files import CheckpointStore
 from models.storage.results import ResultStore
 from worker.queue import JobQueue
 from worker.sweeper import Sweeper

@@ -22,7 +22,7 @@ from models.jobs.store import JobStore
 from models.records import JobRecord
 from models.serving.predictor import load_version
 from models.settings import Jobs, Settings
-from models.storage.checkpoints import Checkpoint
+from models.storage.checkpoint_files import Checkpoint
 from models.training.spec import ModelSpec
 from tests.conftest import forget_redis_state, isolated_settings
 from tests.worker.conftest import wait_until_orphaned

@@ -20,10 +20,10 @@ from models.records import JobRecord
 from models.serving.predictor import load_version
 from models.settings import Settings
 from models.training.fit import SilentObserver, train
-from models.training.folds import fold_rows
-from models.training.search import Search
+from models.training.search.folds import fold_rows
+from models.training.search.space import Search
+from models.training.search.trial_plan import job_trials, search_json
 from models.training.spec import ModelSpec
-from models.training.trial_plan import job_trials, search_json
 from tests.worker.test_runner import worker_context
 from worker.runner import WorkerContext, run_training_job
 

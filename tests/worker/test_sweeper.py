@@ -19,7 +19,7 @@ from models.jobs.workers import WorkerRegistry
 from models.records import JobRecord
 from models.settings import Jobs, Settings
 from models.storage.blobs import open_blobs
-from models.storage.checkpoints import Checkpoint, CheckpointStore
+from models.storage.checkpoint_files import Checkpoint, CheckpointStore
 from tests.worker.conftest import sent, wait_until_orphaned
 from worker.celery_app import PREDICT_TASK, TRAIN_TASK, make_celery
 from worker.queue import JobQueue

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from models.serving.keras_metrics import LOSSES, accumulator_for
-from models.training.labels import LabelEncoding
+from models.training.class_labels import LabelEncoding
 
 ROWS = 150
 rng = np.random.default_rng(3)

@@ -14,10 +14,10 @@ import pytest  # noqa: E402
 
 from models.errors import ServiceUnavailable  # noqa: E402
 from models.serving.predictor import LoadedModel, Predictor  # noqa: E402
-from models.serving.warmup import WARM_ROWS, WarmUp, warm_up  # noqa: E402
+from models.serving.warm_up import WARM_ROWS, WarmUp, warm_up  # noqa: E402
 from models.storage.blobs import FolderBlobs  # noqa: E402
 from models.storage.model_store import ModelStore  # noqa: E402
-from models.training.labels import LabelEncoding  # noqa: E402
+from models.training.class_labels import LabelEncoding  # noqa: E402
 from tests.models.serving.test_predictor import publish, publish_broken  # noqa: E402
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from models.datasets import Dataset
 from models.storage.blobs import FolderBlobs
-from models.storage.checkpoints import Checkpoint, CheckpointStore
+from models.storage.checkpoint_files import Checkpoint, CheckpointStore
 from models.training.builder import adapt, build_model
 from models.training.checkpoints import Checkpointer, restore_variables
 from models.training.fit import SilentObserver, TrainingResult, train

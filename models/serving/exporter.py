@@ -3,7 +3,7 @@
 The `.keras` file is served as it was published (hash-checked against the
 manifest). The other two are built by TensorFlow's converters, which the API
 process never imports (its backend is JAX, and TensorFlow costs hundreds of
-MB and seconds to start): a child process (models.serving.export_build) with
+MB and seconds to start): a child process (models.serving.export_converters) with
 TensorFlow as Keras' backend builds both at once, one TensorFlow start for
 the two, within `FITSERVE_EXPORT_TIME_LIMIT_S`. Versions are immutable, so
 each build is stored beside the version (`models/<name>/<v>/exports/`) and
@@ -185,7 +185,7 @@ class Exporter:
     def _run_child(
         self, name: str, version: int, model_path: Path, input_shape: list[int], out: Path
     ) -> dict[str, str | None]:
-        command = [sys.executable, "-m", "models.serving.export_build", str(model_path),
+        command = [sys.executable, "-m", "models.serving.export_converters", str(model_path),
                    str(out), json.dumps(input_shape), name, str(version)]  # fmt: skip
         root = str(Path(models.__file__).resolve().parents[1])
         environment = {

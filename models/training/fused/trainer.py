@@ -13,7 +13,7 @@ fraction, before shuffling), Keras' own EarlyStopping, metrics reported as
 assigned back to the model, which saves as `.keras` as usual.
 
 Two halves: `CompiledEpoch` is the program on the device (built by
-`compile_epoch` in models.training.fused_program, pure and stateless);
+`compile_epoch` in models.training.fused.program, pure and stateless);
 `_EpochLoop`, here, is what `fit` does on the host between epochs (callbacks,
 progress, checkpoints, early stopping, cancel).
 
@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 
 from models.errors import JobCancelled
-from models.storage.checkpoints import Checkpoint
+from models.storage.checkpoint_files import Checkpoint
 from models.training.checkpoints import capture, restore_callbacks
-from models.training.fused_program import CompiledEpoch, DeviceData, compile_epoch
+from models.training.fused.program import CompiledEpoch, DeviceData, compile_epoch
 from models.training.spec import ModelSpec
 
 Observer = Any  # models.training.fit.TrainingObserver (imported there; avoids a cycle)

@@ -1,4 +1,4 @@
-"""The prediction log's writer (models.serving.prediction_log) on a real folder
+"""The prediction log's writer (models.serving.prediction_log_writer) on a real folder
 store: records rotate by hour, a full queue drops and counts instead of
 waiting, a stalled or failing store never reaches the caller, flush and
 process exit write what is held, large batches are cut to their first rows."""
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from models.serving.prediction_log import PredictionLog
+from models.serving.prediction_log_writer import PredictionLog
 from models.settings import PredictionLog as PredictionLogSettings
 from models.settings import Settings
 from models.storage.blobs import FolderBlobs
@@ -137,7 +137,7 @@ def test_a_process_writes_what_it_holds_when_it_exits(tmp_path: Path) -> None:
     # flush_s of an hour: only the exit can have written it.
     script = f"""
 import numpy as np
-from models.serving.prediction_log import PredictionLog
+from models.serving.prediction_log_writer import PredictionLog
 from models.settings import PredictionLog as Options
 from models.storage.blobs import FolderBlobs
 from models.storage.prediction_records import PredictionRecords

@@ -1,6 +1,6 @@
 """The prediction log's writer: sampled predictions, recorded off the request path.
 
-A sampled request (service.prediction_log decides) hands `offer` a small
+A sampled request (service.prediction_sampling decides) hands `offer` a small
 record: plain values and copies of its first rows of inputs and outputs,
 nothing encoded. It goes on a bounded deque; when the deque is full the record
 is dropped and counted, never waited for, and nothing a writer does can fail

@@ -1,9 +1,9 @@
 """Build a version's TF SavedModel and ONNX exports, in a process of its own.
 
-    KERAS_BACKEND=tensorflow python -m models.serving.export_build \
+    KERAS_BACKEND=tensorflow python -m models.serving.export_converters \
         MODEL.keras OUT_DIR INPUT_SHAPE_JSON NAME VERSION
 
-Run by models.serving.export, never imported by the API process: it imports
+Run by models.serving.exporter, never imported by the API process: it imports
 TensorFlow. Writes `OUT_DIR/saved_model/` (signature `serving_default`: input
 `x`, float32 `[batch, *input_shape]`; output `output_0`, as the API's
 metadata describes them), `OUT_DIR/model.onnx` (the same names), and

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from models.errors import ValidationFailed, problem
-from models.training.search import Search, Trial, ranking, shape_groups, trial_specs
+from models.training.search.space import Search, Trial, ranking, shape_groups, trial_specs
 from models.training.spec import DropoutLayer, ModelSpec
 
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""Trials side by side (models.training.fused_trials) against each trial
+"""Trials side by side (models.training.fused.group_trainer) against each trial
 trained alone by the fused trainer: the vmapped program must end every trial
 where it ends alone, its validation too, after one compilation for the whole
 group; with folds, every (trial, fold) where that fold's rows end alone; with
@@ -16,10 +16,10 @@ from sklearn.datasets import load_breast_cancer, load_iris
 from models.datasets import Dataset
 from models.errors import JobCancelled
 from models.training.fit import SilentObserver, TrainingResult, train
-from models.training.folds import fold_rows
-from models.training.fused import model_values
-from models.training.fused_trials import GroupResult, program_groups, train_group
-from models.training.search import Halving, Search, Trial, shape_groups, trial_specs
+from models.training.fused.group_trainer import GroupResult, program_groups, train_group
+from models.training.fused.trainer import model_values
+from models.training.search.folds import fold_rows
+from models.training.search.space import Halving, Search, Trial, shape_groups, trial_specs
 from models.training.spec import ModelSpec
 from models.validation import validate
 
@@ -516,7 +516,7 @@ class Checkpoints:
 
     def __init__(self, folder: Any) -> None:
         from models.storage.blobs import FolderBlobs
-        from models.storage.checkpoints import CheckpointStore
+        from models.storage.checkpoint_files import CheckpointStore
 
         self.store = CheckpointStore(FolderBlobs(folder))
         self.saved: dict[int, Any] = {}

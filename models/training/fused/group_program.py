@@ -1,7 +1,7 @@
 """The program a group of trials trains in: the single-trial fused epoch
-(models.training.fused_program), vmapped over members (a trial, or a trial's
+(models.training.fused.program), vmapped over members (a trial, or a trial's
 fold or refit), with the hyperparameters Keras reads as Python floats made
-per-member inputs. models.training.fused_trials runs it, epoch after epoch.
+per-member inputs. models.training.fused.group_trainer runs it, epoch after epoch.
 
 What is per trial by a substitution while the program is traced
 (`_traced_hyperparameters`; Keras reads these as Python floats and branches
@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 
 from models.training.backend import FULL_OPTIMIZATION
-from models.training.fused_program import epoch_functions, member_epoch_functions
-from models.training.search import Trial
+from models.training.fused.program import epoch_functions, member_epoch_functions
+from models.training.search.space import Trial
 from models.training.spec import DenseLayer, DropoutLayer, ModelSpec, NormalizationLayer
 
 # Per member, the rows it validates on: (which members take these logs, the data).

@@ -1,12 +1,12 @@
 """The export download: `GET /v1/models/{name}/versions/{v}/export?format=...`
-(the route is in service.routes.models; the builds in models.serving.export)."""
+(the route is in service.routes.models; the builds in models.serving.exporter)."""
 
 from __future__ import annotations
 
 from flask import Response, current_app, request, send_file
 
 from models.errors import ValidationFailed, problem, quoted
-from models.serving.export import FORMATS, Exporter
+from models.serving.exporter import FORMATS, Exporter
 from service.context import services
 
 EXTENSION = "fitserve.exports"

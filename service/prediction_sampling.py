@@ -3,7 +3,7 @@
 `log_prediction` is called once per predict request (v1 `:predict`, v2
 `infer`), after the answer is built. With the log off (sample 0, the
 default) it costs one comparison; when a request is sampled it hands the
-writer (models.serving.prediction_log) plain values and row copies, and
+writer (models.serving.prediction_log_writer) plain values and row copies, and
 encodes nothing: the writer's thread does that.
 """
 

@@ -10,7 +10,7 @@ from sklearn.datasets import load_iris
 
 from models.datasets import describe_target
 from models.errors import SpecDatasetMismatch
-from models.training.labels import LabelEncoding, check_dataset_fits_spec
+from models.training.class_labels import LabelEncoding, check_dataset_fits_spec
 from models.training.spec import ModelSpec
 from service.errors import http_status
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from models.training.folds import fold_rows, fold_summary, merge_fold_logs
+from models.training.search.folds import fold_rows, fold_summary, merge_fold_logs
 
 
 @pytest.mark.parametrize(("rows", "k"), [(150, 5), (103, 4), (10, 10), (2, 2), (569, 7)])

@@ -1,11 +1,11 @@
 """Trials of one search trained side by side: one fused program, vmapped over trials.
 
 worker.search_jobs trains each group of a search or k-fold job with
-`train_group`; models.training.trial_plan says which trials form a group.
+`train_group`; models.training.search.trial_plan says which trials form a group.
 
-Trials whose networks share their shapes (models.training.search.shape_groups)
+Trials whose networks share their shapes (models.training.search.space.shape_groups)
 train as one program: the epoch of the single-trial fused trainer
-(models.training.fused_program.epoch_functions, the very same functions) under
+(models.training.fused.program.epoch_functions, the very same functions) under
 `jax.vmap`, over the weights, the optimizer's values and the shuffle key, all
 stacked along a leading trial axis. The data is shared (not vmapped). Each
 trial starts from the weights the single-trial path (models.training.fit.train)
@@ -28,25 +28,25 @@ What is per trial, and why it needs no special code:
 
 What is per trial by a substitution while the program is traced (a
 dropout layer's rate, a dense layer's l1 and l2, the optimizer's weight
-decay): models.training.group_program says how.
+decay): models.training.fused.group_program says how.
 
 What still splits a group (`UNTRACED`, `program_groups`, in
-models.training.trial_plan): the optimizer's momentum, a Python float that SGD
+models.training.search.trial_plan): the optimizer's momentum, a Python float that SGD
 and RMSprop branch on inside their `update_step` (a substitution per optimizer
 class would be needed), and dropout's zero against non-zero. shape_groups lets
 them vary (VARY_WITHIN_GROUP); `program_groups` splits its groups further.
 
 k-fold validation (`folds`): the vmapped axis is over members, a trial times
-a fold (models.training.folds.fold_rows: the same folds for every trial).
+a fold (models.training.search.folds.fold_rows: the same folds for every trial).
 The dataset is on the device once; each member takes its fold's training and
 validation row indices and gathers its rows inside the program, so a member
 trains on exactly what that fold's rows would train on alone (the tests hold
 each fold to 1e-5). Each member starts from the values train() builds on its
 fold's training rows: a normalization layer adapts per fold, and its adapted
 mean and variance, which Keras' `call` reads as constant tensors, are remade
-from the member's state while tracing (models.training.group_program). Folds whose
+from the member's state while tracing (models.training.fused.group_program). Folds whose
 training sets differ in size (k does not divide the rows) share the program
-all the same (models.training.fused_program.member_epoch_functions: each
+all the same (models.training.fused.program.member_epoch_functions: each
 member draws its own size's order, and the steps past its own last batch
 leave it as it was), unless a size falls below the batch size. A trial's
 logs are its fold means under the usual names and each fold's under
@@ -80,17 +80,17 @@ import numpy as np
 
 from models.datasets import Dataset
 from models.errors import JobCancelled
-from models.storage.checkpoints import Checkpoint
+from models.storage.checkpoint_files import Checkpoint
+from models.training.class_labels import LabelEncoding
 from models.training.fit import CheckpointSink, TrainingResult
-from models.training.folds import fold_rows, fold_summary, merge_fold_logs
-from models.training.fused import History, assign_values, place_data
-from models.training.fused_program import member_orders
-from models.training.group_inputs import REFIT, GroupInputs, Member, initial_inputs
-from models.training.group_program import GroupProgram, Validations, split_each_key
-from models.training.labels import LabelEncoding
-from models.training.search import Halving, Trial
+from models.training.fused.group_inputs import REFIT, GroupInputs, Member, initial_inputs
+from models.training.fused.group_program import GroupProgram, Validations, split_each_key
+from models.training.fused.program import member_orders
+from models.training.fused.trainer import History, assign_values, place_data
+from models.training.search.folds import fold_rows, fold_summary, merge_fold_logs
+from models.training.search.space import Halving, Trial
+from models.training.search.trial_plan import program_groups
 from models.training.spec import DenseLayer, DropoutLayer
-from models.training.trial_plan import program_groups
 
 if TYPE_CHECKING:
     import keras
@@ -219,7 +219,7 @@ def train_group(
     where it would have ended uninterrupted.
 
     With `folds` (k), each trial trains k members side by side, one per fold
-    of models.training.folds.fold_rows (the specs' validation_split must be 0:
+    of models.training.search.folds.fold_rows (the specs' validation_split must be 0:
     the folds validate), and its logs are the fold means plus each fold's
     under `f{j}:`; with `refit` too, each trial also trains on every row, a
     member beside its folds (`GroupResult.result` is that model, its logs in

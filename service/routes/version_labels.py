@@ -1,4 +1,4 @@
-"""/v1/models/{name}/labels: TF Serving's version labels (models.serving.labels).
+"""/v1/models/{name}/labels: TF Serving's version labels (models.serving.version_labels).
 
 `PUT .../labels/{label}` with `{"version": N}` moves a label (a key with
 every right: service.auth refuses a `predict` key), `GET .../labels` lists
@@ -15,7 +15,7 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from pydantic import Field
 
 from models.errors import NotFound, ValidationFailed, problem
-from models.serving.labels import VersionLabels
+from models.serving.version_labels import VersionLabels
 from models.training.spec import StrictModel
 from models.validation import validate
 from service.bodies import parse_json, request_body

@@ -1,7 +1,7 @@
 """What a group's members start from: each member's initial values, those
 models.training.fit.train builds for the member's spec on the member's
 training rows, built as few times as the values differ.
-models.training.fused_trials stacks them.
+models.training.fused.group_trainer stacks them.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import numpy as np
 
 from models.datasets import Dataset
 from models.training.builder import adapt, build_model, build_optimizer
-from models.training.fused import model_values
-from models.training.search import Trial
+from models.training.fused.trainer import model_values
+from models.training.search.space import Trial
 from models.training.spec import ModelSpec, NormalizationLayer
 
 if TYPE_CHECKING:

@@ -1,6 +1,6 @@
 """The service's share of warming a version before it takes traffic.
 
-Past the model's own path (models.serving.warmup.warm_up), a cold process's
+Past the model's own path (models.serving.warm_up.warm_up), a cold process's
 first `:predict` paid for the URL map matching the model's routes (werkzeug
 compiles a rule's patterns on its first match) and for rendering the answer
 (`Accept` parsing, the response object): about 4 of the 6 ms of a first
@@ -19,7 +19,7 @@ import numpy as np
 from flask import Flask, request
 
 from models.serving.predictor import LoadedModel
-from models.serving.warmup import warm_up
+from models.serving.warm_up import warm_up
 from service.json_provider import dump_bytes
 from service.render import render_predictions
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from models.errors import ValidationFailed
-from models.training.search import (
+from models.training.search.space import (
     MAX_TRIALS,
     Search,
     Trial,

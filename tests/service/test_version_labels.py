@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from models.errors import ValidationFailed
 from models.settings import Settings
 from service.app import create_app
-from service.routes.labels import version_labels
+from service.routes.version_labels import version_labels
 from tests.conftest import API_KEY
 from tests.own_redis import HAS_REDIS_SERVER, OwnRedis
 

@@ -6,7 +6,7 @@ The data and the weights are arguments, never closed over: JAX would bake a
 closed-over array into the program as a constant, and the program would then
 depend on the data and grow with it. As arguments, a program depends on the
 shapes alone, so a dataset of a known size finds it compiled. The host side
-(callbacks, progress, checkpoints) is models.training.fused.
+(callbacks, progress, checkpoints) is models.training.fused.trainer.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def compile_epoch(model: Any, spec: ModelSpec, rows: int) -> CompiledEpoch:
 
 def epoch_functions(model: Any, spec: ModelSpec, rows: int) -> tuple[Any, Any]:
     """The epoch's two functions before `jax.jit`: CompiledEpoch's `train` and
-    `evaluate`. models.training.fused_trials vmaps these same functions over
+    `evaluate`. models.training.fused.group_trainer vmaps these same functions over
     trials, so a trial trained in a group runs this arithmetic too."""
     import keras
 
@@ -78,7 +78,7 @@ def epoch_functions(model: Any, spec: ModelSpec, rows: int) -> tuple[Any, Any]:
 
 def member_epoch_functions(model: Any, spec: ModelSpec, sizes: Sequence[int]) -> tuple[Any, Any]:
     """`epoch_functions` for members that train on different numbers of rows
-    (models.training.fused_trials: folds of two sizes, and the refit on every
+    (models.training.fused.group_trainer: folds of two sizes, and the refit on every
     row, side by side in one program).
 
     `epoch(state, order, slot, row_index, x, y)`: the member trains on the
