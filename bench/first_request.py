@@ -3,19 +3,13 @@
     .venv/bin/python -m bench.first_request [--restarts N]
 
 Trains and publishes the seed's binary model (as bench.serve does), then
-restarts one API process (`fitserve-api`, one worker) again and again, in
-three ways:
-
-  - "ready": warm-up on (the default), traffic once `/readyz` answers 200;
-  - "live": warm-up on, traffic once `/healthz` answers (how a probe saw
-    the process before `/readyz` waited for the warm-up: the first request
-    may still find the model loading);
-  - "cold": `FITSERVE_PRELOAD_MODELS=false`, traffic once `/readyz` answers
-    (the first request loads the model).
-
-Each time it opens a keep-alive connection, times the first one-row
-`:predict` and then the next 50, and prints the first's latency, the median
-of the rest and their ratio (medians over the restarts).
+restarts one API process (`fitserve-api`, one worker) again and again, three
+ways: "ready" (warm-up on, traffic once `/readyz` answers 200), "live"
+(warm-up on, traffic once `/healthz` answers: the model may still be
+loading) and "cold" (`FITSERVE_PRELOAD_MODELS=false`: the first request
+loads it). Each time it times the first one-row `:predict` on a keep-alive
+connection and the next 50, and prints the first's latency, the median of
+the rest and their ratio (medians over the restarts).
 """
 
 from __future__ import annotations

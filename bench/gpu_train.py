@@ -1,18 +1,14 @@
-"""The worker's training path on a GPU and on the same host's CPUs.
+"""The worker's training path on a GPU and on the same host's CPUs (bench/gpu.sh).
 
 For the seed MNIST MLP (784-512-10) and a wide MLP (784-4096-4096-10), on
 synthetic rows, batch 128: samples/s of `models.training.train` (fused, JAX)
-on each device (and on the GPU with the spec's `precision: mixed_bfloat16`),
-and of plain Keras `fit` with `steps_per_execution=32` on the GPU as the in-run
-peer. Each measurement runs in its own process, so the CPU run cannot touch
-the GPU (JAX_PLATFORMS=cpu). A service run trains twice, as a worker would two
-jobs, and reports the device memory in use after each job's clean-up (what
-the worker's `gc.collect` hands back) beside the peak.
-
-Then issue 15's GPU figure: TRIALS (256) trials of the seed MNIST MLP side by
-side in one job's program (models.training.fused.group_trainer.train_group, as a
-search job of learning rate x seed trains them), samples/s across all trials
-against one trial alone (the "service, GPU" row). Run by bench/gpu.sh.
+on each device (and on the GPU with `precision: mixed_bfloat16`), against
+plain Keras `fit` with `steps_per_execution=32` on the GPU. Each runs in a
+process of its own (JAX_PLATFORMS=cpu keeps the CPU run off the GPU); a
+service run trains twice, as a worker would two jobs, and reports device
+memory after each job's clean-up beside the peak. Then TRIALS (256) trials
+of the seed MLP side by side in one program (models.training.fused), as a
+search of learning rate x seed trains them, against one trial alone.
 """
 
 from __future__ import annotations

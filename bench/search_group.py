@@ -1,17 +1,15 @@
-"""Micro-benchmark (PROTOTYPE, not wired into make): trials of the seed's binary
-program (examples/breast_cancer.json) side by side in one vmapped program
-(models.training.fused.group_trainer) against one trial trained alone by the fused
-trainer, in one process.
+"""Micro-benchmark (a prototype, not wired into make): trials of the seed's
+binary program (examples/breast_cancer.json) side by side in one vmapped
+program (models.training.fused) against one trial trained alone by the
+fused trainer, in one process.
 
     .venv/bin/python -m bench.search_group [--trials 64] [--epochs 30] [--check 2]
 
-The trials are a grid of learning rate x seed, shuffling off (as the issue's
-1e-5 check asks). Both sides pay for building their models and compiling once,
-as a job would: the single trial is trained twice and its second run timed
-(the first warms JAX's own start-up), the group once. `--check K` also trains
-the first K trials alone and prints the largest difference in final loss.
-Not measured here: 64 separate jobs through a worker (bench.train's service
-path), which the issue's >= 10x target compares against.
+The trials are a grid of learning rate x seed, shuffling off. Both sides pay
+for building and compiling once, as a job would (the single trial's second
+run is timed; the first warms JAX). `--check K` also trains the first K
+trials alone and prints the largest difference in final loss. Many separate
+jobs through a worker are bench.train's to measure.
 """
 
 from __future__ import annotations

@@ -3,14 +3,12 @@
     .venv/bin/python -m bench.slow_clients            # starts `fitserve-api` here
     .venv/bin/python -m bench.slow_clients --url http://127.0.0.1:8000 --key KEY --model iris
 
-Opens --slow connections that send a request line and headers one byte a
-second and never finish them (slowloris), and --idle connections that send
-nothing (and --slow-bodies ones that send a body a byte a second, with a
-key: without one the API refuses before it reads a body); then, with all of
-them open, times one-row `:predict` requests and `/healthz` on fresh
-connections, and counts how many hostile connections the server still
-holds open. Without --url it publishes a small model and starts
-`fitserve-api` (its default workers and threads) on a free port.
+Opens --slow connections that send headers a byte a second (slowloris),
+--idle ones that send nothing, and --slow-bodies ones that send a body a byte
+a second with a key; then times one-row `:predict` requests and `/healthz`
+on fresh connections, and counts the hostile connections still open.
+Without --url it publishes a small model and starts `fitserve-api` (its
+default workers and threads) on a free port.
 """
 
 from __future__ import annotations

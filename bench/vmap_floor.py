@@ -1,27 +1,15 @@
 """Floors for bench.search, each measured in a process of its own (its XLA
-flags set before JAX starts, nothing else training on the host):
+flags set before JAX starts), each printing one JSON line:
 
     python -m bench.vmap_floor alone < {"specs": [spec, ...]}
-        each spec trained alone with models.training.fit.train (as a plain
-        job trains it): their final losses. bench.search runs it under XLA's
-        default threads and on one thread: where training is chaotic, the
-        gap between the two is what summing in another order costs.
+        each spec trained alone, as a plain job: final losses (run under
+        XLA's default threads and on one: what summing in another order costs)
     python -m bench.vmap_floor epochs < {"spec": spec, "search": search}
-        the median epoch of one trial (train) and of the search's trials side
-        by side (train_group), after a warm-up; and the same for a vmapped
-        MLP written by hand in JAX (Adam, same layers, batches and rows), the
-        least a vmapped epoch of that network costs on this host. The four
-        take turns, ROUNDS times: the median round's of each.
+        the median epoch of one trial, of the search's trials side by side,
+        and of the same MLP vmapped by hand in JAX: the least it can cost
     python -m bench.vmap_floor folds < {"spec": spec, "folds": k}
-        where a k-fold job's time goes against one fit's, on the iris data:
-        one fit (train) and the k folds with the refit side by side
-        (train_group, folds=k, refit=True), each with XLA's compilation
-        cache (as a worker has it) and after a warm-up: the time to the end
-        of the first epoch (set-up, tracing and lowering the programs, the
-        cache's answer, one epoch) and the median epoch after it. They take
-        turns, ROUNDS times: the medians.
-
-Each prints one JSON line.
+        one fit against the k folds with their refit side by side: the time
+        to the end of the first epoch and the median epoch after it
 """
 
 from __future__ import annotations

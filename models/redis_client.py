@@ -1,17 +1,14 @@
 """Every Redis client of fitserve, made from Settings here: the API's and the
 worker's, and through them the model catalog's subscriber, the worker
-registry, the heartbeat and the leases. Celery's broker connections take the
-same timeouts (worker.celery_app).
+registry, the heartbeat and the leases (Celery's broker connections take the
+same timeouts: worker.celery_app).
 
 A client waits at most `Settings.redis` for a connection and for each answer,
-and never retries a failed call:
-
-- retries multiply the wait: a call to a Redis that hangs would wait one
-  timeout per attempt;
-- a command that timed out may still run when Redis answers again (it sits in
-  Redis's socket buffer), so sending it again could apply it twice;
-- a pooled connection that Redis closed meanwhile (a restart) is replaced by
-  the pool before it is used, so no retry is needed to come back after one.
+and never retries a failed call: retries multiply the wait on a Redis that
+hangs, and a command that timed out may still run when Redis answers again,
+so sending it again could apply it twice. A pooled connection that Redis
+closed (a restart) is replaced by the pool before it is used, so no retry is
+needed to come back after one.
 """
 
 from __future__ import annotations

@@ -1,16 +1,19 @@
 """HTTP: the Flask app, its routes, and the command line that talks to it.
 
-app             create_app(settings): builds the parts once (context.Services), registers the rest
-routes/         one blueprint per resource: datasets, jobs, models (TF Serving), v2 (Open
-                Inference Protocol), ops (health, readiness, workers), docs, dashboard
-errors          each error code's HTTP status, the HTTP-only errors, where a problem is in a request
-error_handlers  every error as API.md's JSON body
-auth            API keys; bodies, converters, schemas, render: reading requests, writing answers
-openapi         /openapi.json from the routes and the pydantic models that validate them
-events, metrics Server-Sent Events for a job; Prometheus metrics across the server's processes
-main            `fitserve-api` (granian), and `app()`, the app each of its processes builds
-cli, client     the `fitserve` command and its HTTP client (ClientSettings from FITSERVE_*)
-local_processes starting the entry points as local processes (the e2e tests, the benchmarks)
+app, context         create_app(settings): the parts built once (Services), reached per request
+wsgi, main           the Flask class served, trimmed; `fitserve-api`, the app under granian
+fast_predict         the plainest `:predict`, answered before Flask sees it
+routes/              one blueprint per resource: datasets, jobs, models, version_labels,
+                     predictions, v2 (Open Inference Protocol), ops, docs, dashboard
+auth, converters, query, bodies, schemas    reading requests: keys, URL parts, queries, bodies
+render, json_provider                       writing answers: JSON, CSV or NPY by Accept; orjson
+errors, error_handlers                      error codes to statuses; every error as API.md's body
+openapi, openapi_bodies                     /openapi.json, from the routes and pydantic models
+events, metrics      a job's Server-Sent Events; Prometheus metrics and the access log
+prediction_sampling, warm_routes, export_download   the HTTP side of the prediction log,
+                     of warming a version and of export downloads
+cli, client          the `fitserve` command and its HTTP client
+local_processes      the entry points started as local processes (e2e tests, benchmarks)
 
 Imports models (every room), worker.celery_app and worker.queue (to send jobs), and Flask.
 """

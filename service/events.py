@@ -1,24 +1,15 @@
 """Server-Sent Events for one job: what `GET /v1/jobs/{id}/events` streams.
 
-The stream follows the job record in Redis (its state and progress read a
-few times a second, the whole record only when one of them has changed), so
-it needs nothing from the worker and survives either side restarting. Events:
-
-- `snapshot`: the whole job record, first, so a late subscriber has the curves so far;
-- `epoch` (id = the epoch number): `{epoch, epochs, fraction, eta_s, logs}`, one per
-  epoch, none skipped: they are read off the job's history, from the first not sent;
-- `state`: `{state, error, result, finished_at}` on each change of state; the
-  stream ends after a final one.
-
-A comment line every 15 s keeps proxies from closing an idle stream, and a
-stream ends after `max_seconds`; EventSource clients reconnect by themselves,
-sending `Last-Event-ID`, and get a fresh snapshot.
-
-Each open stream holds a server thread, so a process keeps at most
-`server.max_event_streams` open (`StreamSlots`): one more is a 503 with
-`Retry-After`, and predictions and polls keep the other threads. A slot is
-freed when the server closes the response: at the stream's end, or when a
-write to a client that went away fails (the next keep-alive at the latest).
+The stream follows the job record in Redis, so it needs nothing from the
+worker and survives either side restarting. Events: `snapshot` (the whole
+record, first), `epoch` (id = the epoch number; one per epoch, none skipped:
+read off the job's history) and `state` (on each change; the stream ends
+after a final one). A comment line every 15 s keeps proxies from closing an
+idle stream; a stream ends after `max_seconds`, and EventSource clients
+reconnect with `Last-Event-ID` for a fresh snapshot. Each open stream holds
+a server thread, so a process keeps at most `server.max_event_streams`
+(`StreamSlots`; one more is a 503 with `Retry-After`), freed when the server
+closes the response.
 """
 
 from __future__ import annotations

@@ -1,25 +1,16 @@
 """A fast lane for the request this service answers most: a small JSON
-`:predict` that succeeds.
-
-Under a one-row `:predict` Flask and Werkzeug did more work than the
-prediction: a request context pushed and popped, the URL map matched, a
-Request and a Response object with their header structures, and the hooks
-around the view (about 100 us of a ~175 us request in process). This lane
-answers the plainest form of that request straight from the WSGI environ:
+`:predict` that succeeds, answered straight from the WSGI environ, since
+Flask's request and response machinery costs more than the prediction:
 
     POST /v1/models/<name>[/versions/<n>]:predict
     Content-Type: application/json (or none), a Content-Length of at most
-    MOST_BYTES, no Content-Encoding, no query, Accept absent or `*/*`,
-    and a valid key (every role may predict).
+    MOST_BYTES, no Content-Encoding, no query, Accept absent or `*/*`, a valid key.
 
-It does what the Flask route and its hooks do for it, in the same order and
-with the same functions (the predictor, models.serving.samples, the JSON
-writer, the request histogram and access log line, the prediction log), and
-answers the same bytes and headers: tests/service/test_fast_predict.py
-holds the two answers equal. Anything else, and any request that would not
-be a 200 (an unknown model, a malformed body, a missing key), is handed to
-Flask untouched (with the body it read put back), so every error keeps its
-one path and its one shape: the lane never answers anything but a success.
+It does what the Flask route and its hooks do, in the same order and with the
+same functions, and answers the same bytes and headers (held equal by
+tests/service/test_fast_predict.py). Anything else, and any request that
+would not be a 200, goes to Flask untouched (its body put back), so every
+error keeps its one path: the lane answers nothing but successes.
 """
 
 from __future__ import annotations

@@ -1,18 +1,14 @@
 """`fitserve-api`: the API under granian, an HTTP server written in Rust that
 runs the WSGI app in worker processes, a pool of Python threads in each.
 
-Why granian: it reads requests in its own event loop and hands one to a
-Python thread only once its headers are in, so a slow or idle client holds a
-socket, never a thread. Under 500 slowloris and 500 idle connections
-`:predict` still answers in milliseconds (`python -m bench.slow_clients`),
-where gunicorn's gthread workers gave every thread to them; and its
-per-request overhead is a fraction of gunicorn's. A client has HEADER_TIMEOUT_S
-to send its headers, and an idle keep-alive connection is closed after as long.
-
-granian forks its workers before any of them builds the app (`app()` below),
-so Keras and its backend are imported after the fork, in each worker (they are
-not fork-safe). Bind address, worker processes and threads come from
-FITSERVE_ settings; arguments to `fitserve-api` are passed on to granian.
+granian reads requests in its own event loop and hands one to a Python
+thread only once its headers are in, so a slow or idle client holds a
+socket, never a thread (docs/reliability.md). A client has HEADER_TIMEOUT_S
+to send its headers, and an idle keep-alive connection is closed after as
+long. granian forks its workers before any builds the app (`app()` below),
+so Keras and its backend, which are not fork-safe, are imported in each
+worker. Address, processes and threads come from FITSERVE_ settings;
+arguments to `fitserve-api` are passed on to granian.
 """
 
 from __future__ import annotations

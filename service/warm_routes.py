@@ -1,13 +1,12 @@
 """The service's share of warming a version before it takes traffic.
 
 Past the model's own path (models.serving.warm_up.warm_up), a cold process's
-first `:predict` paid for the URL map matching the model's routes (werkzeug
+first `:predict` pays for the URL map matching the model's routes (werkzeug
 compiles a rule's patterns on its first match) and for rendering the answer
-(`Accept` parsing, the response object): about 4 of the 6 ms of a first
-request that found the model warm, against 0.5 ms for the next ones
-(bench/first_request.py). Both are run here, on the predictor's loading
-thread, with no request dispatched: no auth, metrics, access log or
-prediction log sees a warm-up.
+(`Accept` parsing, the response object): most of a first request that finds
+the model warm (bench/first_request.py). Both are run here, on the
+predictor's loading thread, with no request dispatched: no auth, metrics,
+access log or prediction log sees a warm-up.
 """
 
 from __future__ import annotations

@@ -1,17 +1,15 @@
 """The Flask class the service runs, trimmed of per-request work that a
-one-row `:predict` (a few hundred microseconds in all) notices.
+one-row `:predict` notices:
 
-- A response held in memory goes back to the server as a one-item list.
-  Werkzeug hands every body over as an iterator (a ClosingIterator), which
-  granian pulls an item at a time across the GIL (`response_iter`); a list
-  it writes in one call (`response_bytes`). Streamed bodies (event streams,
-  large predictions), bodies with `call_on_close` callbacks, and HEAD, 1xx,
-  204 and 304 answers keep werkzeug's own path.
+- A response held in memory goes back to the server as a one-item list,
+  which granian writes in one call, instead of werkzeug's iterator, which it
+  pulls an item at a time across the GIL. Streamed bodies, bodies with
+  `call_on_close` callbacks, and HEAD, 1xx, 204 and 304 answers keep
+  werkzeug's own path.
 - A small JSON `:predict` that succeeds is answered before Flask sees it
   (service.fast_predict); every other request, and every error, is Flask's.
-- Flask asks `inspect.iscoroutinefunction` of every hook and view on every
-  request (`ensure_sync`); the answer for a function never changes, so it
-  is remembered.
+- `ensure_sync`'s `inspect.iscoroutinefunction` answer, asked of every hook
+  and view on every request, is remembered: it never changes.
 """
 
 from __future__ import annotations

@@ -1,18 +1,15 @@
 """`fitserve worker --supervised`: a training worker that comes back when it dies.
 
-Runs `fitserve-worker` as a child process and starts it again whenever it
-exits without being asked to (a crash, the kernel's OOM killer, a SIGKILL),
-logging how it ended, the restart's number and the delay before it. The delay
-is 1 s, doubled after each worker that died within a minute of its start, up
-to 30 s; a worker that ran a minute resets it. The job a dead worker held
-comes back on its own: the sweeper sends it again once its lease lapses
-(FITSERVE_JOBS__LEASE_S), and it resumes from its last checkpoint.
-
-SIGTERM or SIGINT stops the supervisor: the worker gets one SIGTERM (its job
-hands itself back to the queue), and the supervisor exits with the worker's
-status once it has gone. The worker runs in a session of its own, so a
-terminal's Ctrl-C reaches it through here, once; and the kernel sends it
-SIGTERM should the supervisor die (Linux: PR_SET_PDEATHSIG).
+Runs `fitserve-worker` as a child and starts it again whenever it exits
+unasked (a crash, the OOM killer, a SIGKILL), logging how it ended, the
+restart's number and the delay: 1 s, doubled after each worker that died
+within a minute of its start, up to 30 s. The dead worker's job comes back
+on its own: the sweeper sends it again once its lease lapses, and it resumes
+from its checkpoint. SIGTERM or SIGINT stops the supervisor: the worker gets
+one SIGTERM (its job hands itself back) and the supervisor exits with its
+status. The worker runs in a session of its own, so a terminal's Ctrl-C
+reaches it once, through here; and it gets SIGTERM should the supervisor die
+(Linux: PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations

@@ -1,31 +1,15 @@
 """Finding the jobs whose worker died, and delivering them again.
 
-Celery's own redelivery cannot be relied on for this: with `acks_late` on
-Redis, a killed worker's message comes back only after the broker's
-visibility timeout (hours here, so long jobs do not run twice), and a message
-acknowledged before a crash never comes back. Instead every worker sweeps:
-a running job whose lease has lapsed is sent to its queue again, where a
-claim (models.jobs.store) lets exactly one delivery take it over and resume it from
-its checkpoint. A stray duplicate message is harmless: its claim finds the
-job taken or finished.
-
-A queued job whose message was lost (the API stopped between recording the
-job and sending it, a worker between handing its job back and sending it, or
-a worker died holding the message before it claimed the job) is sent again
-too: every queued job records when its message was last sent, and one sent a
-period ago or more is looked for on the broker (worker.queue.JobQueue.held),
-and sent again only when its message is nowhere: a job waiting in a busy
-queue is not sent twice.
-
-The sweep also keeps `auto` jobs from waiting on GPUs that are gone: one sent
-to the GPU queue (a GPU worker was online then) is sent to the CPU queue when
-no GPU worker is online any more. If a GPU worker comes back first, it takes
-the job from the GPU queue and the CPU queue's copy finds it taken.
-
-Every few minutes one of the sweepers also forgets what expired jobs left:
-their entries in the job indexes, and prediction jobs' results in the store;
-the models a search's group jobs left for a search that has ended; and the
-prediction log's hours older than its retention.
+Celery's own redelivery cannot be relied on: with `acks_late` on Redis a
+killed worker's message comes back only after the visibility timeout, and
+one acknowledged before a crash never does. So every worker sweeps: a
+running job whose lease has lapsed is sent to its queue again, where a claim
+(models.jobs) lets exactly one delivery resume it from its checkpoint. A
+queued job whose message was lost is sent again once its message is found
+nowhere on the broker (worker.queue.JobQueue.held), so a job waiting in a
+busy queue is not sent twice. `auto` jobs waiting on GPUs that are gone go
+to the CPU queue. Every few minutes one sweeper also forgets what expired:
+old jobs' index entries and results, ended searches' models, old log hours.
 """
 
 from __future__ import annotations

@@ -5,12 +5,11 @@ the rows (each row's field count checked) and the cells (numbers and labels,
 each bad one a problem of its own). A problem's loc is inside the body
 (`["line", 7, "age"]`); the API places it in the request.
 
-Memory stays near the size of what is stored: the rows are read a piece of
-the body at a time (models.datasets.csv_pieces) into arrays allocated once,
-after the header has fixed the row width. Their length is bounded by the
-body (a row as wide as the header takes at least that many bytes), and only
-the pages rows are written to are ever touched; a wide header over short rows
-is refused row by row without either.
+Memory stays near the size of what is stored: rows are read a piece of the
+body at a time (models.datasets.csv_pieces) into arrays allocated once the
+header has fixed the row width, bounded by the body (a row as wide as the
+header takes at least that many bytes); a wide header over short rows is
+refused row by row without either.
 """
 
 from __future__ import annotations

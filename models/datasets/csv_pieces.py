@@ -1,13 +1,12 @@
 """A large CSV body read a piece at a time, and the fast reading of a clean piece.
 
-A body parsed at once costs a Python object per cell (a 32 MB CSV of two
-short columns once took ~2.4 GiB). So a body is cut into pieces of whole
-lines (about PIECE_BYTES each), decoded one at a time, and the numbers of a
-clean piece (no quotes, every line as wide as the header) are read by
-numpy's loadtxt, in C, straight into arrays. A piece it cannot read goes to
-the csv module, row by row, which finds each problem and its line. Measured
-on 4 million rows of two short columns (one core): loadtxt 1.7 s of CPU, the
-csv module in batches 5.7 s, the csv module whole (as before) 18 s.
+A body parsed at once costs a Python object per cell, many times the bytes
+it stores. So a body is cut into pieces of whole lines (about PIECE_BYTES
+each), decoded one at a time, and the numbers of a clean piece (no quotes,
+every line as wide as the header) are read by numpy's loadtxt, in C,
+straight into arrays. A piece it cannot read goes to the csv module, row by
+row, which finds each problem and its line (bench/RESULTS.md: memory per
+request).
 
 Shared by dataset uploads (models.datasets.csv_format) and prediction bodies
 (models.serving.samples).

@@ -1,22 +1,15 @@
 """A fast path for the one large array of numbers in a JSON body.
 
-A JSON parser makes a Python object per number (a float and a list slot: 32
-bytes where float32 holds 4), so a body of a few million numbers costs many
-times its array's size. `loads` finds the body's longest run of number text
-(digits, signs, '.', 'e', ',', brackets and whitespace), and when that run is
-one rectangular array of plain JSON numbers it reads it a piece at a time:
-the brackets give the shape (numpy over the text's bytes), and orjson reads
-each piece's numbers as one flat list, at once cast to float32. So the
-Python objects made are a piece's worth (about 1 MiB of text), and each
-number is read by the same parser as before and cast the same way
-(int or float64, then float32). The rest of the body, with a marker string
-where the array was, goes to the ordinary parser.
-
-Anything else (strings, null, true, NaN, objects, ragged or empty rows, a
-number JSON does not allow, a value beyond float32, or, in an array of
-integers only, one of 2**53 or more, which int64 and float64 round to float32
-differently) leaves the fast path: `loads` answers None and the caller
-parses the body as before, so its errors are unchanged.
+A JSON parser makes a Python object per number (32 bytes where float32 holds
+4). `loads` finds the body's longest run of number text and, when it is one
+rectangular array of plain JSON numbers, reads it a piece (about 1 MiB of
+text) at a time: the brackets give the shape, and orjson reads each piece's
+numbers as one flat list, cast at once to float32, as the ordinary parser's
+would be. The rest of the body, with a marker where the array was, goes to
+the ordinary parser. Anything else (strings, null, NaN, ragged rows, a value
+beyond float32, an integer of 2**53 or more, which int64 and float64 round
+to float32 differently) makes `loads` answer None, and the caller parses
+the body as usual, so its errors are unchanged.
 """
 
 from __future__ import annotations

@@ -3,21 +3,13 @@ KServe implement it (Triton's docs/protocol/extension_binary_data.md).
 
 A request body is a JSON header of `Inference-Header-Content-Length` bytes,
 then the raw bytes of each input whose `parameters` hold `binary_data_size`,
-in the order of `inputs`: little-endian, row-major, no padding; BOOL one byte
-per element; BYTES a 4-byte little-endian length before each element. A
-header length of 0 means there is no JSON at all: the body is the one input
-tensor's bytes (Triton's "raw binary request"), and every output comes back
-binary.
-
-An output is answered in binary when its request entry says
-`"parameters": {"binary_data": true}`, or the request's parameters say
-`"binary_data_output": true` and the output's own flag does not say false.
-Its JSON entry then has `parameters.binary_data_size` and no `data`, and its
-bytes follow the JSON header in the order of `outputs`.
-
-Memory is bounded by the body: every size is checked against the bytes
-received before anything is read, and numeric tensors are views of the body
-(np.frombuffer), not copies.
+in the order of `inputs`: little-endian, row-major; BOOL one byte per
+element; BYTES a 4-byte length before each element. A header length of 0 is
+Triton's raw binary request: the body is the one input's bytes, and every
+output comes back binary. An output is binary when its `binary_data` says
+so, or the request's `binary_data_output` does and its own flag is not false.
+Every size is checked against the bytes received before anything is read,
+and numeric tensors are views of the body (np.frombuffer), not copies.
 """
 
 from __future__ import annotations

@@ -1,25 +1,15 @@
 """Which versions each model has, as this API process sees them.
 
-The predictor asks on every request, and a listing costs a network round
-trip with a bucket and a directory read plus a stat per version with a
-folder (a sizeable share of a one-row request), so the catalog answers from
-memory instead:
-
-- each model's versions are listed once, on the first ask, and kept;
-- a publish or delete anywhere is announced on the Redis channel
-  `<prefix>:models` (`announce_changes`, the store's `on_change`), and a
-  subscriber thread in each process lists that one model again at once;
-- after every (re)subscription, and every `poll_s` as a backstop for
-  announcements lost while Redis was away, everything cached is listed again;
-- a model with no versions is listed again on an ask at most every
-  `recheck_s` (a model published a moment ago is found without waiting for
-  the poll; a flood of asks for a missing one costs one listing a second),
-  and so is one asked for a version it does not have.
-
-Without a Redis client and with a folder (tests, tools) it asks the store on
-every call instead. The subscriber starts on the first ask in each process
-(the API server forks its workers after importing us; a thread does not
-survive a fork).
+The predictor asks on every request, and a listing costs a round trip to a
+bucket (or a directory read), so the catalog answers from memory: each
+model is listed once, on its first ask; a publish or delete anywhere is
+announced on the Redis channel `<prefix>:models` (`announce_changes`) and a
+subscriber thread lists that model again; after every (re)subscription, and
+every `poll_s`, everything cached is listed again, for announcements lost
+while Redis was away. A model with no versions, or asked for a version it
+lacks, is listed again at most every `recheck_s`. Without a Redis client it
+asks the store every time. The subscriber starts on the first ask in each
+process: the API server forks its workers after importing us.
 """
 
 from __future__ import annotations

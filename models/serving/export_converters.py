@@ -6,12 +6,9 @@
 Run by models.serving.exporter, never imported by the API process: it imports
 TensorFlow. Writes `OUT_DIR/saved_model/` (signature `serving_default`: input
 `x`, float32 `[batch, *input_shape]`; output `output_0`, as the API's
-metadata describes them), `OUT_DIR/model.onnx` (the same names), and
+metadata describes them), `OUT_DIR/model.onnx` (the same names, from Keras'
+own exporter, tf2onnx, which takes any layer Keras has) and
 `OUT_DIR/result.json`: each format's error, null when it was built.
-
-ONNX comes from Keras' own exporter (`model.export(format="onnx")`, which runs
-tf2onnx on the TensorFlow graph): the established converter, which takes any
-layer Keras has, not only those of the numpy forward pass.
 """
 
 from __future__ import annotations

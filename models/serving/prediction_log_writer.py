@@ -1,23 +1,15 @@
 """The prediction log's writer: sampled predictions, recorded off the request path.
 
 A sampled request (service.prediction_sampling decides) hands `offer` a small
-record: plain values and copies of its first rows of inputs and outputs,
-nothing encoded. It goes on a bounded deque; when the deque is full the record
-is dropped and counted, never waited for, and nothing a writer does can fail
-the request. A writer thread per process (started with the first record, and
-again in a forked child: a thread does not survive a fork) takes the records
-off every TICK_S, encodes them as JSON lines, groups them by model and hour,
-and writes each group as one whole object (models.storage.prediction_records)
-every `flush_s`, or at once when one reaches MAX_OBJECT_BYTES.
-
-`flush` writes what is held at once: the reading route calls it (a process
-reads back what it logged), and so does an exiting process (atexit, or
-multiprocessing's finalizers in granian's worker processes).
-
-Memory is bounded: at most `max_queued` records wait, each with at most
-`max_rows` rows and MAX_RECORD_VALUES input numbers (the first rows of a
-large batch; `rows` says how many it had), and encoded groups are written
-once they reach MAX_OBJECT_BYTES.
+record of plain values and copies of its first rows, nothing encoded. It goes
+on a bounded deque (at most `max_queued`; when full the record is dropped and
+counted, never waited for, so a writer can never fail or slow a request). A
+writer thread per process (started with the first record, and again in a
+forked child) encodes the records as JSON lines, groups them by model and
+hour, and writes each group as one whole object
+(models.storage.prediction_records) every `flush_s`, or at once when it
+reaches MAX_OBJECT_BYTES. `flush` writes what is held: the reading route and
+an exiting process call it.
 """
 
 from __future__ import annotations

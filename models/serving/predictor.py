@@ -1,20 +1,15 @@
 """Prediction: published versions loaded once into an in-process LRU cache.
 
-Serving never calls `model.predict` per request (its per-call set-up costs far
-more than the arithmetic of a small MLP). A loaded version runs the numpy
-forward pass (models.serving.forward) once it has matched Keras on a probe batch, and
-Keras' own inference call otherwise, in bounded chunks either way.
-
-`latest` follows the store through the catalog (models.serving.catalog): a
-newly published version is loaded aside as soon as this process learns of it
-(`follow_publishes`), or on the first request after that, while the version in
-hand keeps answering. Every version is warmed (models.serving.warm_up) before it
-goes in the cache, so before it takes traffic; at start the latest version of
-each model is loaded and warmed (`start_warm_up`) and the process is not ready
-until that is done (`warmup`). A version that fails to load never replaces a
-working one (TF Serving's availability-preserving rule): requests for the
-latest keep going to the newest version that loads, and the broken one is not
-retried for a while.
+Serving never calls `model.predict` per request: its per-call set-up costs
+far more than a small MLP's arithmetic. A loaded version runs the numpy
+forward pass (models.serving.forward) once it has matched Keras on a probe
+batch, and Keras' own inference call otherwise, in bounded chunks either way.
+Every version is warmed (models.serving.warm_up) before it goes in the cache;
+at start the latest version of each model is loaded and warmed
+(`start_warm_up`). A newly published version is loaded aside as soon as this
+process learns of it (`follow_publishes`, through models.serving.catalog)
+while the one in hand answers. A version that fails to load never replaces a
+working one (TF Serving's availability-preserving rule).
 """
 
 from __future__ import annotations

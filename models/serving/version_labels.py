@@ -1,31 +1,16 @@
-"""Version labels (TF Serving's): names such as `stable` or `canary` that
-point at a published version of a model, moved by operators.
+"""Version labels (TF Serving's): names such as `stable` or `canary` that point
+at a published version of a model, moved by operators. They live in Redis,
+the one state every API process on every host shares, under
+`<prefix>:labels:<model>` (label -> version), with each label's history of
+moves (`{"time", "from", "to", "role"}`, never the key) and markers for
+versions being deleted or deleted.
 
-They live in Redis, the one state every API process on every host shares
-(compose runs it append-only), under the deployment's prefix:
-
-  <prefix>:labels:<model>                  hash: label -> version
-  <prefix>:labels:<model>:history:<label>  list: one JSON move per change,
-                                           {"time", "from", "to", "role"}
-                                           (the key's role, never the key),
-                                           oldest first, the last HISTORY_KEPT
-  <prefix>:labels:<model>:deleting:<v>     a version being deleted (expires)
-  <prefix>:labels:<model>:deleted          versions deleted (never reused)
-
-A move is one Lua script: it refuses a version that is being deleted or was
-deleted, sets the label and appends the move, all at once. A version delete
-goes through `delete_version`: a script refuses it while a label points at the
-version (Conflict, naming the labels) and otherwise marks the version as being
-deleted before the store deletes it; once deleted, the version joins the
-deleted set. So whatever order a move and a delete of one version run in,
-either the delete is refused or the move is, and no label ever points at a
-deleted version. The caller checks that the version exists (the catalog)
-before a move; a version deleted since then is caught by the marker.
-
-Reads go to Redis on every request (one HGETALL), so a move is seen by every
-process at once. Each process keeps the last mapping it read per model: with
-Redis away, a label still resolves to where it pointed when last read
-(logged), and only moves fail (503).
+A move is one Lua script: it refuses a version being deleted or deleted,
+sets the label and appends the move at once. `delete_version` refuses a
+version a label points at (Conflict) and otherwise marks it as being deleted,
+so a move and a delete never both succeed. Every request reads the mapping
+(one HGETALL); with Redis away a label resolves to where it last pointed
+(logged) and only moves fail (503).
 """
 
 from __future__ import annotations

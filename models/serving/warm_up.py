@@ -4,14 +4,10 @@ A version is warmed before the predictor puts it in its cache, so before it
 takes any traffic: `warm_up` sends a one-row and a several-row batch through
 the path a `:predict` takes after its route (the JSON body read by
 models.serving.samples, the forward pass the version serves with, the label
-decoding, the JSON answer written by orjson). Loading already ran a probe
-batch through Keras and the numpy pass; this runs the rest, and the serving
-pass itself at the batch sizes requests use.
-
-`WarmUp` is what an API process reports while it loads and warms the latest
-version of each model at start: `/readyz` and the Open Inference Protocol's
-ready routes answer "not ready" until every model has either loaded or
-failed (a failed one is a warning, never a wait without end).
+decoding, the JSON answer). `WarmUp` is what an API process reports while it
+loads and warms the latest version of each model at start: `/readyz` and the
+Open Inference Protocol's ready routes answer "not ready" until every model
+has either loaded or failed (a failed one is a warning, never a wait).
 """
 
 from __future__ import annotations

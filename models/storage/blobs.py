@@ -3,14 +3,12 @@
 Every store of this room (model versions, datasets, results, checkpoints) is
 written against `Blobs`, a small object-store interface: whole objects put
 and got by key, one conditional create, listings by prefix. A local folder
-implements it with the atomic operations of a POSIX filesystem (rename, and
-link for create-if-absent); a bucket with S3's (a PUT is atomic per object,
-and `If-None-Match: *` makes a create conditional). So the single-host
-default and a many-host deployment run the same store code, and the store
-tests run against both.
-
-Keys are `/`-separated, relative, and never start a segment with `.`: the
-local folder keeps its partial writes under such names.
+implements it with POSIX's atomic operations (rename, and link for
+create-if-absent); a bucket with S3's (a PUT is atomic per object, and
+`If-None-Match: *` makes a create conditional). So one host and many run the
+same store code, and the store tests run against both. Keys are
+`/`-separated, relative, and never start a segment with `.`: the local
+folder keeps its partial writes under such names.
 """
 
 from __future__ import annotations

@@ -1,13 +1,10 @@
 """What writes cut off (a process killed, a host lost) leave behind, cleared
-when a process starts:
-
-- partial files of a folder store (`.tmp-<hex>`, models.storage.blobs) and of
-  a bucket's local cache, and a bucket's incomplete multipart uploads, whose
-  parts the bucket keeps (and bills) until they are aborted;
-- a dataset's arrays without its record: its upload stopped between the two
-  (models.storage.dataset_files), and no reader will ever see it;
-- this host's staging folders (`fitserve-dataset-*`, `fitserve-publish-*` in
-  the temporary folder), which a killed process does not remove.
+when a process starts: partial files of a folder store (`.tmp-<hex>`) and of
+a bucket's local cache; a bucket's incomplete multipart uploads, whose parts
+it keeps (and bills) until aborted; a dataset's arrays without its record
+(its upload stopped between the two, models.storage.dataset_files); and this
+host's staging folders (`fitserve-dataset-*`, `fitserve-publish-*`), which a
+killed process does not remove.
 
 Only what is older than `older_than_s` is taken: another process, here or
 on another host, may be writing a younger one right now.

@@ -1,30 +1,15 @@
 """The model store: TF Serving's `<name>/<version>/` tree, in a folder or a bucket.
 
-Under `models/<name>/<version>/` a version has three objects, written in
-this order:
-
-  claim.json     who took the number: a conditional create (If-None-Match: *
-                 on S3, link() on a folder), so of two publishers on two hosts
-                 racing for N+1 exactly one gets it and the other tries N+2.
-                 It outlives the version: a deleted number is never reused
-                 (a cache elsewhere may still hold the old model under it).
-  model.keras    the model, as Keras saved it.
-  manifest.json  the metadata, and the sha256 and size of every file. It is
-                 written last, and only if absent (a conditional create too),
-                 and a version exists exactly when its manifest does, so a
-                 reader never sees half a version, nor a second one.
-
-Beside them, `exports/` holds the version's SavedModel and ONNX exports once
-asked for and built (models.serving.exporter); deleted with the version.
-
-`models/<name>/jobs/<job id>` names the number a job claimed (created only if
-absent), so every attempt of a job publishes under one number: the retry of a
-job that died while publishing finishes that version instead of publishing a
-second one, and of two attempts at once (a worker that stalled past its lease,
-and the one that took its job over) one writes the manifest and the other
-finds the version published. An attempt other than the one that claimed the
-number writes its model as `model-<hex>.keras`, which its manifest names, so
-that no attempt overwrites the model another's manifest vouches for.
+Under `models/<name>/<version>/` a version is three objects, written in order:
+`claim.json`, a conditional create (If-None-Match: * on S3, link() on a
+folder), so of two publishers racing for a number exactly one gets it, and
+kept after a delete so a number is never reused; `model.keras`; and
+`manifest.json` (the metadata, the sha256 and size of every file), created
+last and only if absent: a version exists exactly when its manifest does.
+`exports/` beside them holds its SavedModel and ONNX files once built.
+`models/<name>/jobs/<job id>` names the number a job claimed, so every
+attempt of a job publishes under one number, and an attempt that did not
+claim it writes `model-<hex>.keras`, never another attempt's model.
 """
 
 from __future__ import annotations

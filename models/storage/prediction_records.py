@@ -2,18 +2,14 @@
 
     predictions/<model>/<YYYY-MM-DDTHH>/<first>-<last>-<host>-<pid>-<seq>.jsonl
 
-The hour folder is the records' hour (UTC); `first` and `last` are the
-times of the object's oldest and newest record, in milliseconds since the
-epoch (13 digits: they sort as they compare), so a reader picks the objects
-that can hold what it wants from one listing, without opening the others.
-Objects are written whole, never appended to (an S3 bucket has no append).
-
-Records are read back oldest first, in the order of (time, object, line): a
-position in that order is a cursor, `<time>~<object>~<line>`, which names
-the last record a page returned. A reader's work per call is bounded: at
-most MAX_HOURS_PER_CALL hour folders listed and MAX_OBJECTS_PER_CALL objects
-read (or, if more objects overlap the starting time, those: about one per
-writing process), and a page cut short by them returns a cursor to go on from.
+The hour folder is the records' hour (UTC); `first` and `last` are the times
+of the object's oldest and newest record in epoch milliseconds (13 digits:
+they sort as they compare), so one listing picks the objects a reader needs.
+Objects are written whole (a bucket has no append). Records are read oldest
+first, by (time, object, line); a cursor `<time>~<object>~<line>` names the
+last one a page returned. A call lists at most MAX_HOURS_PER_CALL hour
+folders and reads at most MAX_OBJECTS_PER_CALL objects (more only when more
+overlap its starting time); a page cut short by them returns a cursor.
 """
 
 from __future__ import annotations

@@ -1,19 +1,15 @@
-"""Training checkpoints: what a job needs to go on from its last finished
-epoch after its worker died.
+"""Training checkpoints: what a job needs to go on from its last finished epoch
+after its worker died.
 
-A checkpoint holds every variable of the model and of its optimizer, the
-epoch count, the curves so far, early stopping's state and the shuffle key of
-the fused trainer. Resuming from it on JAX gives the same weights as a run
-that was never interrupted. The files are the storage room's
-(models.storage.checkpoint_files); this module decides when to save and moves the
-values between a Keras model and a Checkpoint.
-
-Saving costs a copy of every variable (the file is written by a thread
-meanwhile). So a job saves after an epoch only when training since its last
-save took at least twenty times what that copy cost: at most about 5% of the
-time goes to checkpoints, every epoch is saved unless epochs take
-milliseconds, and a job that dies loses well under a second of fast epochs.
-The last epoch is always saved.
+A checkpoint holds every variable of the model and its optimizer, the epoch
+count, the curves so far, early stopping's state and the fused trainer's
+shuffle key; resuming from it on JAX gives the weights of an uninterrupted
+run. The files are the storage room's (models.storage.checkpoint_files);
+this module decides when to save and moves values between a Keras model and
+a Checkpoint. Saving costs a copy of every variable, so a job saves after an
+epoch only when training since its last save took at least twenty times that
+copy: at most about 5% of the time goes to checkpoints, and slow epochs are
+all saved. The last epoch always is.
 """
 
 from __future__ import annotations

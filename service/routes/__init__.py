@@ -1,0 +1,1 @@
+"""One blueprint per resource; service.app registers them all."""
