@@ -44,8 +44,8 @@ def main(argv: list[str] | None = None) -> None:
     _raise_open_files_limit(CONNECTIONS_PER_PROCESS * server.workers + 1024)
     # One BLAS thread per worker process: there is a worker per core already,
     # and OpenBLAS' threads spin on cores the other workers (and the server's
-    # own threads) need: the forward pass of 100,000 rows took 10-20x longer
-    # with two threads per process on a busy 2-core machine than with one.
+    # own threads) need: a large forward pass slows down many times over with
+    # two threads per process on a busy machine (bench/RESULTS.md).
     for variable in BLAS_THREADS:
         os.environ.setdefault(variable, "1")
     arguments = [

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import orjson
 
-# Smaller arrays go to the ordinary parser: it is ~1.3x faster, and the
-# Python float per number it makes (~8x the text's bytes) stays inside the
-# fixed 256 MiB of the memory bound (README, Reliability) below this size.
+# Smaller arrays go to the ordinary parser: it is faster (bench/RESULTS.md), and
+# the Python float per number it makes (~8x the text's bytes) stays inside the
+# fixed 256 MiB of the memory bound (docs/reliability.md) below this size.
 MIN_BYTES = 16 << 20
 _PIECE_BYTES = 1 << 20  # text parsed at a time
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
