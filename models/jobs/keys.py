@@ -75,6 +75,12 @@ class JobKeys:
         """The last KEYS of a script that changes state (scripts/reindex.lua)."""
         return [self.history(job_id), self.index, *self.state_indexes]
 
+    def state_change(self, job_id: str) -> list[str]:
+        """The KEYS of claim.lua and transition.lua: the job, its lease, the
+        running set, the queued jobs by last send, then `index_keys`."""
+        return [self.job(job_id), self.lease(job_id), self.running, self.queued_by_send,
+                *self.index_keys(job_id)]  # fmt: skip
+
     def training(self, device: str) -> str:
         """The device's training totals (a hash)."""
         return f"{self.prefix}:training:{device}"

@@ -64,8 +64,7 @@ class Leases:
         more often than `lease_s` while it works.
         """
         token = uuid.uuid4().hex
-        keys = [self.keys.job(job_id), self.keys.lease(job_id), self.keys.running,
-                self.keys.queued_by_send, *self.keys.index_keys(job_id)]  # fmt: skip
+        keys = self.keys.state_change(job_id)
         arguments: list[str | int] = [
             token, int(lease_s * 1000), json.dumps(worker), json.dumps(device),
             json.dumps(utc_now()), max_attempts, job_id,

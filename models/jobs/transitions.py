@@ -49,8 +49,7 @@ class Transitions:
             time.time(),
         ]  # fmt: skip
         arguments += pairs(fields)
-        keys = [self.keys.job(job_id), self.keys.lease(job_id), self.keys.running,
-                self.keys.queued_by_send, *self.keys.index_keys(job_id)]  # fmt: skip
+        keys = self.keys.state_change(job_id)
         moved, previous = self.scripts.transition(keys=keys, args=arguments)
         if moved == -1 and token is not None:
             raise lease_lost(job_id, token)

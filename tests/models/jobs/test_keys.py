@@ -31,6 +31,8 @@ def test_a_state_changing_script_gets_the_history_the_index_and_every_state() ->
     states = ["queued", "running", "succeeded", "failed", "cancelled"]
     assert keys.state_indexes == [f"fs:jobs:state:{state}" for state in states]
     assert keys.index_keys(JOB) == [f"fs:job:{JOB}:history", "fs:jobs", *keys.state_indexes]
+    assert keys.state_change(JOB) == [f"fs:job:{JOB}", f"fs:lease:{JOB}", "fs:running",
+                                      "fs:queued-by-send", *keys.index_keys(JOB)]  # fmt: skip
 
 
 def test_a_training_key_names_its_device() -> None:
