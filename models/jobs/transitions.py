@@ -48,7 +48,7 @@ class Transitions:
             token or "", json.dumps(new_state), ",".join(json.dumps(state) for state in allowed),
             time.time(),
         ]  # fmt: skip
-        arguments += pairs(fields)
+        arguments += field_arguments(fields)
         keys = self.keys.state_change(job_id)
         moved, previous = self.scripts.transition(keys=keys, args=arguments)
         if moved == -1 and token is not None:
@@ -81,7 +81,7 @@ class Transitions:
             self.records.update(job_id, **fields)
             return
         keys = [self.keys.job(job_id), self.keys.lease(job_id)]
-        if not self.scripts.update_owned(keys=keys, args=[token, *pairs(fields)]):
+        if not self.scripts.update_owned(keys=keys, args=[token, *field_arguments(fields)]):
             raise lease_lost(job_id, token)
 
     def append_epochs(
@@ -107,7 +107,7 @@ class Transitions:
         return None if answer == -2 else answer
 
 
-def pairs(fields: Mapping[str, Any]) -> list[str]:
+def field_arguments(fields: Mapping[str, Any]) -> list[str]:
     """Fields as a script's ARGV tail: name, JSON value, name, ..."""
     return [part for name, value in encode(fields).items() for part in (name, value)]
 
