@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -244,9 +243,10 @@ LEADERBOARD_ROWS = 30
 def leaderboard(job: Mapping[str, Any]) -> str:
     """A finished search or k-fold job as plain text ("" for any other job).
 
-    A search: its trials best first by the ranking metric (mean ± std over the
-    folds with `fit.folds`), the best one marked; then, with folds, the best
-    trial fold by fold. A k-fold job without a search: each metric fold by fold.
+    A search: its trials best first by the `rank` the API gives each (by the
+    ranking metric: mean ± std over the folds with `fit.folds`), the best one
+    marked; then, with folds, the best trial fold by fold. A k-fold job
+    without a search: each metric fold by fold.
     """
     trials = job.get("trials") or []
     if not trials:
@@ -259,13 +259,14 @@ def leaderboard(job: Mapping[str, Any]) -> str:
     paths = sorted({path for trial in trials for path in trial.get("params") or {}})
     labels = short_labels(paths)
     header = ["", "rank", "trial", *(labels[path] for path in paths), metric, "state", "epochs"]
-    order = ranked(trials, metric, mode)
+    order = by_rank(trials)
     hidden = max(len(order) - LEADERBOARD_ROWS, 0)
     order = order[:LEADERBOARD_ROWS]  # a search of a thousand trials is read from its record
-    scores = _on_the_sign([_measure(trial, metric) for _, trial in order])
+    scores = _on_the_sign([_measure(trial, metric) for trial in order])
     rows = []
-    for (rank, trial), score in zip(order, scores, strict=True):
+    for trial, score in zip(order, scores, strict=True):
         params = trial.get("params") or {}
+        rank = trial.get("rank")
         rows.append([
             "*" if trial["index"] == best.get("index") else "",
             "-" if rank is None else str(rank), str(trial["index"]),
@@ -299,26 +300,11 @@ def ranking_of(job: Mapping[str, Any]) -> tuple[str, str]:
     return metric, ranking.get("mode") or search.get("mode") or "min"
 
 
-def ranked(
-    trials: Sequence[Mapping[str, Any]], metric: str, mode: str
-) -> list[tuple[int | None, Mapping[str, Any]]]:
-    """(rank, trial), best first: the trials that ran to their end (or still
-    run) by `metric`, then those a halving rung stopped (the later rung first,
-    as halving ranks them), then those without a value (queued, failed, NaN),
-    unranked, by index."""
-    sign = -1.0 if mode == "max" else 1.0
-
-    def place(trial: Mapping[str, Any]) -> tuple[int, int, float, int]:
-        value = (trial.get("metrics") or {}).get(metric)
-        if not _is_number(value) or not math.isfinite(value) or trial.get("state") == "failed":
-            return (2, 0, 0.0, trial["index"])
-        if trial.get("state") == "stopped":
-            return (1, -(trial.get("epochs") or 0), sign * value, trial["index"])
-        return (0, 0, sign * value, trial["index"])
-
-    order = sorted(trials, key=place)
-    return [(None if place(trial)[0] == 2 else rank, trial)
-            for rank, trial in enumerate(order, start=1)]  # fmt: skip
+def by_rank(trials: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The trials in the order of the `rank` the API gives each (1 the best),
+    then those it leaves unranked (null), by index."""
+    return sorted(trials, key=lambda trial: (trial.get("rank") is None, trial.get("rank") or 0,
+                                             trial["index"]))  # fmt: skip
 
 
 def short_labels(paths: Sequence[str]) -> dict[str, str]:

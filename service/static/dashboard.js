@@ -531,29 +531,6 @@
     return trials.sort((a, b) => a.index - b.index);
   }
 
-  // Best first, as the CLI's leaderboard: trials that ran to their end (or
-  // still run) by the metric, then those a halving rung stopped (a later rung
-  // first), then the rest (queued, failed, no value) unranked, by index.
-  function rankTrials(trials, metric, mode) {
-    const sign = mode === "max" ? -1 : 1;
-    const place = (trial) => {
-      const value = (trial.metrics || {})[metric];
-      if (!Number.isFinite(value) || trial.state === "failed") return [2, 0, 0, trial.index];
-      if (trial.state === "stopped") return [1, -(trial.epochs || 0), sign * value, trial.index];
-      return [0, 0, sign * value, trial.index];
-    };
-    const byPlace = (a, b) => {
-      const [first, second] = [place(a), place(b)];
-      const at = first.findIndex((part, position) => part !== second[position]);
-      return at < 0 ? 0 : first[at] - second[at];
-    };
-    const ranks = new Map();
-    [...trials].sort(byPlace).forEach((trial, position) => {
-      ranks.set(trial.index, place(trial)[0] === 2 ? null : position + 1);
-    });
-    return ranks;
-  }
-
   // A dotted path's last segment, or as many more as tell it from the others.
   function shortLabels(paths) {
     const labels = {};
@@ -592,7 +569,8 @@
     return { value, text: value === undefined || value === null ? "–" : number(value), title: "" };
   }
 
-  function trialColumns(trials, metric, mode, ranks) {
+  // Each trial's `rank` is the API's (models/training/search/ranking.py): shown as it is.
+  function trialColumns(trials, metric, mode) {
     const paths = [...new Set(trials.flatMap((trial) => Object.keys(trial.params || {})))].sort();
     const labels = shortLabels(paths);
     const others = [...new Set(trials.flatMap((trial) => Object.keys(trial.metrics || {})))]
@@ -602,8 +580,7 @@
     const order = mode === "max" ? "highest" : "lowest";
     return [
       { key: "rank", label: "rank", title: `Rank by ${metric}, ${order} first`, numeric: true,
-        value: (trial) => ranks.get(trial.index),
-        text: (trial) => String(ranks.get(trial.index) ?? "–") },
+        value: (trial) => trial.rank, text: (trial) => String(trial.rank ?? "–") },
       { key: "trial", label: "trial", title: "The trial's index", numeric: true,
         value: (trial) => trial.index, text: (trial) => String(trial.index) },
       ...paths.map((path) => ({
@@ -639,7 +616,6 @@
 
   function renderTrials(job, trials) {
     const { metric, mode } = rankingOf(job);
-    const ranks = rankTrials(trials, metric, mode);
     const best = job.best ? job.best.index : null;
     const sort = state.trialSort;
     // Redrawn only when something shown changed: a row under the pointer stays put.
@@ -647,10 +623,10 @@
     if (drawn === state.trialsDrawn) return;
     state.trialsDrawn = drawn;
 
-    const columns = trialColumns(trials, metric, mode, ranks);
+    const columns = trialColumns(trials, metric, mode);
     const column = columns.find((each) => each.key === sort.key) || columns[0];
     const byRank = (a, b) =>
-      compareCells(ranks.get(a.index), ranks.get(b.index), false) || a.index - b.index;
+      compareCells(a.rank, b.rank, false) || a.index - b.index;
     const rows = [...trials].sort((a, b) =>
       compareCells(column.value(a), column.value(b), sort.descending) || byRank(a, b));
 
@@ -679,7 +655,7 @@
     $("trials-body").replaceChildren(...rows.map((trial) => {
       const row = element("tr", {
         "data-testid": "trial-row", "data-trial": String(trial.index), "data-state": trial.state || "",
-        "data-rank": String(ranks.get(trial.index) ?? ""), tabindex: "0",
+        "data-rank": String(trial.rank ?? ""), tabindex: "0",
         class: trial.index === best ? "best" : "",
       });
       for (const each of columns) {
@@ -736,8 +712,7 @@
   function drawTrialCurves(job, trials) {
     const { metric } = rankingOf(job);
     const history = job.history || {};
-    const ranks = rankTrials(trials, metric, rankingOf(job).mode);
-    const leader = job.best ? job.best.index : [...ranks].find(([, rank]) => rank === 1)?.[0];
+    const leader = job.best ? job.best.index : trials.find((trial) => trial.rank === 1)?.index;
     const series = trials.map((trial) => ({
       trial: trial.index, values: history[`${trial.index}:${metric}`] || [],
     }));
