@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from models.training.search.ranking import ranked, with_ranks
-from service.cli import LEADERBOARD_ROWS, _entry_logs, leaderboard, short_labels
+from service.cli.jobs import _entry_logs
+from service.cli.search import LEADERBOARD_ROWS, leaderboard, short_labels
 
 LEARNING_RATE = "compile.optimizer.learning_rate"
 
