@@ -24,7 +24,8 @@ export function rankingOf(job) {
 }
 
 // The record's trials, those still training with their latest values from
-// the history (the record is written once per group), by index.
+// the history (the record is written once per group), by index. Their rank
+// stays the record's until the listing brings the group's results.
 export function trialsOf(job) {
   const live = new Map();
   for (const [key, values] of Object.entries(job.history || {})) {
