@@ -11,10 +11,6 @@ The server and key come from --url/--key, else FITSERVE_URL and
 FITSERVE_API_KEY, else http://127.0.0.1:8000 and the key `make run` keeps in
 var/api-key. Exit status: 0 done, 1 the job failed or was cancelled, 2 the
 request was refused (the API's message is printed), 130 interrupted.
-
-The commands live by what they show: jobs (train, watch, jobs, cancel),
-models (models, predict, evaluate, label, export, predictions), search (a
-search's leaderboard) and operators (serve, worker); here, the parser.
 """
 
 from __future__ import annotations
@@ -53,6 +49,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
+# The commands live in modules by what they show (jobs, models, search,
+# operators): here, only the parser that names them.
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fitserve", description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="the API (env FITSERVE_URL; default http://127.0.0.1:8000)")
