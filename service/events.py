@@ -25,6 +25,7 @@ from flask import Flask
 from models.errors import ServiceUnavailable
 from models.jobs.store import FINAL_STATES, JobStore
 from models.records import JobRecord
+from models.training.search.ranking import with_ranks
 
 POLL_SECONDS = 0.2
 KEEP_ALIVE_SECONDS = 15.0
@@ -38,7 +39,7 @@ def job_events(jobs: JobStore, job_id: str, max_seconds: float = 300.0) -> Itera
 
 def _stream(jobs: JobStore, job: JobRecord, max_seconds: float) -> Iterator[str]:
     job_id = job["id"]
-    yield _event("snapshot", job)
+    yield _event("snapshot", with_ranks(job))
     state, epochs_seen = job["state"], _epochs(job)
     if state in FINAL_STATES:
         return

@@ -28,7 +28,10 @@ ALLOWED: dict[str, set[str]] = {
     "service": {"models.*", "worker.celery_app", "worker.queue"},
 }
 # `fitserve worker [--supervised]` starts a worker process from the one command line.
-ENTRY_POINTS = {("service.cli", "worker.main"), ("service.cli", "worker.supervisor")}
+ENTRY_POINTS = {
+    ("service.cli.operators", "worker.main"),
+    ("service.cli.operators", "worker.supervisor"),
+}
 
 
 def room_of(module: str) -> str:

@@ -1,4 +1,10 @@
-"""/v1/jobs: start training jobs, follow them, cancel them."""
+"""/v1/jobs: start training jobs, follow them, cancel them.
+
+A search or k-fold job is shown (GET, the listing, a cancel's answer, the
+events' snapshot) with each trial's `rank` by the one rule of
+models.training.search.ranking, so that clients show it rather than compute
+it; the record in Redis holds no rank (it would go stale with every group).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from models.errors import Conflict, MalformedBody, NotFound, ValidationFailed, p
 from models.jobs.store import STATES
 from models.records import DatasetRecord
 from models.training.class_labels import check_dataset_fits_spec
+from models.training.search.ranking import with_ranks
 from models.training.search.trial_plan import job_trials, search_json
 from models.validation import validate
 from service.bodies import dataset_upload, parse_json, request_body
@@ -68,14 +75,15 @@ def index() -> Response:
     offset = int_arg("page_token", 0, 0, 10**9)
     limit = int_arg("limit", 50, 1, 500)
     page, next_offset = services().jobs.list(state, request.args.get("model"), offset, limit)
-    return jsonify(
-        {"jobs": page, "next_page_token": None if next_offset is None else str(next_offset)}
-    )
+    return jsonify({
+        "jobs": [with_ranks(job) for job in page],
+        "next_page_token": None if next_offset is None else str(next_offset),
+    })  # fmt: skip
 
 
 @blueprint.get("/<job_id>")
 def show(job_id: str) -> Response:
-    return jsonify(services().jobs.get(job_id))
+    return jsonify(with_ranks(services().jobs.get(job_id)))
 
 
 @blueprint.get("/<job_id>/result")
@@ -118,7 +126,7 @@ def events(job_id: str) -> Response:
 
 @blueprint.post("/<job_id>:cancel")
 def cancel(job_id: str) -> Response:
-    return jsonify(services().jobs.request_cancel(job_id))
+    return jsonify(with_ranks(services().jobs.request_cancel(job_id)))
 
 
 def _trials_fields(

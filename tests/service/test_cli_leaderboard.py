@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.cli import LEADERBOARD_ROWS, _entry_logs, leaderboard, ranked, short_labels
+from models.training.search.ranking import ranked, with_ranks
+from service.cli.jobs import _entry_logs
+from service.cli.search import LEADERBOARD_ROWS, leaderboard, short_labels
 
 LEARNING_RATE = "compile.optimizer.learning_rate"
 
@@ -19,13 +21,13 @@ def trial(index: int, value: float | None, state: str = "succeeded", epochs: int
 
 def search_job(trials: list[dict[str, Any]], mode: str, best: int | None) -> dict[str, Any]:
     by_index = {each["index"]: each for each in trials}
-    return {
+    return with_ranks({
         "id": "job", "model": "iris", "state": "succeeded",
         "search": {"trials": len(trials), "method": "random", "metric": None, "mode": None},
         "ranking": {"metric": "val_accuracy", "mode": mode},
         "trials": trials,
         "best": None if best is None else {"index": best, **by_index[best]},
-    }  # fmt: skip
+    })  # fmt: skip
 
 
 def table_rows(text: str) -> list[list[str]]:
@@ -160,7 +162,7 @@ def test_a_large_search_prints_its_best_rows_and_says_how_many_more() -> None:
     ]  # fmt: skip
     job = {"id": "f" * 32, "search": {"trials": 100}, "trials": trials,
            "ranking": {"metric": "val_loss", "mode": "min"}, "best": {"index": 99}}  # fmt: skip
-    text = leaderboard(job)
+    text = leaderboard(with_ranks(job))  # each trial's rank, as the API shows it
     assert f"... and {100 - LEADERBOARD_ROWS} more trials" in text and "f" * 32 in text
     lines = text.splitlines()
     assert lines[2].split()[:3] == ["*", "1", "99"]  # under the title and header: the best

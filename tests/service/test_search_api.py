@@ -4,9 +4,11 @@ here (tests/worker/test_search_jobs.py trains them)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.service.test_jobs_api import IRIS_LIKE, post_job, spec
@@ -155,3 +157,26 @@ def test_a_plain_job_has_no_trial_fields(
 ) -> None:
     job = post_job(client, auth, {"model": "iris", "spec": spec(), "dataset": dataset}).json
     assert "trials" not in job and "search" not in job
+
+
+def test_a_search_s_trials_are_shown_with_their_rank(
+    app: Flask, client: FlaskClient, auth: dict[str, str], dataset: str
+) -> None:
+    body = search_job(fit={"epochs": 2, "batch_size": 5, "validation_split": 0.2},
+                      search={"trials": 3})  # fmt: skip
+    job_id = post_job(client, auth, {**body, "dataset": dataset}).json["id"]
+    jobs = app.extensions["fitserve"].jobs
+    trials = jobs.get(job_id)["trials"]
+    for entry, (value, state) in zip(trials, [(0.5, "succeeded"), (None, "failed"),
+                                              (0.25, "succeeded")], strict=True):  # fmt: skip
+        entry.update(state=state, metrics={} if value is None else {"val_loss": value})
+    jobs.update(job_id, trials=trials, state="succeeded")
+    expected = [2, None, 1]
+    shown = client.get(f"/v1/jobs/{job_id}", headers=auth).json
+    assert [trial["rank"] for trial in shown["trials"]] == expected
+    (listed,) = client.get("/v1/jobs", headers=auth).json["jobs"]
+    assert [trial["rank"] for trial in listed["trials"]] == expected
+    stream = client.get(f"/v1/jobs/{job_id}/events", headers=auth).get_data(as_text=True)
+    snapshot = json.loads(stream.split("data: ", 1)[1].split("\n", 1)[0])
+    assert [trial["rank"] for trial in snapshot["trials"]] == expected
+    assert "rank" not in jobs.get(job_id)["trials"][0]  # shown, not stored

@@ -7,12 +7,12 @@ worker builds it again to train (drawing again gives the same trials)."""
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from models.errors import ValidationFailed, problem
+from models.training.search.ranking import better as better  # worker.search_jobs imports it here
 from models.training.search.space import Search, Trial, ranking, shape_groups, trial_specs
 from models.training.spec import DropoutLayer, ModelSpec
 
@@ -120,15 +120,6 @@ class TrialPlan:
             ],  # fmt: skip
             "best": None,
         }
-
-
-def better(mode: str, value: float, than: float | None) -> bool:
-    """Whether `value` ranks above `than` (None: nothing yet); NaN never does."""
-    if math.isnan(value):
-        return False
-    if than is None or math.isnan(than):
-        return True
-    return value < than if mode == "min" else value > than
 
 
 def _untraced_key(spec: ModelSpec) -> str:
