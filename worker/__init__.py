@@ -1,15 +1,14 @@
 """The training worker: a Celery process that runs jobs on a CPU or GPU host.
 
-celery_app  make_celery: the one Celery app, from Settings (the API imports it to enqueue)
-tasks       the thin Celery tasks: a job id in, the job's state out
-runner      running one training or prediction job: claim, train, publish, finish
-leases      LeaseKeeper: renews a running job's lease from a thread
-heartbeat   Heartbeat: this worker's record in the registry of online workers
-sweeper     Sweeper: sends dead workers' jobs (and stranded `auto` jobs) to a queue again
-devices     detect_devices: the GPUs this process can use
-main        `fitserve-worker`
+celery_app, tasks   the one Celery app (the API imports it to enqueue); thin tasks
+runner              one training or prediction job: claim, train, publish, finish
+context, progress   what a job runs with (WorkerContext); what it writes (JobProgress)
+search_coordinator  a search or k-fold job: groups spread as group jobs, ranked, refit
+group_jobs          one group of a search's trials trained side by side, as a job
+leases, heartbeat   a running job's lease, renewed; this worker's record among those online
+sweeper             sends dead workers' jobs (and stranded `auto` jobs) to a queue again
+devices, main       the GPUs this process can use; `fitserve-worker`
 
-Imports models (every room) and Celery; never Flask. The runner and the
-leases live here rather than in models/jobs because only a worker process runs
-jobs: the API reads and writes job state (models.jobs) and nothing more.
+Imports models (every room) and Celery; never Flask. Jobs run only in a worker
+process: the API reads and writes job state (models.jobs) and nothing more.
 """

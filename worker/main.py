@@ -27,10 +27,10 @@ from models.storage.prediction_records import PredictionRecords
 from models.training.backend import configure_backend, enable_compilation_cache
 from models.training.fit import warm_up
 from worker.celery_app import make_celery
+from worker.context import WorkerContext
 from worker.devices import detect_devices
 from worker.heartbeat import Heartbeat
 from worker.queue import JobQueue
-from worker.runner import WorkerContext
 from worker.sweeper import Sweeper
 from worker.tasks import register_tasks
 
@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     warm_up()  # the first job should not pay for the backend's start-up
     # Everything loaded so far (TensorFlow, JAX, Keras: millions of objects)
     # lives as long as the process. Frozen, the collector stops walking it:
-    # the full collection after each job (and Keras' clear_session) takes
-    # ~1 ms instead of ~230 ms, a third of a small job's time.
+    # the full collection after each job (and Keras' clear_session) takes a
+    # small fraction of its time unfrozen (bench/RESULTS.md).
     gc.collect()
     gc.freeze()
 
