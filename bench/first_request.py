@@ -2,20 +2,13 @@
 
     .venv/bin/python -m bench.first_request [--restarts N]
 
-Trains and publishes the seed's binary model (as bench.serve does), then
-restarts one API process (`fitserve-api`, one worker) again and again, in
-three ways:
-
-  - "ready": warm-up on (the default), traffic once `/readyz` answers 200;
-  - "live": warm-up on, traffic once `/healthz` answers (how a probe saw
-    the process before `/readyz` waited for the warm-up: the first request
-    may still find the model loading);
-  - "cold": `FITSERVE_PRELOAD_MODELS=false`, traffic once `/readyz` answers
-    (the first request loads the model).
-
-Each time it opens a keep-alive connection, times the first one-row
-`:predict` and then the next 50, and prints the first's latency, the median
-of the rest and their ratio (medians over the restarts).
+Trains and publishes the seed's binary model (bench.seed_model), then restarts
+one API process (`fitserve-api`, one worker) again and again: "ready" (warm-up
+on, traffic once `/readyz` answers 200), "live" (warm-up on, traffic once
+`/healthz` answers: the first request may find the model loading) and "cold"
+(`FITSERVE_PRELOAD_MODELS=false`: the first request loads it). Each time it
+times the first one-row `:predict` on a keep-alive connection and the next 50,
+and prints the first's latency, the median of the rest and their ratio.
 """
 
 from __future__ import annotations
@@ -34,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import requests  # noqa: E402
 
-from bench.serve import ONE_ROW, ONE_ROW_HEADERS, train_and_publish  # noqa: E402
+from bench.seed_model import ONE_ROW, ONE_ROW_HEADERS, train_and_publish  # noqa: E402
 from bench.stores import bench_settings  # noqa: E402
 from models.settings import Settings  # noqa: E402
 from service.local_processes import (  # noqa: E402
