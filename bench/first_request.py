@@ -2,13 +2,14 @@
 
     .venv/bin/python -m bench.first_request [--restarts N]
 
-Trains and publishes the seed's binary model (bench.seed_model), then restarts
-one API process (`fitserve-api`, one worker) again and again: "ready" (warm-up
-on, traffic once `/readyz` answers 200), "live" (warm-up on, traffic once
-`/healthz` answers: the first request may find the model loading) and "cold"
-(`FITSERVE_PRELOAD_MODELS=false`: the first request loads it). Each time it
-times the first one-row `:predict` on a keep-alive connection and the next 50,
-and prints the first's latency, the median of the rest and their ratio.
+Trains and publishes the seed's binary model (as bench.serve does), then
+restarts one API process (`fitserve-api`, one worker) again and again, three
+ways: "ready" (warm-up on, traffic once `/readyz` answers 200), "live"
+(warm-up on, traffic once `/healthz` answers: the model may still be
+loading) and "cold" (`FITSERVE_PRELOAD_MODELS=false`: the first request
+loads it). Each time it times the first one-row `:predict` on a keep-alive
+connection and the next 50, and prints the first's latency, the median of
+the rest and their ratio (medians over the restarts).
 """
 
 from __future__ import annotations

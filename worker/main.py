@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> None:
     warm_up()  # the first job should not pay for the backend's start-up
     # Everything loaded so far (TensorFlow, JAX, Keras: millions of objects)
     # lives as long as the process. Frozen, the collector stops walking it:
-    # the full collection after each job (and Keras' clear_session) takes a
-    # small fraction of its time unfrozen (bench/RESULTS.md).
+    # the full collection after each job (and Keras' clear_session) is short
+    # instead of a sizeable share of a small job's time (bench/RESULTS.md).
     gc.collect()
     gc.freeze()
 
