@@ -28,7 +28,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import requests  # noqa: E402
 
-from bench.serve import ONE_ROW, ONE_ROW_HEADERS, train_and_publish  # noqa: E402
+from bench.seed_model import ONE_ROW, ONE_ROW_HEADERS, train_and_publish  # noqa: E402
 from bench.stores import bench_settings  # noqa: E402
 from models.settings import Settings  # noqa: E402
 from service.local_processes import (  # noqa: E402

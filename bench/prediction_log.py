@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.load import LoadResult, run_load
+from bench.seed_model import train_and_publish
 from bench.stores import KEY, bench_settings
 from models.settings import Settings
 from service.local_processes import (
@@ -101,8 +102,6 @@ def measure(model_settings: Settings, seconds: float) -> None:
 
 
 def main() -> None:
-    from bench.serve import train_and_publish
-
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=12.0, help="per cell, all turns")
     options = parser.parse_args()

@@ -1,7 +1,8 @@
-"""Search benchmark (issue 15): a search job's trials trained side by side,
-against the same trials as plain jobs; k-fold validation against one fit; a
-search's groups on one worker and on two. All through a real worker and API
-on a local store (bench.train's Deployment), in one run.
+"""Search benchmark (issue 15), all through a real worker and API on a local
+store (bench.deployment), in one run: a search job's trials side by side
+against the same trials as plain jobs (`binary_rows`, `loss_gaps`), k-fold
+validation against one fit (`folds_rows`), and a search's groups on one
+worker and on two (`mixed_rows`).
 
     make bench-train                 (bench.train's tables, then this one)
     .venv/bin/python -m bench.train --only search
@@ -9,34 +10,6 @@ on a local store (bench.train's Deployment), in one run.
 
 Each figure is a ratio against a baseline measured in the same run: medians
 of `repeats` runs, after a warm-up run of each kind (which compiles).
-
-1. The seed's binary program (examples/breast_cancer.json), shuffling off so
-   that a trial and its plain job see the same batches:
-   a. one trial's plain job against b. a 64-trial grid search job (8 learning
-      rates x 8 seeds): each job's record, started_at -> finished_at;
-      its compute floor (bench.vmap_floor, the service stopped): the median
-      epoch of 64 trials side by side against one trial's, fitserve's
-      (train_group, train) and a vmapped MLP of the same layers written by
-      hand in JAX: what 64 trials cost this host's cores at the least;
-   c. the 64 trials' specs (the search record's `params` written into the
-      spec) as 64 plain jobs queued at once on the same worker, against the
-      search job: submit -> last finished_at, once (`--plain-jobs N` runs a
-      random N of them and extrapolates, and says so);
-   d. each trial's final loss against its plain job's, by learning rate: the
-      largest gap, how many within the target; and the noise floor, the
-      same trials each trained alone (bench.vmap_floor) under XLA's default
-      threads and on one thread: how far summing in another order moves a
-      final loss where training is chaotic, set against the vmapped gaps.
-2. The iris program with 5-fold validation (the refit on every row, which
-   trains beside the folds, included) against one fit of it; the training's
-   share (the folds and the refit, side by side) from its model's `timings`,
-   and the one fit's likewise.
-3. A search of 8 groups (layer width x batch size: no two share a program)
-   on one worker, then on two worker processes of the same deployment (same
-   store, Redis and queue). First with XLA's default threads, one per core,
-   as `fitserve-worker` starts: on a small machine the two share its cores,
-   which bounds the gain. Then each worker pinned to a core of its own
-   (`taskset -c N`), one against two, as one and two 1-core hosts would be.
 """
 
 from __future__ import annotations
@@ -58,8 +31,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.deployment import Deployment, seconds
 from bench.examples import EXAMPLES, FILES, ensure_data
-from bench.train import Deployment, seconds
 from bench.vmap_floor import run_floor
 from service.local_processes import BIN, Service, settings_environment, worker_answers
 
@@ -176,6 +149,16 @@ def rounds(repeats: int, first: Any, second: Any) -> tuple[list[Any], list[Any]]
 
 
 def binary_rows(client: Client, repeats: int, plain_jobs: int) -> dict[str, Any]:
+    """The seed's binary program (examples/breast_cancer.json), shuffling off
+    so that a trial and its plain job see the same batches: one trial's plain
+    job against a 64-trial grid search job (8 learning rates x 8 seeds), each
+    job's record started_at -> finished_at; then the 64 trials' specs (the
+    record's `params` written in) as plain jobs queued at once on the same
+    worker against the search job, submit -> last finished_at, once
+    (`plain_jobs` fewer: a random few, extrapolated, and said so). The compute
+    floor (bench.vmap_floor, the service stopped) sets the median epoch of 64
+    trials side by side against one trial's, fitserve's and a vmapped MLP of
+    the same layers written by hand in JAX: what 64 trials cost at the least."""
     spec = example_spec("breast_cancer")
     spec["fit"]["shuffle"] = False
     searches: list[dict[str, Any]] = []
@@ -265,9 +248,10 @@ def loss_gaps(compared: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def folds_rows(client: Client, repeats: int) -> dict[str, Any]:
-    """The k-fold job against one fit: at least FOLDS_RUNS runs of each, as
-    jobs of a fraction of a second move by a third between runs on a shared
-    2-core host (a median of 3 went from 1.7x to 2.2x between two runs)."""
+    """The iris program with 5-fold validation (the refit on every row, beside
+    the folds, included) against one fit of it, and each one's training share
+    from its model's `timings`: at least FOLDS_RUNS runs of each, as the times
+    of sub-second jobs vary widely between runs on a shared host."""
     repeats = max(repeats, FOLDS_RUNS)
     spec = example_spec("iris")
     folds_spec = copy.deepcopy(spec)
@@ -322,9 +306,13 @@ def start_worker(deployment: Deployment, log_path: Path, core: int | None = None
 
 
 def mixed_rows(client: Client, folder: Path, repeats: int) -> dict[str, Any]:
-    """The mixed-shape search on the deployment's worker, then with a second
-    one; then on one worker pinned to core 0, then with a second pinned to
-    core 1 (the unpinned workers stopped first)."""
+    """A search of 8 groups (layer width x batch size: no two share a program)
+    on the deployment's worker, then with a second worker process of the same
+    deployment (same store, Redis and queue), under XLA's default threads as
+    `fitserve-worker` starts (on a small machine the two share its cores,
+    which bounds the gain); then on one worker pinned to core 0, then with a
+    second pinned to core 1 (`taskset -c N`, the unpinned workers stopped
+    first), as one and two 1-core hosts would be."""
     deployment = client.deployment
     walls, groups = mixed_walls(client, repeats)
     rows: dict[str, Any] = {"groups": groups, "one_worker": walls}

@@ -2,21 +2,14 @@
 
     make bench-serve        (or: .venv/bin/python -m bench.serve [--quick])
 
-Trains the seed's binary model (breast cancer, 30 features, 3 x Dense(60) +
-sigmoid), publishes it, then starts on this machine:
-  - the service (`fitserve-api`, granian, its default workers and threads),
-  - the same service with its store in an S3 bucket instead of the local folder
-    (a SeaweedFS started here on loopback; the API lists versions from its
-    catalog and answers from its own downloaded copy, so this should cost
-    nothing per request),
-  - the baseline under TensorFlow (a user's default) and under the service's
-    backend: bench/baseline_app.py, Flask threaded, `model.predict` per request,
-and measures one row at concurrency 1 and 8 (p50/p99 latency, throughput),
-then 100,000 rows in one request (JSON and NPY) against in-process
-`model.predict` on the same array. Prints ratios (the S3 store's against the
-local one's too); with `wrk` installed (Debian package), checks the one-row
-figures with it, against hello-worlds under the same server (bench/hello_app.py).
-`--stores local` leaves the S3 server out.
+Trains and publishes the seed's binary model (bench.seed_model), then starts
+the service (`fitserve-api`), the same service with its store in an S3 bucket
+(SeaweedFS on loopback; `--stores local` leaves it out), and the baseline
+(bench/baseline_app.py: Flask, `model.predict` per request) under TensorFlow
+and the service's backend. Measures one row at concurrency 1 and 8, then
+100,000 rows in one request (JSON and NPY) against in-process `model.predict`,
+and prints ratios; with `wrk` installed, checks the one-row figures against
+hello-worlds under the same server (bench/hello_app.py).
 """
 
 from __future__ import annotations
@@ -40,17 +33,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
-import redis  # noqa: E402
-from sklearn.datasets import load_breast_cancer  # noqa: E402
 
 from bench import prediction_log  # noqa: E402
 from bench.load import LoadResult, post_once, run_load  # noqa: E402
+from bench.seed_model import ONE_ROW, ONE_ROW_HEADERS, train_and_publish  # noqa: E402
 from bench.stores import KEY, STORES, bench_settings, start_seaweedfs  # noqa: E402
-from models.datasets import DatasetStore  # noqa: E402
-from models.jobs.store import JobStore  # noqa: E402
 from models.settings import Settings  # noqa: E402
 from models.storage.blobs import open_blobs  # noqa: E402
-from models.storage.model_store import ModelStore  # noqa: E402
 from service.local_processes import (  # noqa: E402
     SeaweedFS,
     Service,
@@ -59,29 +48,9 @@ from service.local_processes import (  # noqa: E402
     free_port,
     settings_environment,
 )
-from worker.runner import WorkerContext, run_training_job  # noqa: E402
 
-SPEC = json.loads((ROOT / "examples" / "breast_cancer.json").read_text())["spec"]
 BATCH_ROWS = 100_000
 LOCAL, S3 = "fitserve", "fitserve (S3 store)"
-
-
-def train_and_publish(settings: Settings) -> Path:
-    client = redis.Redis.from_url(settings.redis_url)
-    jobs = JobStore(client, settings.redis_prefix)
-    datasets = DatasetStore(open_blobs(settings))
-    cancer = load_breast_cancer()
-    x = (cancer.data - cancer.data.mean(axis=0)) / cancer.data.std(axis=0)
-    record, _ = datasets.save(
-        json.dumps({"x": x.tolist(), "y": cancer.target.tolist()}).encode(), "application/json"
-    )
-    job = jobs.create("train", "cancer", record["id"], spec=SPEC)
-    context = WorkerContext.from_settings(settings, client, "bench", "cpu", settings.keras_backend)
-    finished = run_training_job(job["id"], context)
-    for key in client.scan_iter(f"{settings.redis_prefix}:*"):
-        client.delete(key)
-    assert finished["state"] == "succeeded", finished["error"]
-    return ModelStore(open_blobs(settings)).model_file("cancer", 1)
 
 
 def start_baseline(model: Path, backend: str, folder: Path) -> tuple[Service, int]:
@@ -104,8 +73,6 @@ def _pings(port: int) -> bool:
         return False
 
 
-ONE_ROW = json.dumps({"instances": [list(map(float, np.linspace(-1, 1, 30)))]}).encode()
-ONE_ROW_HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
 # The two stores' services share each cell's time in this many slices, taken
 # in turns (local, S3, S3, local, ...): the machine's noise hits both alike.
 SLICES = 4
@@ -334,6 +301,8 @@ def main() -> None:
         service, port = start_service(settings, folder, "api")
         started.append(service)
         if "s3" in options.stores:
+            # The API lists versions from its catalog and answers from its own
+            # downloaded copy: a bucket should cost nothing per request.
             seaweedfs = start_seaweedfs(folder / "seaweedfs")
             s3_settings = bench_settings(folder / "var-s3", seaweedfs)
             copy_models(settings, s3_settings)

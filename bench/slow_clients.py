@@ -177,7 +177,8 @@ def publish_small_model(settings: Settings, name: str) -> None:
     from models.datasets import DatasetStore
     from models.jobs.store import JobStore
     from models.storage.blobs import open_blobs
-    from worker.runner import WorkerContext, run_training_job
+    from worker.context import WorkerContext
+    from worker.runner import run_training_job
 
     x = np.random.default_rng(0).normal(size=(64, ONE_ROW_FEATURES)).round(3)
     spec = {"input_shape": [ONE_ROW_FEATURES],

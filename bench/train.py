@@ -1,26 +1,15 @@
 """Training benchmark: the four example programs as the plain Keras script and
-through the service, in one run.
+through the service, in one run; then bench.search's table (`--only` runs one).
 
     make bench-train        (or: .venv/bin/python -m bench.train [--repeats N]
                              [--service-repeats N] [--examples NAME ...]
                              [--stores local s3] [--only train|search])
 
-After its own tables it prints bench.search's (searches and k-fold jobs
-against plain jobs, `--repeats` runs of each); `--only` runs one of the two.
-
-The plain script (bench/plain_fit.py: `fit` on numpy arrays with the spec's
-arguments, timed alone) runs under TensorFlow, what `pip install tensorflow`
-gives a user, and under JAX, the service's backend. The service is a real
-worker and API; a job's time is its record's `started_at` to `finished_at`
-(loading the data, training, saving and publishing the model). Each service
-job runs `service-repeats` times: the first pays for compiling its program,
-later ones find it in the worker's compilation cache.
-
-The service runs twice over, with the same settings but its store (datasets,
-model versions, checkpoints) in a local folder, and in a bucket of a real S3
-server (SeaweedFS, started here on loopback): each store has its own worker
-and API. Their jobs alternate (local, S3, S3, local, ...), so the machine's
-noise hits both alike; the table compares their job times (target: S3 within
+The plain script (bench/plain_fit.py) runs under TensorFlow, what a user's
+`pip install tensorflow` gives, and under JAX, the service's backend. A
+service job's time is its record's `started_at` to `finished_at`; the first
+of its `service-repeats` compiles. The service runs with its store in a local
+folder and in a bucket of a real S3 server (`store_report`; target: S3 within
 +20% of local).
 """
 
@@ -36,110 +25,28 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from bench import search
+from bench.deployment import Deployment, seconds
+from bench.examples import FILES, ensure_data
+from bench.stores import STORE_NAMES, STORES, start_seaweedfs
+
 ROOT = Path(__file__).resolve().parents[1]
-
-import requests  # noqa: E402
-
-from bench.examples import EXAMPLES, FILES, ensure_data  # noqa: E402
-from bench.stores import (  # noqa: E402
-    KEY,
-    STORE_NAMES,
-    STORES,
-    bench_settings,
-    start_seaweedfs,
-)
-from models.settings import Settings  # noqa: E402
-from models.storage.blobs import open_blobs  # noqa: E402
-from service.local_processes import (  # noqa: E402
-    SeaweedFS,
-    Service,
-    api_answers,
-    forget_redis_state,
-    free_port,
-    settings_environment,
-    worker_answers,
-)
-
 BACKENDS = ("tensorflow", "jax")
 S3_TARGET = 1.20  # S3 job time / local job time
 
 
 def plain(backend: str, example: str, repeats: int) -> dict[str, Any]:
+    """bench/plain_fit.py: `fit` on numpy arrays with the spec's arguments,
+    timed alone, in a process of its own under `backend`."""
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     result = subprocess.run(
         [sys.executable, "-m", "bench.plain_fit", backend, example, str(repeats)],
         capture_output=True, text=True, check=True, env=environment, cwd=ROOT,
     )  # fmt: skip
     return dict(json.loads(result.stdout.strip().splitlines()[-1]))
-
-
-@dataclass
-class Deployment:
-    """One store's worker and API."""
-
-    store: str
-    settings: Settings
-    worker: Service
-    api: Service
-    url: str
-    http: requests.Session = field(default_factory=requests.Session)
-
-    @classmethod
-    def start(cls, store: str, folder: Path, server: SeaweedFS | None) -> Deployment:
-        folder.mkdir(parents=True)
-        settings = bench_settings(folder / "var", server)
-        port = free_port()
-        environment = settings_environment(settings, port)
-        worker = Service.entry_point(["fitserve-worker"], environment, folder / "worker.log")
-        api = Service.entry_point(["fitserve-api"], environment, folder / "api.log")
-        deployment = cls(store, settings, worker, api, f"http://127.0.0.1:{port}")
-        deployment.http.headers["Authorization"] = f"Bearer {KEY}"
-        return deployment
-
-    def wait_until_ready(self) -> None:
-        self.api.wait_until(api_answers(self.url))
-        answers = worker_answers(self.settings.redis_url, self.worker.process.pid)
-        self.worker.wait_until(answers, 180)
-
-    def run_job(self, example: str) -> dict[str, Any]:
-        """One training job of `example`, to its end; its record, with the
-        client's time for the POST (upload, dataset stored, job queued) added."""
-        filename, media_type = FILES[example]
-        data = (ensure_data() / filename).read_bytes()
-        spec_part = (EXAMPLES / f"{example}.json").read_bytes()
-        posted = time.perf_counter()
-        response = self.http.post(f"{self.url}/v1/jobs", files={
-            "spec": ("spec.json", spec_part, "application/json"),
-            "file": (filename, data, media_type)})  # fmt: skip
-        post_s = time.perf_counter() - posted
-        response.raise_for_status()
-        job_id = response.json()["id"]
-        while (job := self.http.get(f"{self.url}/v1/jobs/{job_id}").json())["state"] not in (
-            "succeeded", "failed", "cancelled"):  # fmt: skip
-            time.sleep(0.05)
-        assert job["state"] == "succeeded", (self.store, job["error"])
-        return {**job, "post_s": post_s}
-
-    def check_store(self) -> None:
-        """That the jobs' models went where the settings said: a bucket's
-        deployment keeps none in its data folder (only its cache)."""
-        blobs = open_blobs(self.settings)
-        assert blobs.remote == (self.store == "s3"), blobs.url
-        assert next(blobs.keys("models/"), None) is not None, f"no models in {blobs.url}"
-        if self.store == "s3":
-            assert not (self.settings.data_dir / "models").exists(), self.settings.data_dir
-
-    def stop(self) -> None:
-        self.api.stop()
-        self.worker.stop()
-        self.http.close()
-        forget_redis_state(self.settings)
 
 
 def service_runs(deployments: list[Deployment], example: str,
@@ -153,19 +60,11 @@ def service_runs(deployments: list[Deployment], example: str,
     return jobs
 
 
-def seconds(job: dict[str, Any], start: str = "started_at", end: str = "finished_at") -> float:
-    begin, finish = (datetime.fromisoformat(job[key].replace("Z", "+00:00"))
-                     for key in (start, end))  # fmt: skip
-    return (finish - begin).total_seconds()
-
-
 def metric_text(metrics: dict[str, float]) -> str:
     return " ".join(f"{name}={value:.4g}" for name, value in sorted(metrics.items()))
 
 
 def main() -> None:
-    from bench import search  # it imports this module's Deployment
-
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3,
                         help="runs of each plain script and search table job")  # fmt: skip
@@ -260,8 +159,11 @@ def report(rows: list[Row], repeats: int, service_repeats: int, stores: list[str
 
 
 def store_report(rows: list[Row], repeats: int) -> None:
-    """Local folder against S3 bucket: job time (started_at -> finished_at) and
-    the client's POST (upload, dataset stored, job queued)."""
+    """Local folder against S3 bucket (SeaweedFS started here on loopback, each
+    store with its own worker and API, their jobs alternating so the machine's
+    noise hits both alike): job time (started_at -> finished_at, loading the
+    data, training, saving and publishing the model) and the client's POST
+    (upload, dataset stored, job queued)."""
     warm = repeats > 1  # the first job of each store compiles: left out when others ran
     which = f"medians of the {repeats - 1} after the first" if warm else "one run each"
     print(f"\nservice job time by store (started_at -> finished_at; {which}, the first "

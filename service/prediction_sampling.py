@@ -16,7 +16,7 @@ import time
 import numpy as np
 from flask import g
 
-from models.serving.predictor import Prediction
+from models.serving.loaded_model import Prediction
 from service.context import Services
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 import numpy as np
 from flask import Flask, request
 
-from models.serving.predictor import LoadedModel
+from models.serving.loaded_model import LoadedModel
 from models.serving.warm_up import warm_up
 from service.json_provider import dump_bytes
 from service.render import render_predictions

@@ -4,7 +4,9 @@ celery_app   make_celery: the one Celery app, from Settings (the API imports it 
 queue        JobQueue: the one way a job reaches a queue (the API's and the sweeper's)
 tasks        the thin Celery tasks: a job id in, the job's state out
 runner       running one training or prediction job: claim, train, publish, finish
-search_jobs  a job of many trials: its groups as group jobs, and the search's coordination
+context, progress   what a job runs with (WorkerContext); what it writes (JobProgress)
+search_coordinator  a job of many trials: its groups spread as group jobs, ranked, refit
+group_jobs   one group of a search's trials trained side by side, as a job of its own
 leases, heartbeat   a running job's lease renewed; this worker's record among the online
 sweeper      dead workers' jobs (and stranded `auto` jobs) sent to a queue again; expiry
 devices      detect_devices: the GPUs this process can use

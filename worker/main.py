@@ -27,10 +27,10 @@ from models.storage.prediction_records import PredictionRecords
 from models.training.backend import configure_backend, enable_compilation_cache
 from models.training.fit import warm_up
 from worker.celery_app import make_celery
+from worker.context import WorkerContext
 from worker.devices import detect_devices
 from worker.heartbeat import Heartbeat
 from worker.queue import JobQueue
-from worker.runner import WorkerContext
 from worker.sweeper import Sweeper
 from worker.tasks import register_tasks
 

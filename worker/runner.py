@@ -1,174 +1,42 @@
-"""Running one job, training or batch prediction: the worker's tasks call
-this and nothing more.
+"""Running one job, training or batch prediction: the worker's tasks call this
+and nothing more. State moves queued -> running -> succeeded | failed |
+cancelled; a succeeded training job has published its version first, so
+`result.version` always exists when seen. A search or k-fold job's trials are
+worker.search_coordinator's, a search's group job worker.group_jobs'.
 
-State moves queued -> running -> succeeded | failed | cancelled in the job
-store; progress is written after every epoch; a succeeded training job has
-published its model version first, so `result.version` always exists when seen.
-
-Each delivery first claims the job (models.jobs.store): a duplicate delivery finds
-it taken and stops. The claim's lease is kept alive while the job runs; if
-the worker dies, the job is delivered again (worker.sweeper), resumes from
-its last checkpoint, and is published once: a version this job already
-published is found and reused, never published twice.
-
-Every write a delivery makes to its job carries its claim's token, and is
-refused (LeaseLost) once another delivery has claimed the job: a worker that
-stalled past its lease (stopped, swapped out) and wakes up after another
-took its job over changes nothing in the job, and publishes nothing.
+Each delivery first claims the job (models.jobs.store): a duplicate finds it
+taken and stops. The lease is kept alive while the job runs; if the worker
+dies, the job is delivered again (worker.sweeper), resumes from its last
+checkpoint, and is published once (a version it already published is reused).
+Every write carries the claim's token and is refused (LeaseLost) once another
+delivery has claimed the job: a stalled worker that wakes up changes nothing.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import redis
 
-from models.datasets import DatasetStore
 from models.errors import FitserveError, JobCancelled, LeaseLost, WorkerStopping
-from models.jobs.store import Claim, JobStore, utc_now
+from models.jobs.store import Claim, utc_now
 from models.records import JobError, JobRecord
-from models.serving.catalog import announce_changes
 from models.serving.predictor import load_version
-from models.settings import Jobs, Settings
-from models.storage.blobs import open_blobs
-from models.storage.checkpoint_files import CheckpointStore
-from models.storage.model_store import ModelStore
-from models.storage.results import ResultStore
 from models.training.checkpoints import Checkpointer
 from models.training.fit import TrainingResult, train
 from models.training.search.trial_plan import is_multi_trial, job_trials
 from models.training.spec import ModelSpec
+from worker.context import WorkerContext
+from worker.group_jobs import resumed_group, run_group_job
 from worker.leases import LeaseKeeper
-from worker.search_jobs import forget_search_models, resumed_group, run_group_job, run_trials
+from worker.progress import JobProgress, record_restart
+from worker.search_coordinator import forget_search_models, run_trials
 
 log = logging.getLogger(__name__)
-
-
-# How often a running job looks for a cancel request: often enough to stop
-# within a fraction of a second, rarely enough to cost nothing per batch.
-CANCEL_POLL_SECONDS = 0.2
-
-
-@dataclass(frozen=True)
-class WorkerContext:
-    jobs: JobStore
-    datasets: DatasetStore
-    models: ModelStore
-    results: ResultStore
-    worker: str
-    device: str
-    backend: str
-    checkpoints: CheckpointStore
-    # The lease and the deliveries a job gets (Settings.jobs and its defaults).
-    policy: Jobs = field(default_factory=Jobs)
-    # Set when the worker is asked to stop (SIGTERM): the running job hands
-    # itself back through `requeue` instead of running on.
-    stopping: threading.Event = field(default_factory=threading.Event)
-    requeue: Callable[[JobRecord], object] | None = None
-    # Sends a search's group jobs as one Celery group (worker.queue.JobQueue.send_group);
-    # None: the search's own worker trains them all.
-    send_group: Callable[[Sequence[JobRecord]], object] | None = None
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, client: redis.Redis, worker: str, device: str, backend: str,
-        requeue: Callable[[JobRecord], object] | None = None,
-        send_group: Callable[[Sequence[JobRecord]], object] | None = None,
-    ) -> WorkerContext:  # fmt: skip
-        blobs = open_blobs(settings)
-        return cls(
-            jobs=JobStore(client, settings.redis_prefix, settings.jobs.retention_s),
-            datasets=DatasetStore(blobs),
-            models=ModelStore(blobs, on_change=announce_changes(client, settings.redis_prefix)),
-            results=ResultStore(blobs),
-            worker=worker,
-            device=device,
-            backend=backend,
-            checkpoints=CheckpointStore(blobs),
-            policy=settings.jobs,
-            requeue=requeue,
-            send_group=send_group,
-        )
-
-
-class JobProgress:
-    """Writes each epoch's progress and metrics into the job record, and
-    appends its logs to the job's history: an epoch costs the same write at
-    epoch 10,000 as at epoch 1."""
-
-    def __init__(
-        self, jobs: JobStore, job_id: str, epochs: int, lease: LeaseKeeper,
-        history: dict[str, list[float]] | None = None,
-        stopping: threading.Event | None = None,
-    ) -> None:  # fmt: skip
-        self.jobs = jobs
-        self.job_id = job_id
-        self.epochs = epochs
-        self.lease = lease
-        self.stopping = stopping or threading.Event()
-        # A resumed job goes on from its checkpoint's curves: one dict per epoch.
-        curves = history or {}
-        # Every epoch logs `loss`; a search's entries (worker.search_jobs) log `epoch`.
-        self.first_epoch = len(curves.get("loss") or curves.get("epoch") or [])
-        self.logs = [{name: values[index] for name, values in curves.items() if index < len(values)}
-                     for index in range(self.first_epoch)]  # fmt: skip
-        # How many of `logs` the job's history holds: what a run before the
-        # checkpoint wrote past it is replaced by the first append.
-        self.stored = self.first_epoch
-        self.started = time.monotonic()
-        self._next_poll = 0.0
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        self.lease.check()  # a worker that lost its job writes nothing more to it
-        del self.logs[epoch - 1 :]
-        self.logs.append(dict(logs))
-        elapsed = time.monotonic() - self.started
-        done_here = max(epoch - self.first_epoch, 1)
-        progress = {
-            "epoch": epoch,
-            "epochs": self.epochs,
-            "fraction": round(epoch / self.epochs, 4),
-            "eta_s": round(elapsed / done_here * (self.epochs - epoch), 2),
-        }
-        try:
-            self._append(progress)
-        except redis.RedisError as exc:
-            # Training goes on through a Redis outage: the next epoch appends
-            # this one's logs too, and the lease says whether the job is still ours.
-            log.warning("job %s: progress not written: %s", self.job_id, exc)
-
-    def _append(self, progress: dict[str, Any]) -> None:
-        before = min(self.stored, len(self.logs) - 1)
-        while True:  # LeaseLost, from a fenced write, when the job is not ours
-            held = self.jobs.append_epochs(
-                self.job_id, self.lease.token, before, self.logs[before:], progress
-            )
-            if held is None:
-                self.stored = len(self.logs)
-                return
-            before = held  # epochs lost while Redis was away: from the first missing
-
-    def should_stop(self) -> bool:
-        if self.stopping.is_set():
-            raise WorkerStopping(
-                f"The worker is stopping; job {self.job_id} goes back to its queue."
-            )
-        now = time.monotonic()
-        if now < self._next_poll:
-            return False
-        self._next_poll = now + CANCEL_POLL_SECONDS
-        self.lease.check()
-        try:
-            return self.jobs.cancel_requested(self.job_id)
-        except redis.RedisError:
-            return False  # asked again at the next poll
 
 
 def run_training_job(job_id: str, context: WorkerContext) -> JobRecord:
@@ -277,7 +145,7 @@ def _train_and_publish(
 def _search_and_publish(
     job: JobRecord, lease: LeaseKeeper, context: WorkerContext
 ) -> dict[str, Any]:
-    """A search or k-fold job (worker.search_jobs): every trial, then the best published."""
+    """A search or k-fold job (worker.search_coordinator): every trial, then the best published."""
     job_id = job["id"]
     plan = job_trials(job["spec"] or {}, job.get("search"))
     dataset = context.datasets.load(job["dataset"])
@@ -287,7 +155,8 @@ def _search_and_publish(
     progress = JobProgress(context.jobs, job_id, plan.epochs(), lease,
                            resume.history if resume else None, context.stopping)  # fmt: skip
     try:
-        result, provenance = run_trials(job, plan, dataset, progress, lease, context, resume)
+        result, provenance = run_trials(job, plan, dataset, progress, lease, context, resume,
+                                        run_job=run_training_job)  # fmt: skip
     except (WorkerStopping, LeaseLost):
         raise  # the search goes on elsewhere: its groups' models are still needed
     except BaseException:
@@ -375,17 +244,6 @@ def _log_unclaimed(job_id: str, claim: Claim) -> None:
         "gave_up": "its worker died on as many deliveries as it may have",
     }
     log.warning("job %s not run: %s", job_id, reasons.get(claim.outcome, claim.outcome))
-
-
-def record_restart(job: JobRecord, lease: LeaseKeeper, epoch: int, context: WorkerContext) -> None:
-    """The job record shows each time a dead worker's job was taken up again."""
-    restarts = [*job.get("restarts", []), {
-        "at": utc_now(), "attempt": job["attempts"], "worker": context.worker,
-        "lost_worker": lease.claim.previous_worker, "resumed_from_epoch": epoch,
-    }]  # fmt: skip
-    context.jobs.update(job["id"], token=lease.token, restarts=restarts,
-                        resumed_from_epoch=epoch)  # fmt: skip
-    log.warning("job %s restarted (attempt %d), from epoch %d", job["id"], job["attempts"], epoch)
 
 
 def _stop(job_id: str, lease: LeaseKeeper, context: WorkerContext, exc: Exception) -> JobRecord:

@@ -27,8 +27,8 @@ from models.records import JobRecord
 from models.storage.checkpoint_files import CheckpointStore
 from models.storage.prediction_records import PredictionRecords
 from models.storage.results import ResultStore
+from worker.group_jobs import SEARCH_BLOBS
 from worker.queue import JobQueue
-from worker.search_jobs import SEARCH_BLOBS
 
 log = logging.getLogger(__name__)
 

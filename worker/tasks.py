@@ -11,8 +11,9 @@ from celery import Celery
 from models.logs import job_context
 from models.records import JobRecord
 from worker.celery_app import PREDICT_TASK, TRAIN_TASK
+from worker.context import WorkerContext
 from worker.heartbeat import Heartbeat
-from worker.runner import WorkerContext, run_prediction_job, run_training_job
+from worker.runner import run_prediction_job, run_training_job
 
 
 def register_tasks(app: Celery, context: WorkerContext, heartbeat: Heartbeat) -> None:

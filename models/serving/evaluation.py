@@ -21,7 +21,7 @@ import numpy as np
 from models.datasets import Dataset
 from models.errors import SpecDatasetMismatch, ValidationFailed, problem, quoted
 from models.serving.keras_metrics import KERAS_BATCH, LOSSES, accumulator_for
-from models.serving.predictor import LoadedModel
+from models.serving.loaded_model import LoadedModel
 from models.training.class_labels import LabelEncoding
 
 

@@ -19,7 +19,6 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,53 +26,19 @@ import numpy as np
 from models.errors import ServiceUnavailable
 from models.serving.catalog import ModelCatalog
 from models.serving.forward import ForwardPass, UnsupportedLayer
+from models.serving.loaded_model import LoadedModel, Prediction
 from models.serving.warm_up import WarmUp, warm_up
 from models.storage.model_store import ModelStore
 from models.training.class_labels import LabelEncoding
 
 log = logging.getLogger(__name__)
 
-CHUNK_ROWS = 8192
 PROBE_ROWS = 16
 RETRY_FAILED_LOAD_S = 30.0
 # Listing the models at start is tried again this often, for at most this long
 # (the store may be coming up with us; a process never waits on it for good).
 LIST_RETRY_S = 1.0
 LIST_GIVE_UP_S = 60.0
-
-
-@dataclass(frozen=True)
-class LoadedModel:
-    name: str
-    version: int
-    metadata: dict[str, Any]
-    encoding: LabelEncoding
-    forward: Callable[[np.ndarray], np.ndarray]
-    engine: str  # "numpy" or "keras": which forward pass serves it
-    # The layers' regularization penalties on the stored weights, which Keras
-    # adds to the loss `evaluate` reports (models.serving.evaluation).
-    regularization: float = 0.0
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        if len(x) <= CHUNK_ROWS:
-            return self.forward(x)
-        # Bounded chunks: a 100,000-row batch never builds one huge activation.
-        out = np.empty((len(x), self.metadata["outputs"]), dtype=np.float32)
-        for start in range(0, len(x), CHUNK_ROWS):
-            out[start : start + CHUNK_ROWS] = self.forward(x[start : start + CHUNK_ROWS])
-        return out
-
-    def run(self, x: np.ndarray) -> Prediction:
-        """Outputs and decoded labels for `x`."""
-        outputs = self.predict(x)
-        return Prediction(self.version, outputs, self.encoding.decode(outputs))
-
-
-@dataclass(frozen=True)
-class Prediction:
-    version: int
-    outputs: np.ndarray
-    labels: list[Any] | None
 
 
 class Predictor:

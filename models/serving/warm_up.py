@@ -21,7 +21,7 @@ import orjson
 from models.serving import samples
 
 if TYPE_CHECKING:
-    from models.serving.predictor import LoadedModel
+    from models.serving.loaded_model import LoadedModel
 
 # Rows of the warm-up batches: one (most requests) and a few (the numpy pass
 # and the JSON reader take other branches for several rows).

@@ -32,7 +32,7 @@ class Checkpoint:
     best_weights: list[np.ndarray] | None = None
     shuffle_key: np.ndarray | None = None
     # What a trainer needs beyond the above to go on (JSON): a group of trials'
-    # stacks, who still runs, per-fold logs (models.training.fused.group_trainer).
+    # stacks, who still runs, per-fold logs (models.training.fused.group_checkpoints).
     extra: dict[str, Any] = field(default_factory=dict)
 
 

@@ -22,7 +22,7 @@ from flask import Blueprint, Response, jsonify, request
 from models.datasets import json_numbers
 from models.errors import InvalidSample, MalformedBody, problem, quoted
 from models.serving import binary_tensors
-from models.serving.predictor import LoadedModel, Prediction
+from models.serving.loaded_model import LoadedModel, Prediction
 from service.bodies import parse_json, request_body
 from service.context import services
 from service.json_provider import dump_bytes

@@ -26,7 +26,8 @@ from models.storage.checkpoint_files import Checkpoint
 from models.training.spec import ModelSpec
 from tests.conftest import forget_redis_state, isolated_settings
 from tests.worker.conftest import wait_until_orphaned
-from worker.runner import WorkerContext, run_prediction_job, run_training_job
+from worker.context import WorkerContext
+from worker.runner import run_prediction_job, run_training_job
 
 MODEL = "tiny"
 ROWS = 24

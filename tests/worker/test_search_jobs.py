@@ -25,7 +25,8 @@ from models.training.search.space import Search
 from models.training.search.trial_plan import job_trials, search_json
 from models.training.spec import ModelSpec
 from tests.worker.test_runner import worker_context
-from worker.runner import WorkerContext, run_training_job
+from worker.context import WorkerContext
+from worker.runner import run_training_job
 
 pytestmark = pytest.mark.skipif(
     keras.backend.backend() != "jax", reason="trials train side by side on JAX only"

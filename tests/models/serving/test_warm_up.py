@@ -13,7 +13,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from models.errors import ServiceUnavailable  # noqa: E402
-from models.serving.predictor import LoadedModel, Predictor  # noqa: E402
+from models.serving.loaded_model import LoadedModel  # noqa: E402
+from models.serving.predictor import Predictor  # noqa: E402
 from models.serving.warm_up import WARM_ROWS, WarmUp, warm_up  # noqa: E402
 from models.storage.blobs import FolderBlobs  # noqa: E402
 from models.storage.model_store import ModelStore  # noqa: E402

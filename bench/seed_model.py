@@ -1,0 +1,55 @@
+"""The seed's binary model (examples/breast_cancer.json: breast cancer, 30
+features, 3 x Dense(60) + sigmoid), trained and published in process, and one
+row to ask it about: what bench.serve, bench.prediction_log and
+bench.first_request serve.
+
+A module of its own so that those benchmarks share it without importing one
+another (bench.serve runs bench.prediction_log's measure after its table).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", os.environ.get("FITSERVE_KERAS_BACKEND", "jax"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+
+import numpy as np  # noqa: E402
+import redis  # noqa: E402
+from sklearn.datasets import load_breast_cancer  # noqa: E402
+
+from bench.stores import KEY  # noqa: E402
+from models.datasets import DatasetStore  # noqa: E402
+from models.jobs.store import JobStore  # noqa: E402
+from models.settings import Settings  # noqa: E402
+from models.storage.blobs import open_blobs  # noqa: E402
+from models.storage.model_store import ModelStore  # noqa: E402
+from worker.context import WorkerContext  # noqa: E402
+from worker.runner import run_training_job  # noqa: E402
+
+SPEC = json.loads((ROOT / "examples" / "breast_cancer.json").read_text())["spec"]
+
+
+def train_and_publish(settings: Settings) -> Path:
+    client = redis.Redis.from_url(settings.redis_url)
+    jobs = JobStore(client, settings.redis_prefix)
+    datasets = DatasetStore(open_blobs(settings))
+    cancer = load_breast_cancer()
+    x = (cancer.data - cancer.data.mean(axis=0)) / cancer.data.std(axis=0)
+    record, _ = datasets.save(
+        json.dumps({"x": x.tolist(), "y": cancer.target.tolist()}).encode(), "application/json"
+    )
+    job = jobs.create("train", "cancer", record["id"], spec=SPEC)
+    context = WorkerContext.from_settings(settings, client, "bench", "cpu", settings.keras_backend)
+    finished = run_training_job(job["id"], context)
+    for key in client.scan_iter(f"{settings.redis_prefix}:*"):
+        client.delete(key)
+    assert finished["state"] == "succeeded", finished["error"]
+    return ModelStore(open_blobs(settings)).model_file("cancer", 1)
+
+
+ONE_ROW = json.dumps({"instances": [list(map(float, np.linspace(-1, 1, 30)))]}).encode()
+ONE_ROW_HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
