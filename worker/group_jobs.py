@@ -26,7 +26,8 @@ from models.errors import SearchFailed
 from models.records import JobRecord
 from models.storage.checkpoint_files import Checkpoint
 from models.training.checkpoints import Checkpointer
-from models.training.search.trial_plan import TrialPlan, better, job_trials, program_groups
+from models.training.search.ranking import better
+from models.training.search.trial_plan import TrialPlan, job_trials, program_groups
 from worker.context import WorkerContext
 from worker.leases import LeaseKeeper
 from worker.progress import JobProgress, record_restart

@@ -28,7 +28,8 @@ from models.errors import Conflict, JobCancelled, SearchFailed
 from models.records import JobRecord
 from models.training.class_labels import LabelEncoding
 from models.training.fit import TrainingResult, train
-from models.training.search.trial_plan import TrialPlan, better, program_groups, search_json
+from models.training.search.ranking import better
+from models.training.search.trial_plan import TrialPlan, program_groups, search_json
 from models.training.spec import ModelSpec
 from worker.context import WorkerContext
 from worker.group_jobs import SEARCH_BLOBS, GroupResume, Ranked, train_here

@@ -126,7 +126,8 @@ def report(case: str, body_bytes: int, rise: int, stored_bytes: int) -> str:
 
 def publish(settings: Settings, model: str, features: int) -> None:
     """Train and publish a tiny model the way a worker does, in this process."""
-    from worker.runner import WorkerContext, run_training_job
+    from worker.context import WorkerContext
+    from worker.runner import run_training_job
 
     rows = 32
     x = np.random.default_rng(0).normal(size=(rows, features)).astype(np.float32)
@@ -368,7 +369,8 @@ def test_batch_predict_refuses_more_outputs_than_its_limit(server: Server) -> No
 
 
 def test_a_batch_result_is_streamed(server: Server) -> None:
-    from worker.runner import WorkerContext, run_prediction_job
+    from worker.context import WorkerContext
+    from worker.runner import run_prediction_job
 
     submitted, _ = batch_predict(server, "narrow", stored_dataset(server, RESULT_ROWS))
     assert submitted.status_code == 202, submitted.text

@@ -9,7 +9,8 @@ from flask.testing import FlaskClient
 
 from models.settings import Settings
 from service.app import create_app
-from worker.runner import WorkerContext, run_training_job
+from worker.context import WorkerContext
+from worker.runner import run_training_job
 
 
 @pytest.fixture

@@ -31,7 +31,8 @@ from models.serving.exporter import EXPORTS_FOLDER
 from models.settings import Settings
 from service.app import create_app
 from tests.conftest import API_KEY, forget_redis_state, isolated_settings
-from worker.runner import WorkerContext, run_training_job
+from worker.context import WorkerContext
+from worker.runner import run_training_job
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 PREDICT_KEY = "predict-only-key-0123456789"

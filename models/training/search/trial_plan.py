@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from models.errors import ValidationFailed, problem
-from models.training.search.ranking import better as better  # worker.search_jobs imports it here
 from models.training.search.space import Search, Trial, ranking, shape_groups, trial_specs
 from models.training.spec import DropoutLayer, ModelSpec
 

@@ -19,7 +19,7 @@ from models.errors import LeaseLost
 from models.jobs.store import JobStore, utc_now
 from service.local_processes import Service, free_port
 from worker.leases import LeaseKeeper
-from worker.runner import JobProgress
+from worker.progress import JobProgress
 
 SPEC = {"fit": {"epochs": 3}}
 LEASE_S = 30.0

@@ -7,8 +7,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from models.training.search import trial_plan
 from models.training.search.ranking import better, ranked, with_ranks
+from worker import group_jobs, search_coordinator
 
 
 def trial(index: int, value: Any, state: str = "succeeded", **fields: Any) -> dict[str, Any]:
@@ -25,7 +25,8 @@ def test_better_is_strict_and_never_prefers_nan() -> None:
     assert better("max", 0.2, 0.1) and not better("max", 0.1, 0.2)
     assert not better("min", 0.1, 0.1)  # a tie keeps the first best
     assert not better("min", math.nan, None) and better("min", 0.5, math.nan)
-    assert trial_plan.better is better  # the worker's, through trial_plan
+    # The rule the worker picks its published trial by.
+    assert group_jobs.better is better and search_coordinator.better is better
 
 
 def test_ties_go_to_the_earlier_group_then_the_earlier_trial() -> None:
