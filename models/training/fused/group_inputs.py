@@ -61,8 +61,8 @@ def initial_inputs(
     # Trials of one group with the same seed start from the same values but for
     # the learning rate (the rest that differs are the program's inputs): a
     # model is built once per seed (and fold, when it adapts), not per trial,
-    # and each trial's learning rate written into a copy of its values. A
-    # build takes ~13 ms: 0.85 s of a 64-trial group's set-up, 0.1 s this way.
+    # and each trial's learning rate written into a copy of its values
+    # (bench/RESULTS.md: what a build costs a group's set-up).
     built: dict[tuple[int | None, int | None], tuple[Any, int | None]] = {}
     optimizers: dict[str, Any] = {}  # one per distinct optimizer of the spec: they take ms too
     made: tuple[Any, int | None] | None = None
@@ -118,8 +118,8 @@ def _initial_model(spec: ModelSpec, x_train: np.ndarray) -> keras.Sequential:
     import keras
 
     # Keras' global state (layer names, the global seed generator) is reset as
-    # train() resets it; its garbage collection (0.25 s a call, most of a group's
-    # set-up) is not needed for equal values, and train_group runs it once.
+    # train() resets it; its garbage collection (most of a group's set-up) is
+    # not needed for equal values, and train_group runs it once.
     keras.backend.clear_session(free_memory=False)
     if spec.seed is not None:
         keras.utils.set_random_seed(spec.seed)
