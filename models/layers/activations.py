@@ -12,7 +12,7 @@ from typing import Literal
 import numpy as np
 from scipy import special
 
-from models.layers.kind import Array, Step
+from models.layers.serving_steps import Array, Step
 
 Activation = Literal[
     "linear", "relu", "sigmoid", "softmax", "tanh", "elu", "selu", "gelu",

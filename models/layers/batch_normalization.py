@@ -10,15 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from models.layers.kind import (
-    Array,
-    LayerKind,
-    LayerSpec,
-    Shape,
-    Step,
-    UnsupportedLayer,
-    float32_weights,
-)
+from models.layers.kind import LayerKind, LayerSpec, Shape
+from models.layers.serving_steps import Array, Step, UnsupportedLayer, float32_weights
 
 if TYPE_CHECKING:
     import keras

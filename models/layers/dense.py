@@ -16,16 +16,8 @@ import numpy as np
 from pydantic import Field
 
 from models.layers.activations import ACTIVATIONS, IN_PLACE, Activation
-from models.layers.kind import (
-    Array,
-    LayerKind,
-    LayerSpec,
-    Shape,
-    Step,
-    UnsupportedLayer,
-    float32_weights,
-    replaced,
-)
+from models.layers.kind import LayerKind, LayerSpec, Shape, replaced
+from models.layers.serving_steps import Array, Step, UnsupportedLayer, float32_weights
 from models.validation import StrictModel
 
 if TYPE_CHECKING:

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from models.layers.kind import Array, LayerKind, LayerSpec, Step, calling
+from models.layers.kind import LayerKind, LayerSpec, calling
+from models.layers.serving_steps import Array, Step
 
 if TYPE_CHECKING:
     import keras

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any, Literal
 
-from models.layers.kind import Array, LayerKind, LayerSpec, Shape, Step
+from models.layers.kind import LayerKind, LayerSpec, Shape
+from models.layers.serving_steps import Array, Step
 
 if TYPE_CHECKING:
     import keras

@@ -14,23 +14,13 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import reduce
 from typing import TYPE_CHECKING, Any, ClassVar, get_args
 
-import numpy as np
-
-from models.errors import FitserveError
+from models.layers.serving_steps import Step
 from models.validation import StrictModel
 
 if TYPE_CHECKING:
     import keras
 
-Array = np.ndarray
-Step = Callable[[Array], Array]
 Shape = tuple[int, ...]
-
-
-class UnsupportedLayer(FitserveError):
-    """The model holds something the numpy pass does not implement: serve it with Keras."""
-
-    code = "unsupported_layer"
 
 
 class LayerSpec(StrictModel):
@@ -100,13 +90,6 @@ class LayerKind:
     def write_trial_values(self, keras_layer: Any, layer: Any) -> None:
         """Set `per_trial_fields` of `layer` on the group's shared Keras layer,
         so the model saved for a trial has the trial's config."""
-
-
-def float32_weights(variable: Any) -> Array:
-    """A Keras variable's values, as a float32 numpy array."""
-    import keras
-
-    return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float32)
 
 
 @contextmanager

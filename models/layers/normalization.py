@@ -14,16 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from models.layers.kind import (
-    Array,
-    LayerKind,
-    LayerSpec,
-    Shape,
-    Step,
-    UnsupportedLayer,
-    calling,
-    float32_weights,
-)
+from models.layers.kind import LayerKind, LayerSpec, Shape, calling
+from models.layers.serving_steps import Array, Step, UnsupportedLayer, float32_weights
 
 if TYPE_CHECKING:
     import keras

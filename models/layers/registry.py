@@ -12,8 +12,9 @@ from models.layers.batch_normalization import BATCH_NORMALIZATION
 from models.layers.dense import DENSE
 from models.layers.dropout import DROPOUT
 from models.layers.flatten import FLATTEN
-from models.layers.kind import LayerKind, LayerSpec, UnsupportedLayer
+from models.layers.kind import LayerKind, LayerSpec
 from models.layers.normalization import NORMALIZATION
+from models.layers.serving_steps import UnsupportedLayer
 
 KINDS: dict[str, LayerKind] = {
     kind.type: kind for kind in (DENSE, DROPOUT, FLATTEN, BATCH_NORMALIZATION, NORMALIZATION)

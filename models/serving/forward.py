@@ -16,9 +16,9 @@ import numpy as np
 
 # Callers import these from here: the numpy pass's activations and refusal.
 from models.layers.activations import ACTIVATIONS as ACTIVATIONS
-from models.layers.kind import Array, Step
-from models.layers.kind import UnsupportedLayer as UnsupportedLayer
 from models.layers.registry import kind_of_keras
+from models.layers.serving_steps import Array, Step
+from models.layers.serving_steps import UnsupportedLayer as UnsupportedLayer
 
 
 class ForwardPass:

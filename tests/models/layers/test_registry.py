@@ -12,8 +12,9 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from models.layers.kind import LayerKind, LayerSpec, Step, UnsupportedLayer  # noqa: E402
+from models.layers.kind import LayerKind, LayerSpec  # noqa: E402
 from models.layers.registry import KERAS_KINDS, KINDS, kind_of, kind_of_keras  # noqa: E402
+from models.layers.serving_steps import Step, UnsupportedLayer  # noqa: E402
 from models.serving.forward import ForwardPass  # noqa: E402
 from models.training.builder import adapt, build_model  # noqa: E402
 from models.training.search.space import VARY_WITHIN_GROUP  # noqa: E402
