@@ -26,15 +26,12 @@
 
      UnsupportedLayer                (models.layers.serving_steps: internal, "serve with Keras")
 
-Errors carry a code and a message, never an HTTP status: `service.errors`
-maps codes to statuses. Messages follow the Keras API guidelines: what
-happened, what was expected, and `Received: ...`. `details` lists each problem
-as `{"loc": [...], "msg": ...}`, where `loc` is a path inside the input that
-was parsed (a dataset's `["line", 7, "age"]`); the HTTP layer says where in
-the request that input was (`within("body")`, `["query", "target"]`).
-A message quotes what it received through `quoted`, which keeps a few items
-of a list and the start of a long text: a hostile body must not come back
-whole in its error.
+Errors carry a code and a message, never an HTTP status (service.errors maps
+codes to statuses). Messages say what happened, what was expected, and
+`Received: ...` (Keras API guidelines), quoting what was received through
+`quoted`, which keeps a few items: a hostile body must not come back whole.
+`details` lists each problem as `{"loc": [...], "msg": ...}`, `loc` a path
+inside the parsed input; the HTTP layer says where in the request it was.
 """
 
 from __future__ import annotations

@@ -1,9 +1,15 @@
 """Answering predictions with published model versions.
 
-predictor  Predictor: loads versions once per process, hot-swaps new ones
-catalog    ModelCatalog: which versions exist (cached and kept current for a bucket)
-forward    ForwardPass: a numpy forward pass read off a Keras model's layers
-samples    parsing predict request bodies (JSON, CSV, NPY) into arrays
+catalog          ModelCatalog: which versions exist (in memory, told of changes over Redis)
+predictor        Predictor: loads versions once per process, hot-swaps new ones
+warm_up          each version warmed before it takes traffic; WarmUp: what /readyz reports
+forward          ForwardPass: a numpy forward pass read off a Keras model's layers
+samples          JSON and NPY predict bodies into arrays; csv_samples: CSV bodies
+binary_tensors   the Open Inference Protocol's binary tensor data extension
+evaluation       :evaluate on a stored dataset; keras_metrics: Keras' losses and metrics in numpy
+version_labels   VersionLabels: `stable`, `canary` -> a version, in Redis
+exporter         SavedModel and ONNX exports, built by export_converters in a TensorFlow child
+prediction_log_writer  sampled predictions, written to the store off the request path
 
-Imports the base, models.storage and models.training (spec, labels).
+Imports the base, models.layers, models.storage, models.datasets and models.training.
 """
