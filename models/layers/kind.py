@@ -62,6 +62,7 @@ class LayerKind:
         return 0
 
     def output_shape(self, layer: Any, inputs: Shape) -> Shape:
+        """The shape of one sample after the layer (without the batch axis)."""
         return inputs
 
     def is_traced(self, layer: Any) -> bool:

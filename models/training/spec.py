@@ -3,7 +3,9 @@
 The spec is the only way a network enters the system. Every field is drawn
 from an allow-list (`extra="forbid"`, literal names), so nothing in it can name
 code, a module, a file or a URL; the builder turns it into Keras objects with
-our own code. Bounds keep a single job from exhausting a worker.
+our own code. Bounds keep a single job from exhausting a worker. Each
+layer's model, with its limits, lives with its kind in models.layers; the
+`Layer` union here is made from their registry.
 """
 
 from __future__ import annotations
@@ -81,6 +83,7 @@ Monitor = Literal["loss", "val_loss", "accuracy", "val_accuracy"]
 CODE_LAYER_TYPES = ("lambda", "custom", "tfoplambda", "functional", "sequential", "model")
 
 
+# mypy cannot read a union made at run time: it checks layers as LayerSpec.
 if TYPE_CHECKING:
     Layer = LayerSpec
 else:
