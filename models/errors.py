@@ -24,7 +24,7 @@
           │    └── LeaseLost         lease_lost             another worker owns the job now
           └── WorkerStopping         worker_stopping        the worker is shutting down
 
-     UnsupportedLayer                (models.serving.forward: internal, means "serve with Keras")
+     UnsupportedLayer                (models.layers.serving_steps: internal, "serve with Keras")
 
 Errors carry a code and a message, never an HTTP status (service.errors maps
 codes to statuses). Messages say what happened, what was expected, and

@@ -21,8 +21,9 @@ BASE = {
 ALLOWED: dict[str, set[str]] = {
     "models.storage": set(),
     "models.datasets": {"models.storage"},
-    "models.training": {"models.storage", "models.datasets"},
-    "models.serving": {"models.storage", "models.datasets", "models.training"},
+    "models.layers": set(),
+    "models.training": {"models.storage", "models.datasets", "models.layers"},
+    "models.serving": {"models.storage", "models.datasets", "models.layers", "models.training"},
     "models.jobs": set(),
     "worker": {"models.*"},
     "service": {"models.*", "worker.celery_app", "worker.queue"},

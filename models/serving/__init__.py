@@ -2,6 +2,7 @@
 
 catalog          ModelCatalog: which versions exist (in memory, told of changes over Redis)
 predictor        Predictor: loads versions once per process, hot-swaps new ones
+loaded_model     LoadedModel: a loaded version and how it answers; Prediction: its answer
 warm_up          each version warmed before it takes traffic; WarmUp: what /readyz reports
 forward          ForwardPass: a numpy forward pass read off a Keras model's layers
 samples          JSON and NPY predict bodies into arrays; csv_samples: CSV bodies
@@ -11,5 +12,5 @@ version_labels   VersionLabels: `stable`, `canary` -> a version, in Redis
 exporter         SavedModel and ONNX exports, built by export_converters in a TensorFlow child
 prediction_log_writer  sampled predictions, written to the store off the request path
 
-Imports the base, models.storage, models.datasets and models.training.
+Imports the base, models.layers, models.storage, models.datasets and models.training.
 """

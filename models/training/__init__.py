@@ -9,5 +9,5 @@ search/       a job's search space, what its trials train and how they group, k 
 checkpoints   Checkpointer (when to save), capture and restore (model <-> Checkpoint)
 backend       configure_backend: the Keras backend and XLA settings of a process
 
-Imports the base, models.storage and models.datasets.
+Imports the base, models.layers, models.storage and models.datasets.
 """

@@ -8,15 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from models.training.spec import (
-    BatchNormalizationLayer,
-    DenseLayer,
-    DropoutLayer,
-    FlattenLayer,
-    ModelSpec,
-    NormalizationLayer,
-    Optimizer,
-)
+from models.layers.registry import kind_of, kind_of_keras
+from models.training.spec import ModelSpec, Optimizer
 
 if TYPE_CHECKING:
     import keras
@@ -37,7 +30,7 @@ def build_model(spec: ModelSpec) -> keras.Sequential:
     hidden_dtype = spec.precision  # a per-layer policy: no global state shared by jobs
     for index, layer in enumerate(spec.layers):
         is_head = index == len(spec.layers) - 1
-        model.add(_build_layer(layer, "float32" if is_head else hidden_dtype))
+        model.add(kind_of(layer).build(layer, "float32" if is_head else hidden_dtype))
     model.compile(
         optimizer=build_optimizer(spec.compile.optimizer_options),
         loss=spec.compile.loss,
@@ -47,13 +40,11 @@ def build_model(spec: ModelSpec) -> keras.Sequential:
 
 
 def adapt(model: keras.Sequential, x_train: np.ndarray) -> None:
-    """Adapt the network's normalization layer, if it has one, on the training
-    rows (never the validation rows): its mean and variance become weights,
-    saved with the model. The spec puts it first or after a first flatten."""
-    import keras
-
+    """Adapt the network's layers that adapt (a normalization) on the training
+    rows (never the validation rows): what they learn becomes weights, saved
+    with the model. The spec puts such a layer first or after a first flatten."""
     for index, layer in enumerate(model.layers):
-        if isinstance(layer, keras.layers.Normalization):
+        if kind_of_keras(layer).adapts:
             layer.adapt(x_train if index == 0 else x_train.reshape(len(x_train), -1))
 
 
@@ -67,34 +58,3 @@ def build_optimizer(options: Optimizer) -> keras.optimizers.Optimizer:
     }
     optimizer_class = getattr(keras.optimizers, _OPTIMIZER_CLASSES[options.name])
     return optimizer_class(**arguments)
-
-
-def _build_layer(layer: Any, dtype: str) -> keras.layers.Layer:
-    import keras
-
-    if isinstance(layer, DenseLayer):
-        regularizer = None
-        if layer.kernel_regularizer is not None:
-            regularizer = keras.regularizers.L1L2(
-                l1=layer.kernel_regularizer.l1, l2=layer.kernel_regularizer.l2
-            )
-        return keras.layers.Dense(
-            layer.units,
-            activation=layer.activation,
-            use_bias=layer.use_bias,
-            kernel_regularizer=regularizer,
-            dtype=dtype,
-        )
-    if isinstance(layer, DropoutLayer):
-        return keras.layers.Dropout(layer.rate, dtype=dtype)
-    if isinstance(layer, FlattenLayer):
-        return keras.layers.Flatten(dtype=dtype)
-    if isinstance(layer, BatchNormalizationLayer):
-        return keras.layers.BatchNormalization(
-            momentum=layer.momentum, epsilon=layer.epsilon, dtype=dtype
-        )
-    if isinstance(layer, NormalizationLayer):
-        # float32 whatever the precision: it reads raw features, whose spread
-        # bfloat16 (8 bits of mantissa) would blur before they are centred.
-        return keras.layers.Normalization(axis=-1, dtype="float32")
-    raise TypeError(f"No builder for layer {layer!r}")  # unreachable: the spec is closed

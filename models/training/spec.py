@@ -3,17 +3,17 @@
 The spec is the only way a network enters the system. Every field is drawn
 from an allow-list (`extra="forbid"`, literal names), so nothing in it can name
 code, a module, a file or a URL; the builder turns it into Keras objects with
-our own code. Bounds keep a single job from exhausting a worker.
+our own code. Bounds keep a single job from exhausting a worker. Each
+layer's model, with its limits, lives with its kind in models.layers; the
+`Layer` union here is made from their registry.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Discriminator,
     Field,
     Tag,
@@ -23,7 +23,19 @@ from pydantic import (
 
 from models.errors import SpecError
 
-MAX_UNITS = 16_384
+# The layer kinds' names, as callers have imported them from here.
+from models.layers.activations import Activation as Activation
+from models.layers.batch_normalization import BatchNormalizationLayer as BatchNormalizationLayer
+from models.layers.dense import MAX_UNITS as MAX_UNITS
+from models.layers.dense import DenseLayer
+from models.layers.dense import Regularizer as Regularizer
+from models.layers.dropout import DropoutLayer as DropoutLayer
+from models.layers.flatten import FlattenLayer
+from models.layers.kind import LayerSpec
+from models.layers.normalization import NormalizationLayer
+from models.layers.registry import KINDS, kind_of, layer_union
+from models.validation import StrictModel
+
 MAX_LAYERS = 64
 MAX_PARAMS = 50_000_000
 MAX_EPOCHS = 10_000
@@ -32,12 +44,6 @@ MAX_DIM = 4_096
 MAX_FEATURES = 1_048_576
 
 Task = Literal["binary", "categorical", "regression"]
-
-Activation = Literal[
-    "linear", "relu", "sigmoid", "softmax", "tanh", "elu", "selu", "gelu",
-    "swish", "silu", "softplus", "softsign", "leaky_relu", "relu6", "hard_sigmoid",
-    "exponential", "mish",
-]  # fmt: skip
 
 LOSSES_BY_TASK: dict[str, tuple[str, ...]] = {
     # MSE on a sigmoid head is legal: the seed's programs do it.
@@ -77,51 +83,11 @@ Monitor = Literal["loss", "val_loss", "accuracy", "val_accuracy"]
 CODE_LAYER_TYPES = ("lambda", "custom", "tfoplambda", "functional", "sequential", "model")
 
 
-class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class Regularizer(StrictModel):
-    l1: Annotated[float, Field(ge=0, le=1)] = 0.0
-    l2: Annotated[float, Field(ge=0, le=1)] = 0.0
-
-
-class DenseLayer(StrictModel):
-    type: Literal["dense"]
-    units: Annotated[int, Field(ge=1, le=MAX_UNITS)]
-    activation: Activation = "linear"
-    use_bias: bool = True
-    kernel_regularizer: Regularizer | None = None
-
-
-class DropoutLayer(StrictModel):
-    type: Literal["dropout"]
-    rate: Annotated[float, Field(ge=0, lt=1)]
-
-
-class FlattenLayer(StrictModel):
-    type: Literal["flatten"]
-
-
-class BatchNormalizationLayer(StrictModel):
-    type: Literal["batch_normalization"]
-    momentum: Annotated[float, Field(gt=0, lt=1)] = 0.99
-    epsilon: Annotated[float, Field(gt=0, le=1)] = 0.001
-
-
-class NormalizationLayer(StrictModel):
-    """Keras' `Normalization` over the last axis: its mean and variance are
-    adapted on the raw inputs of the training split before fitting, and saved
-    with the model. It must be the first layer, or directly follow a first
-    `flatten`; one per network."""
-
-    type: Literal["normalization"]
-
-
-Layer = Annotated[
-    DenseLayer | DropoutLayer | FlattenLayer | BatchNormalizationLayer | NormalizationLayer,
-    Field(discriminator="type"),
-]
+# mypy cannot read a union made at run time: it checks layers as LayerSpec.
+if TYPE_CHECKING:
+    Layer = LayerSpec
+else:
+    Layer = layer_union()
 
 
 class Optimizer(StrictModel):
@@ -250,8 +216,8 @@ class ModelSpec(StrictModel):
                     raise SpecError(
                         (index, "type"),
                         f"Layer {index} has type {kind!r}, which would run user code or load "
-                        "an object by name; only dense, dropout, flatten, batch_normalization "
-                        f"and normalization are allowed. Received: type={kind!r}",
+                        f"an object by name; only {_ALLOWED_TYPES} are allowed. "
+                        f"Received: type={kind!r}",
                     )
         return layers
 
@@ -298,20 +264,16 @@ def task_of(head: DenseLayer) -> Task:
 
 
 def count_parameters(spec: ModelSpec) -> int:
-    features = math.prod(spec.input_shape)
+    shape = tuple(spec.input_shape)
     total = 0
-    for index, layer in enumerate(spec.layers):
-        if isinstance(layer, DenseLayer):
-            total += features * layer.units + (layer.units if layer.use_bias else 0)
-            features = layer.units
-        elif isinstance(layer, BatchNormalizationLayer):
-            total += 4 * features
-        elif isinstance(layer, NormalizationLayer):
-            # A mean and a variance per feature of its input's last axis, and
-            # Keras' `count` (a scalar kept for old saved models).
-            width = spec.input_shape[-1] if index == 0 else features
-            total += 2 * width + 1
+    for layer in spec.layers:
+        kind = kind_of(layer)
+        total += kind.parameters(layer, shape)
+        shape = kind.output_shape(layer, shape)
     return total
+
+
+_ALLOWED_TYPES = ", ".join(list(KINDS)[:-1]) + f" and {list(KINDS)[-1]}"
 
 
 def _looks_like_code(kind: str) -> bool:

@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models.datasets import Dataset
+from models.layers.registry import kind_of
 from models.training.builder import adapt, build_model, build_optimizer
 from models.training.fused.trainer import model_values
 from models.training.search.space import Trial
-from models.training.spec import ModelSpec, NormalizationLayer
+from models.training.spec import ModelSpec
 
 if TYPE_CHECKING:
     import keras
@@ -52,9 +53,9 @@ def initial_inputs(
     )
     if refit:
         member_rows.append((REFIT, slice(None)))
-    # Only a normalization layer's adapted values depend on the rows: other
+    # Only a layer that adapts (a normalization) depends on the rows: other
     # models are built once per trial, not once per fold.
-    adapts = any(isinstance(layer, NormalizationLayer) for layer in trials[0].spec.layers)
+    adapts = any(kind_of(layer).adapts for layer in trials[0].spec.layers)
     states: dict[Member, Any] = {}
     weight_decays: list[float | None] = []
     model = None

@@ -3,44 +3,30 @@
 fold or refit), with the hyperparameters Keras reads as Python floats made
 per-member inputs. models.training.fused.group_trainer runs it, epoch after epoch.
 
-What is per trial by a substitution while the program is traced
-(`_traced_hyperparameters`; Keras reads these as Python floats and branches
-on them, `if training and self.rate > 0`, `if self.l1 != 0.0`, so a traced
-value cannot simply be assigned):
-
-- a dropout layer's rate: the layer's `call` is replaced (an instance
-  attribute, removed right after tracing, so the saved model is plain Keras)
-  by the arithmetic of Keras' JAX dropout with the rate a per-trial input.
-  Zero against non-zero still splits a group: Keras gives a dropout layer a
-  seed generator (state) only for a rate above zero.
-- a dense layer's kernel_regularizer l1 and l2: the kernel variable's
-  `regularizer` is replaced likewise by L1L2's arithmetic with both factors
-  per-trial inputs (a zero factor adds an exact zero where Keras skips the
-  term). Having a regularizer or not still splits (shape_groups does).
-- the optimizer's weight_decay: the optimizer's `weight_decay` attribute is
-  the per-trial value while tracing (Keras' `_apply_weight_decay` only asks
-  whether it is None, then casts it). A trial without weight decay (None)
-  beside one with it decays by an exact zero.
-
-With k-fold validation each member's normalization layer is adapted on its
-own fold; Keras' `call` reads the adapted mean and variance as constant
-tensors, so they are remade from the member's traced state while tracing
-(`_adapted_per_member`).
+Keras branches on those floats (`if training and self.rate > 0`), so a traced
+value cannot simply be assigned: while the program is traced, each layer kind
+whose `per_trial_fields` are traced substitutes its arithmetic with them
+(`LayerKind.tracing_with`, models.layers), with k-fold members a kind that
+adapts computes with each member's adapted state (`tracing_per_member`), and
+the optimizer's `weight_decay` is the per-trial value (Keras' own path only
+asks whether it is None, then casts it; no decay is an exact zero).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import cache
 from typing import Any
 
 import numpy as np
 
+from models.layers.kind import LayerKind, replaced
+from models.layers.registry import kind_of
 from models.training.backend import FULL_OPTIMIZATION
 from models.training.fused.program import epoch_functions, member_epoch_functions
 from models.training.search.space import Trial
-from models.training.spec import DenseLayer, DropoutLayer, ModelSpec, NormalizationLayer
+from models.training.spec import ModelSpec
 
 # Per member, the rows it validates on: (which members take these logs, the data).
 Validations = list[tuple[np.ndarray, tuple[Any, ...]]]
@@ -49,8 +35,8 @@ Validations = list[tuple[np.ndarray, tuple[Any, ...]]]
 @cache
 def split_each_key() -> Callable[[Any], tuple[Any, Any]]:
     """keys -> (next keys, epoch keys): `jax.random.split` of each key of a
-    stack, compiled once a process. An eager `vmap` traces again on every
-    call: 1.7 ms an epoch on a 2-core host, 85 ms of a 50-epoch k-fold job."""
+    stack, compiled once a process: an eager `vmap` traces again on every
+    call, so on every epoch."""
     import jax
 
     def split(keys: Any) -> tuple[Any, Any]:
@@ -88,32 +74,24 @@ class GroupProgram:
         self.member_arrays = 2 if several else 1 if folded else 0
         self.traces = traces if traces is not None else {"train": 0, "evaluate": 0}
         # Spec indices (model.layers follows spec.layers) of the layers whose
-        # hyperparameters are per-trial inputs: dropout that drops, regularized dense.
-        self.dropout_layers = [
-            index
-            for index, layer in enumerate(spec.layers)
-            if isinstance(layer, DropoutLayer) and layer.rate > 0
+        # per_trial_fields are inputs of the program: dropout that drops, regularized dense.
+        self.traced_layers = [
+            index for index, layer in enumerate(spec.layers) if kind_of(layer).is_traced(layer)
         ]
-        self.regularized_layers = [
-            index
-            for index, layer in enumerate(spec.layers)
-            if isinstance(layer, DenseLayer) and layer.kernel_regularizer is not None
-        ]
-        dropouts = [model.layers[index] for index in self.dropout_layers]
-        optimizer = model.optimizer
-        kernels = [model.layers[index].kernel for index in self.regularized_layers]
+        traced = {
+            f"layers.{index}": (kind_of(spec.layers[index]), model.layers[index])
+            for index in self.traced_layers
+        }
         # Only folds adapt on different rows; without them every member's are the same.
-        normalizations = [
-            model.layers[index]
+        per_member = [
+            (kind_of(layer), model.layers[index])
             for index, layer in enumerate(spec.layers)
-            if folded and isinstance(layer, NormalizationLayer)
+            if folded and kind_of(layer).adapts
         ]
+        optimizer = model.optimizer
 
         def trial_epoch(state: Any, key: Any, hyper: Any, *data: Any) -> Any:
-            with (
-                _traced_hyperparameters(dropouts, kernels, optimizer, hyper),
-                _adapted_per_member(normalizations),
-            ):
+            with _substituted(traced, per_member, optimizer, hyper):
                 return epoch(state, key, *data)
 
         # Validation reports the loss with its regularization, as `fit` does: the
@@ -121,10 +99,7 @@ class GroupProgram:
         def trial_evaluation(
             trainable: Any, non_trainable: Any, hyper: Any, x_val: Any, y_val: Any
         ) -> Any:
-            with (
-                _traced_hyperparameters(dropouts, kernels, optimizer, hyper),
-                _adapted_per_member(normalizations),
-            ):
+            with _substituted(traced, per_member, optimizer, hyper):
                 return evaluate(trainable, non_trainable, x_val, y_val)
 
         # Without folds the data goes in as it is: no gather added to the program.
@@ -161,23 +136,12 @@ class GroupProgram:
     def hyperparameters(
         self, trials: list[Trial], weight_decays: list[float | None]
     ) -> dict[str, np.ndarray]:
-        """The per-trial inputs, a leading trial axis on each: "dropout" (trials,
-        dropout layers) rates, "l1_l2" (trials, regularized layers, 2) factors,
-        and "weight_decay" (trials,) unless no trial's optimizer decays (then
+        """The per-trial inputs, a leading trial axis on each: "layers.<i>" for
+        each traced spec layer i, its (trials, per_trial_fields) values, and
+        "weight_decay" (trials,) unless no trial's optimizer decays (then
         Keras' own path, which skips it, is traced). Float32, as Keras' Python
         floats become when they meet float32 values."""
-        dropout = np.zeros((len(trials), len(self.dropout_layers)), dtype="float32")
-        l1_l2 = np.zeros((len(trials), len(self.regularized_layers), 2), dtype="float32")
-        for row, trial in enumerate(trials):
-            for column, index in enumerate(self.dropout_layers):
-                layer = trial.spec.layers[index]
-                assert isinstance(layer, DropoutLayer)  # one group: the same layer types
-                dropout[row, column] = layer.rate
-            for column, index in enumerate(self.regularized_layers):
-                regularizer = getattr(trial.spec.layers[index], "kernel_regularizer", None)
-                assert regularizer is not None  # one group: the same layers regularized
-                l1_l2[row, column] = (regularizer.l1, regularizer.l2)
-        hyper = {"dropout": dropout, "l1_l2": l1_l2}
+        hyper = {f"layers.{index}": _trial_values(trials, index) for index in self.traced_layers}
         if any(decay is not None for decay in weight_decays):
             hyper["weight_decay"] = np.array(
                 [decay or 0.0 for decay in weight_decays], dtype="float32"
@@ -220,93 +184,31 @@ def _gathering(function: Callable[..., Any]) -> Callable[..., Any]:
     return gathered
 
 
-@contextmanager
-def _traced_hyperparameters(
-    dropouts: list[Any], kernels: list[Any], optimizer: Any, hyper: Any
-) -> Iterator[None]:
-    """While tracing: each of `dropouts` (keras Dropout layers, rate above zero)
-    drops with its entry of `hyper["dropout"]`, each of `kernels` (dense
-    kernels with an L1L2 regularizer) is penalized with its row of
-    `hyper["l1_l2"]`, and `optimizer` decays weights by `hyper["weight_decay"]`
-    when given: traced values instead of Keras' Python floats. Keras' own
-    `call`, `regularizer` and `weight_decay` are back on exit.
-
-    The arithmetic is Keras': keras/src/backend/jax/random.py's `dropout` (a
-    Bernoulli mask of `1 - rate` from the layer's seed generator, survivors
-    scaled by `1 / (1 - rate)`) and keras/src/regularizers' L1L2, with their
-    Python branches on the values left out."""
-    import jax
-    import jax.numpy as jnp
-
-    def dropping(layer: Any, rate: Any) -> Any:
-        def call(inputs: Any, training: bool = False) -> Any:
-            if not training:
-                return inputs
-            # Keras' Python float rate: a float32 mask probability, and a divisor
-            # in the inputs' dtype (bfloat16 under mixed precision).
-            keep = 1.0 - rate
-            mask = jax.random.bernoulli(layer.seed_generator.next(), p=keep, shape=inputs.shape)
-            scaled = inputs / keep.astype(inputs.dtype)
-            return jax.lax.select(mask, scaled, jnp.zeros_like(inputs))
-
-        return call
-
-    def penalty(factors: Any) -> Any:
-        def regularize(x: Any) -> Any:
-            regularization = jnp.zeros((), dtype=x.dtype)
-            regularization += factors[0].astype(x.dtype) * jnp.sum(jnp.abs(x))
-            regularization += factors[1].astype(x.dtype) * jnp.sum(jnp.square(x))
-            return regularization
-
-        return regularize
-
-    keras_regularizers = [kernel.regularizer for kernel in kernels]
-    keras_weight_decay = optimizer.weight_decay
-    if "weight_decay" in hyper:
-        optimizer.weight_decay = hyper["weight_decay"]
-    for position, layer in enumerate(dropouts):
-        layer.call = dropping(layer, hyper["dropout"][position])
-    for position, kernel in enumerate(kernels):
-        kernel.regularizer = penalty(hyper["l1_l2"][position])
-    try:
-        yield
-    finally:
-        for layer in dropouts:
-            del layer.call
-        for kernel, regularizer in zip(kernels, keras_regularizers, strict=True):
-            kernel.regularizer = regularizer
-        optimizer.weight_decay = keras_weight_decay
+def _trial_values(trials: list[Trial], index: int) -> np.ndarray:
+    """(trials, per_trial_fields) values of each trial's layer `index`."""
+    rows = []
+    for trial in trials:
+        layer = trial.spec.layers[index]
+        kind = kind_of(layer)
+        assert kind.is_traced(layer)  # one group: the same layers traced
+        rows.append(kind.trial_values(layer))
+    return np.array(rows, dtype="float32")
 
 
 @contextmanager
-def _adapted_per_member(normalizations: list[Any]) -> Iterator[None]:
-    """While tracing: each of `normalizations` (keras Normalization layers)
-    normalizes with the member's own adapted mean and variance. Keras keeps
-    them twice: as non-trainable variables (`adapt_mean`, `adapt_variance`,
-    part of each member's state) and as plain tensors (`mean`, `variance`,
-    made from those by `finalize_state`) that `call` reads; traced, those
-    tensors would be one constant for every member, the last model's. So
-    `call` first remakes them from the variables, which inside
-    `stateless_call` hold the member's traced values, and puts Keras'
-    tensors back afterwards."""
-
-    def normalizing(layer: Any) -> Any:
-        keras_call = type(layer).call
-
-        def call(inputs: Any) -> Any:
-            constants = layer.mean, layer.variance
-            layer.finalize_state()
-            try:
-                return keras_call(layer, inputs)
-            finally:
-                layer.mean, layer.variance = constants
-
-        return call
-
-    for layer in normalizations:
-        layer.call = normalizing(layer)
-    try:
+def _substituted(
+    traced: dict[str, tuple[LayerKind, Any]], per_member: list[tuple[LayerKind, Any]],
+    optimizer: Any, hyper: Any,
+) -> Iterator[None]:  # fmt: skip
+    """While tracing: each of `traced` (a kind and its Keras layer, by their
+    name in `hyper`) computes with its entry of `hyper`, each of `per_member`
+    with the member's adapted state, and `optimizer` decays weights by
+    `hyper["weight_decay"]` when given. Keras' own are back on exit."""
+    with ExitStack() as stack:
+        if "weight_decay" in hyper:
+            stack.enter_context(replaced(optimizer, "weight_decay", hyper["weight_decay"]))
+        for name, (kind, layer) in traced.items():
+            stack.enter_context(kind.tracing_with(layer, hyper[name]))
+        for kind, layer in per_member:
+            stack.enter_context(kind.tracing_per_member(layer))
         yield
-    finally:
-        for layer in normalizations:
-            del layer.call

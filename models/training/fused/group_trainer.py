@@ -24,6 +24,7 @@ import numpy as np
 
 from models.datasets import Dataset
 from models.errors import JobCancelled
+from models.layers.registry import kind_of
 from models.storage.checkpoint_files import Checkpoint
 from models.training.class_labels import LabelEncoding
 from models.training.fit import CheckpointSink, TrainingResult
@@ -36,7 +37,6 @@ from models.training.fused.trainer import History, assign_values, place_data
 from models.training.search.folds import fold_rows
 from models.training.search.space import Halving, Trial
 from models.training.search.trial_plan import program_groups
-from models.training.spec import DenseLayer, DropoutLayer
 
 if TYPE_CHECKING:
     import keras
@@ -113,11 +113,7 @@ class GroupResult:
         # The Python floats the program took as inputs, so the saved config is the trial's.
         spec = self.trials[position].spec
         for layer, spec_layer in zip(self.model.layers, spec.layers, strict=True):
-            if isinstance(spec_layer, DropoutLayer):
-                layer.rate = spec_layer.rate
-            elif isinstance(spec_layer, DenseLayer) and spec_layer.kernel_regularizer is not None:
-                layer.kernel_regularizer.l1 = spec_layer.kernel_regularizer.l1
-                layer.kernel_regularizer.l2 = spec_layer.kernel_regularizer.l2
+            kind_of(spec_layer).write_trial_values(layer, spec_layer)
         self.model.optimizer.weight_decay = self.weight_decays[position]
         history = self.histories[position]
         if self.folds is not None:  # the refit's own logs

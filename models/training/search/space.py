@@ -36,17 +36,15 @@ from pydantic import (
 )
 
 from models.errors import SpecError, ValidationFailed, problem, quoted
+from models.layers.registry import KINDS
 from models.training.spec import (
     CLASSIFIER_METRICS,
     MAX_EPOCHS,
     Compile,
-    DenseLayer,
     EarlyStopping,
     Fit,
-    Layer,
     ModelSpec,
     Optimizer,
-    Regularizer,
     StrictModel,
 )
 from models.validation import as_validation_failed, validate
@@ -222,7 +220,7 @@ def trial_specs(spec_dict: dict[str, Any], search: Search) -> list[Trial]:
         try:
             trials.append(Trial(index, params, ModelSpec.model_validate(trial)))
         except ValidationError as exc:
-            for detail in as_validation_failed(exc, ()).details:
+            for detail in as_validation_failed(exc, ModelSpec, ()).details:
                 place, message = _blame(detail, index, params)
                 refused.setdefault(tuple(place), problem(place, message))
     _raise_if(list(refused.values()))
@@ -266,9 +264,10 @@ VARY_WITHIN_GROUP = (
     "compile.optimizer.learning_rate",
     "compile.optimizer.momentum",  # zero versus non-zero splits: see `shape_groups`
     "compile.optimizer.weight_decay",
-    "layers.<i>.rate",  # dropout
-    "layers.<i>.kernel_regularizer.l1",
-    "layers.<i>.kernel_regularizer.l2",
+    # Each layer kind's per_trial_fields (models.layers): dropout's rate, ...
+    *dict.fromkeys(
+        f"layers.<i>.{field}" for kind in KINDS.values() for field in kind.per_trial_fields
+    ),
 )
 
 
@@ -302,25 +301,43 @@ def _group_key(spec: ModelSpec) -> str:
         "momentum_slot": bool(options.momentum),
     }
     for layer in shape["layers"]:
-        if layer["type"] == "dropout":
-            layer["rate"] = None
-        if layer.get("kernel_regularizer") is not None:
-            layer["kernel_regularizer"] = "present"
+        for field in KINDS[layer["type"]].per_trial_fields:
+            _forget(layer, field.split("."))
     return json.dumps(shape, sort_keys=True)
+
+
+def _forget(node: dict[str, Any], parts: list[str]) -> None:
+    """Blank the value at `parts` below `node`, where the objects above it are
+    there: a regularizer's factors may differ within a group, having one not."""
+    for part in parts[:-1]:
+        node = node.get(part) or {}
+    if parts[-1] in node:
+        node[parts[-1]] = None
 
 
 # --- paths into the spec ----------------------------------------------------------------
 
-LAYER_CLASSES: dict[str, type[StrictModel]] = {
-    get_args(cls.model_fields["type"].annotation)[0]: cls for cls in get_args(get_args(Layer)[0])
-}
+LAYER_CLASSES: dict[str, type[StrictModel]] = {name: kind.spec for name, kind in KINDS.items()}
+
+
+def _layer_objects() -> dict[tuple[type[BaseModel], str], type[BaseModel]]:
+    """Each layer field that holds an object (a dense layer's kernel_regularizer)."""
+    return {
+        (layer_class, name): nested
+        for layer_class in LAYER_CLASSES.values()
+        for name, field in layer_class.model_fields.items()
+        for nested in get_args(field.annotation)
+        if isinstance(nested, type) and issubclass(nested, BaseModel)
+    }
+
+
 # The objects inside the spec a path may walk into; a path ending at one is refused.
 NESTED: dict[tuple[type[BaseModel], str], type[BaseModel]] = {
     (ModelSpec, "compile"): Compile,
     (ModelSpec, "fit"): Fit,
     (Compile, "optimizer"): Optimizer,
     (Fit, "early_stopping"): EarlyStopping,
-    (DenseLayer, "kernel_regularizer"): Regularizer,
+    **_layer_objects(),
 }
 NOT_SEARCHABLE: dict[tuple[type[BaseModel], str], str] = {
     (ModelSpec, "input_shape"): "the input shape is the dataset's, the same for every trial",

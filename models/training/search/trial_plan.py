@@ -12,8 +12,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from models.errors import ValidationFailed, problem
+from models.layers.registry import KINDS, kind_of
 from models.training.search.space import Search, Trial, ranking, shape_groups, trial_specs
-from models.training.spec import DropoutLayer, ModelSpec
+from models.training.spec import ModelSpec
 
 if TYPE_CHECKING:
     from models.records import JobRecord
@@ -22,7 +23,10 @@ if TYPE_CHECKING:
 # as constants; trials that differ in one train in separate programs.
 UNTRACED = (
     "compile.optimizer.momentum",
-    "layers.<i>.rate",  # only zero against non-zero: the rate itself is a per-trial input
+    # Only zero against non-zero: the values themselves are per-trial inputs.
+    *dict.fromkeys(
+        f"layers.<i>.{field}" for kind in KINDS.values() for field in kind.split_on_zero
+    ),
 )
 
 
@@ -123,7 +127,5 @@ class TrialPlan:
 
 def _untraced_key(spec: ModelSpec) -> str:
     options = spec.compile.optimizer_options
-    layers: list[Any] = []
-    for layer in spec.layers:
-        layers.append(layer.rate > 0 if isinstance(layer, DropoutLayer) else None)
+    layers = [kind_of(layer).split_key(layer) for layer in spec.layers]
     return json.dumps([options.momentum, layers])
