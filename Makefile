@@ -18,6 +18,14 @@ run: $(BIN)/.installed
 
 # The training and prediction paths run under TensorFlow as well as the default
 # JAX: `make test` runs the whole suite on JAX, then those tests on TensorFlow.
+# Each lane runs in TEST_PROCESSES pytest processes (pytest-xdist), a test
+# module to a process, so a module's fixtures start once: the end-to-end tests
+# (marked `e2e`, all of tests/e2e) spend much of their time waiting on
+# processes they start. `make test PYTEST_ARGS='-m "not e2e"'` runs the quick
+# part alone; `PYTEST_ARGS='-m e2e'` the end-to-end part; TEST_PROCESSES=0 runs
+# everything in this one process.
+TEST_PROCESSES ?= 2
+XDIST = -n $(TEST_PROCESSES) --dist loadscope
 BACKEND_TESTS = tests/models/training/test_training.py tests/models/training/test_builder.py \
 	tests/models/serving/test_forward.py tests/models/serving/test_predictor.py \
 	tests/models/training/test_checkpoints.py tests/e2e/test_job_lifecycle.py \
@@ -25,8 +33,8 @@ BACKEND_TESTS = tests/models/training/test_training.py tests/models/training/tes
 
 test: $(BIN)/.installed
 	scripts/ensure-redis.sh
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	FITSERVE_KERAS_BACKEND=tensorflow $(BIN)/python -m pytest $(PYTEST_ARGS) $(BACKEND_TESTS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+	FITSERVE_KERAS_BACKEND=tensorflow $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) $(BACKEND_TESTS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check models service worker tests bench

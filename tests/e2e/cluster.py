@@ -80,8 +80,19 @@ class Cluster:
         worker = Service.entry_point(["fitserve-worker"], self.environment, log)
         self.workers.append(worker)
         if wait:
-            worker.wait_until(worker_answers(self.settings.redis_url, worker.process.pid))
+            self.wait_answers(worker)
         return worker
+
+    def start_workers(self, count: int) -> list[Service]:
+        """`count` new workers, started side by side (a start takes seconds),
+        once each answers on the broker."""
+        started = [self.start_worker(wait=False) for _ in range(count)]
+        for worker in started:
+            self.wait_answers(worker)
+        return started
+
+    def wait_answers(self, worker: Service) -> None:
+        worker.wait_until(worker_answers(self.settings.redis_url, worker.process.pid))
 
     def kill(self, worker: Service) -> None:
         """SIGKILL: no handler runs, no message is acknowledged, nothing is cleaned up."""

@@ -24,7 +24,6 @@ from models.storage.blobs import open_blobs
 from models.storage.checkpoint_files import CheckpointStore
 from models.training.spec import ModelSpec
 from service.client import ApiError, Client
-from service.local_processes import worker_answers
 from tests.conftest import API_KEY
 from tests.e2e.cluster import LEASE_S, SLOW_X, Cluster, running_cluster, slow_spec
 from worker.celery_app import TRAIN_TASK
@@ -92,8 +91,7 @@ def test_a_killed_worker_s_job_resumes_and_publishes_once(workers: Cluster) -> N
 
 
 def test_a_duplicate_delivery_trains_once(workers: Cluster) -> None:
-    workers.start_worker()
-    workers.start_worker()
+    workers.start_workers(2)
     job = workers.submit("delivered-twice", spec(epochs=4), workers.dataset)
     workers.wait_for(job["id"], lambda job: job["state"] == "running")
     app = Celery(broker=workers.settings.redis_url, set_as_current=False)
@@ -257,9 +255,7 @@ def test_a_worker_stalled_past_its_lease_publishes_nothing_and_changes_nothing(
     it after its last epoch, publishes and finishes it. Then the first one
     goes on (SIGCONT) from where it stopped: it must publish no second version
     and leave the job as the other worker finished it."""
-    both = [workers.start_worker(wait=False), workers.start_worker(wait=False)]
-    for worker in both:  # started side by side: a start takes seconds
-        worker.wait_until(worker_answers(workers.settings.redis_url, worker.process.pid))
+    both = workers.start_workers(2)
     job = workers.submit("stalled", big_spec(), workers.dataset)
     _wait_for_staging(Path(workers.environment["TMPDIR"]))
     holder = workers.job(job["id"])["worker"]

@@ -28,8 +28,9 @@ def outage(tmp_path: Path) -> Iterator[tuple[Cluster, OwnRedis]]:
     settings = isolated_settings(tmp_path / "var").model_copy(update={"redis_url": own.url})
     cluster = Cluster(settings, tmp_path)
     try:
+        worker = cluster.start_worker(wait=False)  # its start overlaps the API's
         cluster.start_api()
-        cluster.start_worker()
+        cluster.wait_answers(worker)
         yield cluster, own
     finally:
         cluster.stop()
