@@ -146,6 +146,14 @@ class Cluster:
         listing = self.http.get(self.url("/v1/models")).json()["models"]
         return next((entry["versions"] for entry in listing if entry["name"] == model), [])
 
+    def published(self, model: str, timeout_s: float = 30) -> list[int]:
+        """The model's versions once the API lists one: its catalog hears of a
+        version a moment after the job that published it has succeeded."""
+        deadline = time.monotonic() + timeout_s
+        while not (versions := self.versions(model)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return versions
+
     def worker_logs(self) -> str:
         return "\n".join(worker.log_path.read_text(errors="replace") for worker in self.workers)
 

@@ -106,8 +106,8 @@ def test_service_rides_out_a_redis_that_hangs(hang: tuple[Cluster, OwnRedis]) ->
               f"Redis resumed, attempts {finished['attempts']}")  # fmt: skip
     resumed = cluster.job(running["id"])
     assert len(resumed["history"]["loss"]) == SPEC["fit"]["epochs"]
-    assert cluster.versions("running-at-hang") == [1]  # published once, not twice
-    assert cluster.versions("queued-at-hang") == [1]
+    assert cluster.published("running-at-hang") == [1]  # published once, not twice
+    assert cluster.published("queued-at-hang") == [1]
     assert cluster.versions("served") == [1]
     assert all(worker.process.poll() is None for worker in cluster.workers)
     assert cluster.http.get(cluster.url("/readyz")).status_code == 200

@@ -76,8 +76,8 @@ def test_service_rides_out_a_redis_crash(outage: tuple[Cluster, OwnRedis]) -> No
     assert resumed["attempts"] == 2
     assert resumed["restarts"][0]["resumed_from_epoch"] >= 1
     assert len(resumed["history"]["loss"]) == 14
-    assert cluster.versions("running-at-crash") == [1]
-    assert cluster.versions("queued-at-crash") == [1]
+    assert cluster.published("running-at-crash") == [1]
+    assert cluster.published("queued-at-crash") == [1]
     assert cluster.http.get(cluster.url("/readyz")).status_code == 200
     after = cluster.wait_until_final(cluster.submit("after-crash", QUICK, dataset)["id"])
     assert after["state"] == "succeeded", after["error"]

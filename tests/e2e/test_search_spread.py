@@ -62,7 +62,7 @@ def check_published_winner(cluster: Cluster, finished: dict[str, Any], model: st
     assert [trial["state"] for trial in finished["trials"]] == ["succeeded"] * 4
     best = min(finished["trials"], key=lambda trial: trial["metrics"]["val_loss"])
     assert finished["best"]["index"] == best["index"]
-    assert cluster.versions(model) == [1]
+    assert cluster.published(model) == [1]
     metadata = cluster.http.get(cluster.url(f"/v1/models/{model}/versions/1/metadata")).json()
     assert metadata["metadata"]["search"]["params"] == best["params"]
     # Every trial's curve reached the search's history, group after group.

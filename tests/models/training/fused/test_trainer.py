@@ -22,7 +22,7 @@ from models.training.spec import ModelSpec
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax", reason="fused training is JAX")
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 GENERATOR = np.random.default_rng(6)
 X = GENERATOR.normal(size=(93, 5)).astype("float32")  # 93 rows: a partial last batch
 
