@@ -19,12 +19,13 @@ run: $(BIN)/.installed
 # The training and prediction paths run under TensorFlow as well as the default
 # JAX: `make test` runs the whole suite on JAX, then those tests on TensorFlow.
 # Each lane runs in TEST_PROCESSES pytest processes (pytest-xdist), a test
-# module to a process, so a module's fixtures start once: the end-to-end tests
-# (marked `e2e`, all of tests/e2e) spend much of their time waiting on
-# processes they start. `make test PYTEST_ARGS='-m "not e2e"'` runs the quick
-# part alone; `PYTEST_ARGS='-m e2e'` the end-to-end part; TEST_PROCESSES=0 runs
-# everything in this one process.
-TEST_PROCESSES ?= 2
+# module to a process, so a module's fixtures start once. Three on two cores:
+# one pytest process alone keeps about 0.6 of a core busy, the end-to-end
+# tests (marked `e2e`, all of tests/e2e) waiting on the processes they start.
+# `make test PYTEST_ARGS='-m "not e2e"'` runs the quick part alone;
+# `PYTEST_ARGS='-m e2e'` the end-to-end part; TEST_PROCESSES=0 runs everything
+# in one process.
+TEST_PROCESSES ?= 3
 XDIST = -n $(TEST_PROCESSES) --dist loadscope
 BACKEND_TESTS = tests/models/training/test_training.py tests/models/training/test_builder.py \
 	tests/models/serving/test_forward.py tests/models/serving/test_predictor.py \
