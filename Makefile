@@ -18,6 +18,15 @@ run: $(BIN)/.installed
 
 # The training and prediction paths run under TensorFlow as well as the default
 # JAX: `make test` runs the whole suite on JAX, then those tests on TensorFlow.
+# Each lane runs in TEST_PROCESSES pytest processes (pytest-xdist), a test
+# module to a process, so a module's fixtures start once. Three on two cores:
+# one pytest process alone keeps about 0.6 of a core busy, the end-to-end
+# tests (marked `e2e`, all of tests/e2e) waiting on the processes they start.
+# `make test PYTEST_ARGS='-m "not e2e"'` runs the quick part alone;
+# `PYTEST_ARGS='-m e2e'` the end-to-end part; TEST_PROCESSES=0 runs everything
+# in one process.
+TEST_PROCESSES ?= 3
+XDIST = -n $(TEST_PROCESSES) --dist loadscope
 BACKEND_TESTS = tests/models/training/test_training.py tests/models/training/test_builder.py \
 	tests/models/serving/test_forward.py tests/models/serving/test_predictor.py \
 	tests/models/training/test_checkpoints.py tests/e2e/test_job_lifecycle.py \
@@ -25,8 +34,8 @@ BACKEND_TESTS = tests/models/training/test_training.py tests/models/training/tes
 
 test: $(BIN)/.installed
 	scripts/ensure-redis.sh
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	FITSERVE_KERAS_BACKEND=tensorflow $(BIN)/python -m pytest $(PYTEST_ARGS) $(BACKEND_TESTS)
+	$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS)
+	FITSERVE_KERAS_BACKEND=tensorflow $(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS) $(BACKEND_TESTS)
 
 lint: $(BIN)/.installed
 	$(BIN)/ruff check models service worker tests bench

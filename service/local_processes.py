@@ -126,11 +126,14 @@ def worker_answers(redis_url: str, pid: int) -> Callable[[], bool]:
     """True once the worker process `pid` answers on the broker's control channel.
 
     `stats` rather than `ping`: its reply carries the pid, so we know that this
-    process answered, whatever else shares the broker."""
+    process answered, whatever else shares the broker. Only node names that
+    carry the pid are asked (worker.main names its node so), and the first
+    reply ends the wait instead of the whole timeout."""
     app = Celery(broker=redis_url, set_as_current=False)
 
     def ready() -> bool:
-        replies = app.control.broadcast("stats", reply=True, timeout=1.0)
+        replies = app.control.broadcast("stats", reply=True, timeout=1.0, limit=1,
+                                        pattern=f"*-{pid}@*", matcher="glob")  # fmt: skip
         return any(stats.get("pid") == pid for reply in replies for stats in reply.values())
 
     return ready

@@ -34,6 +34,18 @@ def isolated_settings(data_dir: Path) -> Settings:
     )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give every item the node id its name says. Schemathesis names each
+    operation's item `test[GET /path]` but gives them all the test's id, and
+    pytest-xdist, which tells items apart by id, then runs one of them under
+    `--dist loadscope` (`make test`)."""
+    for item in items:
+        parent, _, last = item.nodeid.rpartition("::")
+        if last != item.name:
+            item._id = type(item.id).parse(f"{parent}::{item.name}")  # pytest 9's NodeId
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Iterator[Settings]:
     settings = isolated_settings(tmp_path / "var")

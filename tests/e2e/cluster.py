@@ -80,8 +80,19 @@ class Cluster:
         worker = Service.entry_point(["fitserve-worker"], self.environment, log)
         self.workers.append(worker)
         if wait:
-            worker.wait_until(worker_answers(self.settings.redis_url, worker.process.pid))
+            self.wait_answers(worker)
         return worker
+
+    def start_workers(self, count: int) -> list[Service]:
+        """`count` new workers, started side by side (a start takes seconds),
+        once each answers on the broker."""
+        started = [self.start_worker(wait=False) for _ in range(count)]
+        for worker in started:
+            self.wait_answers(worker)
+        return started
+
+    def wait_answers(self, worker: Service) -> None:
+        worker.wait_until(worker_answers(self.settings.redis_url, worker.process.pid))
 
     def kill(self, worker: Service) -> None:
         """SIGKILL: no handler runs, no message is acknowledged, nothing is cleaned up."""
@@ -134,6 +145,14 @@ class Cluster:
     def versions(self, model: str) -> list[int]:
         listing = self.http.get(self.url("/v1/models")).json()["models"]
         return next((entry["versions"] for entry in listing if entry["name"] == model), [])
+
+    def published(self, model: str, timeout_s: float = 30) -> list[int]:
+        """The model's versions once the API lists one: its catalog hears of a
+        version a moment after the job that published it has succeeded."""
+        deadline = time.monotonic() + timeout_s
+        while not (versions := self.versions(model)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return versions
 
     def worker_logs(self) -> str:
         return "\n".join(worker.log_path.read_text(errors="replace") for worker in self.workers)

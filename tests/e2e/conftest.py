@@ -1,5 +1,6 @@
 """A live service for end-to-end tests: a real worker process and the API
-under granian, on the real Redis, sharing one data folder."""
+under granian, on the real Redis, sharing one data folder. Every test in this
+folder is marked `e2e`, so `pytest -m "not e2e"` runs the quick rest alone."""
 
 from __future__ import annotations
 
@@ -24,6 +25,16 @@ from tests.conftest import API_KEY, forget_redis_state, isolated_settings
 
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 UPLOAD_LIMIT = 4 * 2**20  # above every example dataset
+
+
+HERE = Path(__file__).parent
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.e2e)
 
 
 @dataclass

@@ -24,7 +24,6 @@ from models.storage.blobs import open_blobs
 from models.storage.checkpoint_files import CheckpointStore
 from models.training.spec import ModelSpec
 from service.client import ApiError, Client
-from service.local_processes import worker_answers
 from tests.conftest import API_KEY
 from tests.e2e.cluster import LEASE_S, SLOW_X, Cluster, running_cluster, slow_spec
 from worker.celery_app import TRAIN_TASK
@@ -79,7 +78,7 @@ def test_a_killed_worker_s_job_resumes_and_publishes_once(workers: Cluster) -> N
     assert restart["resumed_from_epoch"] <= at_death["progress"]["epoch"]
     assert resumed["resumed_from_epoch"] == restart["resumed_from_epoch"] >= 2
     assert len(resumed["history"]["loss"]) == 10
-    assert workers.versions("resumed") == [1]
+    assert workers.published("resumed") == [1]
     deadline = time.monotonic() + 30
     while checkpoints(workers):  # dropped once the job's state is recorded
         assert time.monotonic() < deadline
@@ -92,8 +91,7 @@ def test_a_killed_worker_s_job_resumes_and_publishes_once(workers: Cluster) -> N
 
 
 def test_a_duplicate_delivery_trains_once(workers: Cluster) -> None:
-    workers.start_worker()
-    workers.start_worker()
+    workers.start_workers(2)
     job = workers.submit("delivered-twice", spec(epochs=4), workers.dataset)
     workers.wait_for(job["id"], lambda job: job["state"] == "running")
     app = Celery(broker=workers.settings.redis_url, set_as_current=False)
@@ -102,7 +100,7 @@ def test_a_duplicate_delivery_trains_once(workers: Cluster) -> None:
     finished = workers.wait_until_final(job["id"])
     assert finished["state"] == "succeeded", finished["error"]
     assert finished["attempts"] == 1 and finished["restarts"] == []
-    assert workers.versions("delivered-twice") == [1]
+    assert workers.published("delivered-twice") == [1]
     deadline = time.monotonic() + 30
     while "another worker holds it" not in workers.worker_logs():
         assert time.monotonic() < deadline, workers.worker_logs()[-3000:]
@@ -217,7 +215,7 @@ def test_a_worker_killed_while_publishing_leaves_no_partial_version(workers: Clu
     # It resumed after its last epoch: no epoch ran twice.
     assert finished["restarts"][0]["resumed_from_epoch"] == 2
     assert len(finished["history"]["loss"]) == 2
-    assert workers.versions("killed-publishing") == [1]
+    assert workers.published("killed-publishing") == [1]
     # The store holds that one version, whole, and the job's claim on it.
     store = set(open_blobs(workers.settings).keys("models/killed-publishing/"))
     assert store == {
@@ -257,9 +255,7 @@ def test_a_worker_stalled_past_its_lease_publishes_nothing_and_changes_nothing(
     it after its last epoch, publishes and finishes it. Then the first one
     goes on (SIGCONT) from where it stopped: it must publish no second version
     and leave the job as the other worker finished it."""
-    both = [workers.start_worker(wait=False), workers.start_worker(wait=False)]
-    for worker in both:  # started side by side: a start takes seconds
-        worker.wait_until(worker_answers(workers.settings.redis_url, worker.process.pid))
+    both = workers.start_workers(2)
     job = workers.submit("stalled", big_spec(), workers.dataset)
     _wait_for_staging(Path(workers.environment["TMPDIR"]))
     holder = workers.job(job["id"])["worker"]
@@ -269,7 +265,7 @@ def test_a_worker_stalled_past_its_lease_publishes_nothing_and_changes_nothing(
         finished = workers.wait_until_final(job["id"])
         assert finished["state"] == "succeeded", finished["error"]
         assert finished["worker"] != holder and finished["attempts"] == 2
-        assert workers.versions("stalled") == [1]
+        assert workers.published("stalled") == [1]
     finally:
         os.killpg(stalled.process.pid, signal.SIGCONT)
 
@@ -302,7 +298,7 @@ def test_a_job_recorded_but_never_sent_is_sent_by_a_sweep_and_runs(workers: Clus
     finished = workers.wait_until_final(job["id"], timeout_s=60)
     assert finished["state"] == "succeeded", finished["error"]
     assert finished["attempts"] == 1 and finished["queue"] == workers.settings.queues.cpu
-    assert workers.versions("never-sent") == [1]
+    assert workers.published("never-sent") == [1]
     assert "its message was lost; sent again" in workers.worker_logs()
 
 
@@ -322,7 +318,7 @@ def test_sigterm_hands_the_running_job_back_to_its_queue(workers: Cluster) -> No
     # The worker saved the epoch it stopped after: nothing ran twice.
     assert restart["resumed_from_epoch"] == handed_back["progress"]["epoch"]
     assert len(finished["history"]["loss"]) == 12
-    assert workers.versions("handed-back") == [1]
+    assert workers.published("handed-back") == [1]
 
 
 def test_sigterm_lets_the_api_finish_requests_in_flight(workers: Cluster) -> None:

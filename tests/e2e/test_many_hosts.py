@@ -160,8 +160,9 @@ def test_a_job_whose_host_died_resumes_on_the_other_host(both: Hosts) -> None:
 
 def test_two_hosts_publishing_at_once_never_share_a_number(both: Hosts) -> None:
     a, b = both.a, both.b
-    a.start_worker()
-    b.start_worker()
+    started = [a.start_worker(wait=False), b.start_worker(wait=False)]
+    for host, worker in zip((a, b), started, strict=True):  # side by side: a start takes seconds
+        host.wait_answers(worker)
     rounds, versions, on_two_workers = 20, [], 0
     for _ in range(rounds):
         pair = [a.submit("raced", QUICK, both.dataset), b.submit("raced", QUICK, both.dataset)]

@@ -28,8 +28,9 @@ def outage(tmp_path: Path) -> Iterator[tuple[Cluster, OwnRedis]]:
     settings = isolated_settings(tmp_path / "var").model_copy(update={"redis_url": own.url})
     cluster = Cluster(settings, tmp_path)
     try:
+        worker = cluster.start_worker(wait=False)  # its start overlaps the API's
         cluster.start_api()
-        cluster.start_worker()
+        cluster.wait_answers(worker)
         yield cluster, own
     finally:
         cluster.stop()
@@ -75,8 +76,8 @@ def test_service_rides_out_a_redis_crash(outage: tuple[Cluster, OwnRedis]) -> No
     assert resumed["attempts"] == 2
     assert resumed["restarts"][0]["resumed_from_epoch"] >= 1
     assert len(resumed["history"]["loss"]) == 14
-    assert cluster.versions("running-at-crash") == [1]
-    assert cluster.versions("queued-at-crash") == [1]
+    assert cluster.published("running-at-crash") == [1]
+    assert cluster.published("queued-at-crash") == [1]
     assert cluster.http.get(cluster.url("/readyz")).status_code == 200
     after = cluster.wait_until_final(cluster.submit("after-crash", QUICK, dataset)["id"])
     assert after["state"] == "succeeded", after["error"]

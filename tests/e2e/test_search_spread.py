@@ -62,7 +62,7 @@ def check_published_winner(cluster: Cluster, finished: dict[str, Any], model: st
     assert [trial["state"] for trial in finished["trials"]] == ["succeeded"] * 4
     best = min(finished["trials"], key=lambda trial: trial["metrics"]["val_loss"])
     assert finished["best"]["index"] == best["index"]
-    assert cluster.versions(model) == [1]
+    assert cluster.published(model) == [1]
     metadata = cluster.http.get(cluster.url(f"/v1/models/{model}/versions/1/metadata")).json()
     assert metadata["metadata"]["search"]["params"] == best["params"]
     # Every trial's curve reached the search's history, group after group.
@@ -72,8 +72,7 @@ def check_published_winner(cluster: Cluster, finished: dict[str, Any], model: st
 
 
 def test_two_workers_train_a_search_s_groups_side_by_side(workers: Cluster) -> None:
-    workers.start_worker()
-    workers.start_worker()
+    workers.start_workers(2)
     search = submit_search(workers, "spread", epochs=3)
     groups = groups_running(workers, search["id"])
     # Both at once, each on its own worker.
@@ -87,8 +86,7 @@ def test_two_workers_train_a_search_s_groups_side_by_side(workers: Cluster) -> N
 
 
 def test_a_search_whose_worker_is_killed_finishes_on_another(workers: Cluster) -> None:
-    workers.start_worker()
-    workers.start_worker()
+    workers.start_workers(2)
     search = submit_search(workers, "killed-search", epochs=6)
     groups = groups_running(workers, search["id"])
     coordinator = workers.job(search["id"])["worker"]
