@@ -1,24 +1,15 @@
 """Fused training on JAX: one compiled call per epoch.
 
-`model.fit` pays per step for slicing the batch on the host, copying it to
-the device, dispatching the step and running callbacks; for the small dense
-networks of this service that overhead is most of the time. Here the data is
-placed on the device once, and each epoch (shuffle, every full batch under
-`lax.scan`, then the last partial batch) is a single jitted function built from
-Keras' stateless API (`stateless_call`, `optimizer.stateless_apply`, metrics'
-`stateless_update_state`). What the user asked for is kept: batch size, epochs,
-loss, a new shuffle each epoch, validation split (Keras' rule: the last
-fraction, before shuffling), Keras' own EarlyStopping, metrics reported as
-`fit` reports them, and progress after every epoch. The trained values are
-assigned back to the model, which saves as `.keras` as usual.
-
-Two halves: `CompiledEpoch` is the program on the device (built by
-`compile_epoch` in models.training.fused.program, pure and stateless);
-`_EpochLoop`, here, is what `fit` does on the host between epochs (callbacks,
-progress, checkpoints, early stopping, cancel).
-
-A checkpoint after each epoch carries the shuffle key too, so a run resumed
-from one gives the same weights as a run never interrupted.
+`model.fit` pays per step for slicing, copying and dispatching a batch and for
+callbacks, most of the time for the small dense networks served here. Here the
+data is placed on the device once and each epoch (shuffle, the full batches
+under `lax.scan`, the last partial batch) is one jitted function of Keras'
+stateless API, keeping what `fit` does: batch size, epochs, loss, a shuffle
+per epoch, Keras' validation split, EarlyStopping, metrics as `fit` reports
+them, progress per epoch. The program is models.training.fused.program's
+`CompiledEpoch`; `_EpochLoop` here is the host's work between epochs. A
+checkpoint carries the shuffle key too, so a resumed run ends with the same
+weights as one never interrupted; the trained values go back into the model.
 """
 
 from __future__ import annotations
