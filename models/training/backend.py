@@ -15,11 +15,10 @@ def configure_backend(backend: str, quick_eager_compiles: bool = False) -> None:
 
     `quick_eager_compiles` (the worker): on JAX, every eager Keras op is an XLA
     program compiled for its shapes, and a job's model set-up runs a dozen
-    once (each initializer, each zeros), at 0.1-0.5 s apiece on a 2-core host,
-    mostly in LLVM's optimizer: a new network waited ~0.6 s before its first
-    step. Those ops run once, so their code is compiled unoptimized (~0.08 s
-    each); the fused epoch, which runs thousands of times, asks for
-    FULL_OPTIMIZATION itself (models.training.fused.trainer).
+    once (each initializer, each zeros), most of their cost in LLVM's
+    optimizer. Those ops run once, so their code is compiled unoptimized; the
+    fused epoch, which runs thousands of times, asks for FULL_OPTIMIZATION
+    itself (models.training.fused.trainer). What each costs: bench/RESULTS.md.
     """
     if "keras" in sys.modules:
         # Already imported (tests, or a second app in one process): it must agree.

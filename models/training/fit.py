@@ -67,7 +67,7 @@ def train(
     `fused` is False; other backends run Keras' `fit`. With `resume`, training
     goes on from that checkpoint's epoch; `checkpoints` is offered one after
     every epoch. `free_memory=False` skips the garbage collection that
-    clearing Keras' session runs (0.2-0.35 s on a 2-core worker), for a
+    clearing Keras' session runs (a large share of a small job), for a
     caller that has just run one: a k-fold job's refit, after its folds.
     """
     import keras

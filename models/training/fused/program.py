@@ -206,8 +206,7 @@ def member_orders(sizes: tuple[int, ...], shuffle: bool) -> Any:
     A program of its own, compiled once a process for these sizes: drawn
     inside the epoch's program, the permutations (one per size, each
     member drawing all) were traced and lowered again by every job, and
-    lowering the random bits' generator is slow (~0.1 s of a 5-fold job on
-    a 2-core host)."""
+    lowering the random bits' generator is slow (bench/RESULTS.md)."""
     import jax
     import jax.numpy as jnp
 
