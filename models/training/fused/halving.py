@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from models.training.search.ranking import value_key
 from models.training.search.space import Halving
 
 EpochLogs = list[dict[str, float] | None]  # each trial's logs of an epoch; None: stopped
@@ -41,8 +42,7 @@ class Rungs:
             return None  # the last trial running: nothing to slice, nothing to retrace
 
         def rank(position: int) -> tuple[bool, float]:
-            value = logs[position][metric]  # type: ignore[index]
-            return math.isnan(value), value if mode == "min" else -value  # NaN ranks last
+            return value_key(logs[position][metric], mode)  # type: ignore[index]
 
         return sorted(sorted(running, key=rank)[:count])  # ties: the earlier trial
 

@@ -30,13 +30,19 @@ def better(mode: str, value: float, than: float | None) -> bool:
     return value < than if mode == "min" else value > than
 
 
+def value_key(value: float, mode: str) -> tuple[bool, float]:
+    """How one value sorts by `mode`, smaller first: the better first, NaN last
+    (halving ranks a rung's values by it)."""
+    return math.isnan(value), -value if mode == "max" else value
+
+
 def place(trial: Trial, metric: str, mode: str) -> Place:
     """Where `trial` sorts among its search's trials: smaller is better."""
     value = (trial.get("metrics") or {}).get(metric)
     group, index = int(trial.get("group") or 0), int(trial["index"])
     if not _is_number(value) or math.isnan(value) or trial.get("state") == "failed":
         return (UNRANKED, 0, 0.0, 0, index)
-    signed = -value if mode == "max" else value
+    _, signed = value_key(value, mode)
     if trial.get("state") == "stopped":
         return (1, -int(trial.get("epochs") or 0), signed, group, index)
     return (0, 0, signed, group, index)
