@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("KERAS_BACKEND", os.environ.get("FITSERVE_KERAS_BACKEND", "jax"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -34,21 +35,29 @@ SPEC = json.loads((ROOT / "examples" / "breast_cancer.json").read_text())["spec"
 
 
 def train_and_publish(settings: Settings) -> Path:
-    client = redis.Redis.from_url(settings.redis_url)
-    jobs = JobStore(client, settings.redis_prefix)
-    datasets = DatasetStore(open_blobs(settings))
+    """The seed model as version 1 of `cancer`; the job's Redis keys removed after."""
     cancer = load_breast_cancer()
     x = (cancer.data - cancer.data.mean(axis=0)) / cancer.data.std(axis=0)
-    record, _ = datasets.save(
-        json.dumps({"x": x.tolist(), "y": cancer.target.tolist()}).encode(), "application/json"
-    )
-    job = jobs.create("train", "cancer", record["id"], spec=SPEC)
-    context = WorkerContext.from_settings(settings, client, "bench", "cpu", settings.keras_backend)
-    finished = run_training_job(job["id"], context)
+    publish_in_process(settings, "cancer", SPEC, x, cancer.target)
+    client = redis.Redis.from_url(settings.redis_url)
     for key in client.scan_iter(f"{settings.redis_prefix}:*"):
         client.delete(key)
-    assert finished["state"] == "succeeded", finished["error"]
     return ModelStore(open_blobs(settings)).model_file("cancer", 1)
+
+
+def publish_in_process(
+    settings: Settings, model: str, spec: dict[str, Any], x: np.ndarray, y: np.ndarray
+) -> None:
+    """Train `spec` on (x, y) and publish it as `model`, in this process the
+    way a worker does: the dataset stored, the job created and run."""
+    client = redis.Redis.from_url(settings.redis_url)
+    body = json.dumps({"x": x.tolist(), "y": y.tolist()}).encode()
+    record, _ = DatasetStore(open_blobs(settings)).save(body, "application/json")
+    job = JobStore(client, settings.redis_prefix).create("train", model, record["id"], spec=spec)
+    context = WorkerContext.from_settings(settings, client, "bench", "cpu", settings.keras_backend)
+    finished = run_training_job(job["id"], context)
+    if finished["state"] != "succeeded":
+        raise RuntimeError(f"training the bench's model failed: {finished['error']}")
 
 
 ONE_ROW = json.dumps({"instances": [list(map(float, np.linspace(-1, 1, 30)))]}).encode()

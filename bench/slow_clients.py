@@ -172,13 +172,8 @@ def publish_small_model(settings: Settings, name: str) -> None:
     """A dense model on ONE_ROW_FEATURES inputs, trained and published in this
     process the way a worker does."""
     import numpy as np
-    import redis
 
-    from models.datasets import DatasetStore
-    from models.jobs.store import JobStore
-    from models.storage.blobs import open_blobs
-    from worker.context import WorkerContext
-    from worker.runner import run_training_job
+    from bench.seed_model import publish_in_process
 
     x = np.random.default_rng(0).normal(size=(64, ONE_ROW_FEATURES)).round(3)
     spec = {"input_shape": [ONE_ROW_FEATURES],
@@ -186,14 +181,7 @@ def publish_small_model(settings: Settings, name: str) -> None:
                        {"type": "dense", "units": 1}],
             "compile": {"loss": "mse", "optimizer": "adam"},
             "fit": {"epochs": 1, "batch_size": 16}}  # fmt: skip
-    client = redis.Redis.from_url(settings.redis_url)
-    body = json.dumps({"x": x.tolist(), "y": x.sum(axis=1).tolist()}).encode()
-    record, _ = DatasetStore(open_blobs(settings)).save(body, "application/json")
-    job = JobStore(client, settings.redis_prefix).create("train", name, record["id"], spec=spec)
-    context = WorkerContext.from_settings(settings, client, "bench", "cpu", settings.keras_backend)
-    finished = run_training_job(job["id"], context)
-    if finished["state"] != "succeeded":
-        raise RuntimeError(f"training the bench's model failed: {finished['error']}")
+    publish_in_process(settings, name, spec, x, x.sum(axis=1))
 
 
 def report(url: str, options: argparse.Namespace) -> bool:
