@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import numpy as np
@@ -38,12 +39,23 @@ def train(live: Live, model: str) -> dict[str, Any]:
     return dict(job)
 
 
+def job_lines(path: Any, job_id: str, last: str, timeout_s: float = 30) -> list[dict[str, Any]]:
+    """The log's lines about `job_id`, once the line `last` is among them (or
+    the deadline passed): the worker logs a job's end after recording it, so
+    a client can see the job succeed a moment before the line is written."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        about_job = [entry for entry in json_lines(path) if entry.get("job_id") == job_id]
+        if any(entry["message"] == last for entry in about_job) or time.monotonic() > deadline:
+            return about_job
+        time.sleep(0.05)
+
+
 def test_logs_are_json_with_job_ids_and_access_lines(live: Live) -> None:
     job = train(live, "logged")
 
     folder = live.settings.data_dir.parent
-    worker_lines = json_lines(folder / "worker.log")
-    about_job = [entry for entry in worker_lines if entry.get("job_id") == job["id"]]
+    about_job = job_lines(folder / "worker.log", job["id"], "job succeeded: logged version 1")
     messages = [entry["message"] for entry in about_job]
     assert any(message.startswith("job started") for message in messages), messages
     assert any(message == "job succeeded: logged version 1" for message in messages)
