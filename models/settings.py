@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ByteSize, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -115,6 +115,13 @@ class PredictionLog(BaseModel):
         return self.retention_days * 86400
 
 
+# Each API process's model memory: by default enough for thousands of small
+# models and hundreds of MNIST-sized ones on a machine of a few GB per
+# process; below the least, not even one small model fits beside a version's
+# fixed cost.
+DEFAULT_MODEL_CACHE_BYTES = 512 * 1024 * 1024
+MIN_MODEL_CACHE_BYTES = 1024 * 1024
+
 # An entry of FITSERVE_API_KEYS is `<key>` (every route) or `<role>:<key>`.
 KEY_ROLES = ("full", "predict")
 MIN_KEY_LENGTH = 16
@@ -161,12 +168,28 @@ class Settings(BaseSettings):
     prediction_log: PredictionLog = Field(default_factory=PredictionLog)
     # One JSON object per log line (for log collectors), or "text" for people.
     log_format: Literal["json", "text"] = "json"
-    model_cache_size: int = 8
+    # What each API process holds to serve (weights and serving plans), at
+    # most: within it the latest and every labelled version of every model
+    # stay loaded (models.serving.model_memory). Bytes, or a size such as
+    # "512MiB" or "2GB". A dense 784-512-10 network takes about 1.7 MB.
+    model_cache_bytes: ByteSize = ByteSize(DEFAULT_MODEL_CACHE_BYTES)
     # Load every model's latest version when an API process starts.
     preload_models: bool = True
     # How long a SavedModel/ONNX export's build (a TensorFlow child process,
     # models.serving.exporter) may run before it is stopped and answered with a 500.
     export_time_limit_s: float = Field(default=300.0, gt=0)
+
+    @field_validator("model_cache_bytes")
+    @classmethod
+    def _check_model_memory(cls, value: ByteSize) -> ByteSize:
+        if value < MIN_MODEL_CACHE_BYTES:
+            raise ValueError(
+                f"{int(value):,} bytes is too small for even one "
+                f"model (a version's fixed cost alone is tens of KB); at least "
+                f"{MIN_MODEL_CACHE_BYTES:,} (1MiB). The default is "
+                f"{DEFAULT_MODEL_CACHE_BYTES // 2**20}MiB."
+            )
+        return value
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -197,3 +220,19 @@ class Settings(BaseSettings):
     def cache_dir(self) -> Path:
         """Local copies of a bucket's objects (models.storage.blobs)."""
         return self.data_dir / "cache"
+
+
+def settings_or_exit(program: str) -> Settings:
+    """The settings, or the process ends with what is wrong in them, one
+    line a setting, instead of a traceback (a start-up error people read)."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as error:
+        lines = [f"{program}: the settings are not valid:"]
+        for problem in error.errors():
+            where = "FITSERVE_" + "__".join(str(part) for part in problem["loc"]).upper()
+            message = str(problem["msg"]).removeprefix("Value error, ")
+            lines.append(f"  {where}: {message}")
+        raise SystemExit("\n".join(lines)) from None

@@ -13,6 +13,7 @@ from models.redis_client import open_redis
 from models.serving.catalog import ModelCatalog, announce_changes
 from models.serving.prediction_log_writer import PredictionLog
 from models.serving.predictor import Predictor
+from models.serving.version_labels import VersionLabels
 from models.settings import Settings
 from models.storage.blobs import open_blobs
 from models.storage.debris import forget_debris_at_start
@@ -68,6 +69,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     celery = make_celery(settings)
     # Its subscriber starts on the first ask, in each API worker process.
     catalog = ModelCatalog(model_store, client, settings.redis_prefix)
+    # Label moves are announced as publishes are; requests read labels from memory.
+    labels = VersionLabels(client, settings.redis_prefix,
+                           on_change=announce_changes(client, settings.redis_prefix))  # fmt: skip
     prediction_records = PredictionRecords(blobs, settings.prediction_log.retention_s)
     services = app.extensions["fitserve"] = Services(
         settings=settings,
@@ -77,8 +81,11 @@ def create_app(settings: Settings | None = None) -> Flask:
         datasets=DatasetStore(blobs, UNPACK_RATIO * settings.limits.max_upload_bytes),
         models=model_store,
         catalog=catalog,
-        # Each version is warmed (model, routes, rendering) before it is served.
-        predictor=Predictor(model_store, catalog, settings.model_cache_size, warm_requests(app)),
+        # Each version is warmed (model, routes, rendering) before it is served;
+        # the latest and labelled versions are held, within the model memory.
+        predictor=Predictor(
+            model_store, catalog, settings.model_cache_bytes, warm_requests(app), labels
+        ),  # fmt: skip
         results=ResultStore(blobs),
         workers=registry,
         celery=celery,
@@ -88,7 +95,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         ),  # fmt: skip
         prediction_records=prediction_records,
     )
-    version_labels.install_labels(app)  # version labels, in Redis
+    version_labels.install_labels(app, labels)  # version labels, in Redis
     register_error_handlers(app)
     install_auth(app, settings.api_keys)
     install_metrics(app)

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.settings import Settings
+from models.settings import Settings, settings_or_exit
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -38,7 +38,7 @@ BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = Settings()
+    settings = settings_or_exit("fitserve-api")
     server = settings.server
     _metrics_folder(settings)
     _raise_open_files_limit(CONNECTIONS_PER_PROCESS * server.workers + 1024)

@@ -19,7 +19,7 @@ from models.jobs.store import JobStore, utc_now
 from models.jobs.workers import WorkerRegistry
 from models.logs import configure_logging
 from models.redis_client import open_redis
-from models.settings import Settings
+from models.settings import settings_or_exit
 from models.storage.blobs import open_blobs
 from models.storage.debris import forget_debris_at_start
 from models.storage.model_store import adopt_earlier_layout
@@ -36,7 +36,7 @@ from worker.tasks import register_tasks
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings = Settings()
+    settings = settings_or_exit("fitserve-worker")
     configure_backend(settings.keras_backend, quick_eager_compiles=True)
     configure_logging(settings.log_format)
     blobs = open_blobs(settings)

@@ -102,6 +102,9 @@ class ModelCatalog:
         # Called with (name, versions) from the subscriber thread after an
         # announced change is listed (the predictor loads a new version aside).
         self.listeners: list[Callable[[str, list[int]], None]] = []
+        # Called from the subscriber thread after each listing of everything
+        # (at every (re)subscription and poll): what an announcement lost.
+        self.poll_listeners: list[Callable[[], None]] = []
         self._reset()
         if self.cached:
             # A forked child starts empty, with fresh locks (one held by another
@@ -306,12 +309,18 @@ class ModelCatalog:
             return set(names)
 
     def _full_refresh(self) -> None:
-        """The names, and every cached model's versions, listed again."""
-        self._list_names()
+        """The names, and every model's versions, from one listing of the
+        store (a bucket answers it a thousand keys a request)."""
         with self._lock:
-            cached = list(self._models)
-        for name in cached:
-            self._list(name)
+            self._clock += 1
+            stamp = self._clock
+        listed = self.store.all_versions()
+        now = time.monotonic()
+        with self._lock:
+            for name in set(self._models) | set(listed):
+                self._keep(name, listed.get(name, []), stamp, now)
+            # A model listed since this listing started answers for itself.
+            self._names = set(self._models)
 
     # -- the subscriber ----------------------------------------------------
 
@@ -389,6 +398,12 @@ class ModelCatalog:
             self._full_refresh()
         except Exception as exc:  # the store is away: the cached answers stand
             log.warning("model catalog could not list the store: %s", exc)
+        else:
+            for listener in list(self.poll_listeners):
+                try:
+                    listener()
+                except Exception:  # a listener's fault must not stop the subscriber
+                    log.exception("model catalog poll listener failed")
         self._next_poll = time.monotonic() + self.poll_s
 
     def _refresh_one(self, name: str) -> None:

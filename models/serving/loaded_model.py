@@ -29,6 +29,9 @@ class LoadedModel:
     # The layers' regularization penalties on the stored weights, which Keras
     # adds to the loss `evaluate` reports (models.serving.evaluation).
     regularization: float = 0.0
+    # What holding the version costs this process, in bytes: what the model
+    # memory (models.serving.model_memory) counts against its budget.
+    nbytes: int = 0
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if len(x) <= CHUNK_ROWS:

@@ -1,15 +1,22 @@
-"""Prediction: published versions loaded once into an in-process LRU cache.
+"""Prediction: published versions loaded once, held within a byte budget.
 
 Serving never calls `model.predict` per request: its per-call set-up costs
 far more than a small MLP's arithmetic. A loaded version runs the numpy
 forward pass (models.serving.forward) once it has matched Keras on a probe
 batch, and Keras' own inference call otherwise, in bounded chunks either way.
-Every version is warmed (models.serving.warm_up) before it goes in the cache;
-at start the latest version of each model is loaded and warmed
-(`start_warm_up`). A newly published version is loaded aside as soon as this
-process learns of it (`follow_publishes`, through models.serving.catalog)
-while the one in hand answers. A version that fails to load never replaces a
-working one (TF Serving's availability-preserving rule).
+Every version is warmed (models.serving.warm_up) before it is held
+(models.serving.model_memory), and nothing is served cold.
+
+What each API process keeps loaded (ModelMesh's rule, within one process):
+the latest version and every labelled version of every model, as far as
+`FITSERVE_MODEL_CACHE_BYTES` goes. They are loaded at start
+(`start_warm_up`) and the moment this process learns of a publish or a
+label move (`follow_publishes`, through models.serving.catalog), while the
+version in hand answers; past the budget, versions least recently used are
+dropped and loaded again on demand, and a readiness question loads the
+version it asks about (`ready`, within READY_WAIT_S). A version that fails
+to load never replaces a working one (TF Serving's availability-preserving
+rule).
 """
 
 from __future__ import annotations
@@ -17,9 +24,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,9 +34,13 @@ from models.errors import ServiceUnavailable
 from models.serving.catalog import ModelCatalog
 from models.serving.forward import ForwardPass, UnsupportedLayer
 from models.serving.loaded_model import LoadedModel, Prediction
+from models.serving.model_memory import Key, ModelMemory
 from models.serving.warm_up import WarmUp, warm_up
 from models.storage.model_store import ModelStore
 from models.training.class_labels import LabelEncoding
+
+if TYPE_CHECKING:
+    from models.serving.version_labels import VersionLabels
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +50,16 @@ RETRY_FAILED_LOAD_S = 30.0
 # (the store may be coming up with us; a process never waits on it for good).
 LIST_RETRY_S = 1.0
 LIST_GIVE_UP_S = 60.0
+# How long a readiness question waits for the load it starts: a client that
+# polls ready before sending hears true for a model it can use.
+READY_WAIT_S = 1.0
+# What an API process holds by default: FITSERVE_MODEL_CACHE_BYTES (docs/settings.md).
+DEFAULT_BUDGET_BYTES = 512 * 1024 * 1024
+
+
+class ModelMemoryFull(ServiceUnavailable):
+    """The version would have to push out a version kept loaded (a latest or
+    a labelled one) that the caller may not drop: it loads on demand."""
 
 
 class Predictor:
@@ -46,36 +67,55 @@ class Predictor:
         self,
         store: ModelStore,
         catalog: ModelCatalog | None = None,
-        cache_size: int = 8,
+        budget_bytes: int = DEFAULT_BUDGET_BYTES,
         warm: Callable[[LoadedModel], None] = warm_up,
+        labels: VersionLabels | None = None,
     ) -> None:
         self.store = store
         self._warm = warm
         # Which versions exist: asked on every request, so cached for a remote store.
         self.catalog = catalog or ModelCatalog(store)
-        self.cache_size = cache_size
-        self._cache: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
-        self._failed: dict[tuple[str, int], tuple[float, str]] = {}
-        self._pending: set[tuple[str, int | None]] = set()
+        # Labelled versions are kept loaded too (None: no labels, tests and tools).
+        self.labels = labels
+        self.memory = ModelMemory(budget_bytes)
+        self._failed: dict[Key, tuple[float, str]] = {}
+        # Loads under way, by version: whoever asks meanwhile waits for that one.
+        self._loads: dict[Key, threading.Event] = {}
+        # Versions that found no room beside those kept loaded, and their bytes.
+        self._no_room: dict[Key, int] = {}
+        # What the keeper thread loads ahead of requests (`_keep_loaded`).
+        self._queue: deque[Key] = deque()
+        self._queued: set[Key] = set()
+        self._keeper: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._loading = threading.Lock()
         # Done from the start; `start_warm_up` makes readiness wait for it.
         self.warmup = WarmUp()
 
+    @property
+    def budget_bytes(self) -> int:
+        return self.memory.budget_bytes
+
     def loaded_count(self) -> int:
-        return len(self._cache)
+        return len(self.memory)
+
+    # -- serving -----------------------------------------------------------
 
     def get(self, name: str, version: int | None = None) -> LoadedModel:
+        """The loaded version a request for (name, version) is answered by,
+        loaded now if it is not held (NotFound for one that does not exist,
+        ServiceUnavailable for one that does not load)."""
         if version is not None:
             return self._get_exact(name, self.catalog.resolve(name, version))
         versions = self.catalog.versions(name)
         if not versions:
             self.catalog.resolve(name, None)  # raises NotFound naming the model
-        serving = self._newest_cached(name, versions)
+        serving = self._newest_held(name, versions)
         if serving is not None and serving.version != versions[-1]:
             # A new version appeared: load it aside and swap it in when ready;
             # until then (or if it fails) the version in hand keeps answering.
-            self._load_in_background(name, versions[-1])
+            self._load_in_background((name, versions[-1]))
+            return serving
+        if serving is not None:
             return serving
         problems = []
         for candidate in reversed(versions):  # newest first
@@ -85,85 +125,242 @@ class Predictor:
                 problems.append(exc.message)
         raise ServiceUnavailable(f"No version of model {name!r} could be loaded: {problems}")
 
-    def _newest_cached(self, name: str, versions: list[int]) -> LoadedModel | None:
-        with self._lock:
-            for candidate in reversed(versions):
-                if (name, candidate) in self._cache:
-                    return self._cache[(name, candidate)]
-        return None
+    def predict(self, name: str, version: int | None, x: np.ndarray) -> Prediction:
+        return self.get(name, version).run(x)
 
-    def _load_in_background(self, name: str, version: int | None) -> None:
-        """Load (and warm) `version` aside; None: what `get(name)` would serve
-        (the newest version that loads)."""
-        key = (name, version)
-        with self._lock:
-            failed_at = float("-inf")
-            if version is not None:
-                failed_at, _ = self._failed.get((name, version), (failed_at, ""))
-            if key in self._pending or key in self._cache:
-                return
-            if time.monotonic() - failed_at < RETRY_FAILED_LOAD_S:
-                return
-            self._pending.add(key)
-
-        def load() -> None:
-            try:
-                if version is None:
-                    self.get(name)
-                else:
-                    self._get_exact(name, version)
-            except Exception as exc:  # a load failure is in _failed; the older version serves
-                log.info("background load of model %s version %s: %s", name, version, exc)
-            finally:
-                with self._lock:
-                    self._pending.discard(key)
-
-        threading.Thread(target=load, name=f"load-{name}-{version}", daemon=True).start()
-
-    def ready(self, name: str, version: int | None = None) -> LoadedModel | None:
-        """The version that answers a request for (name, version) now from
-        the cache, warm; None while none does, after starting its load in
-        the background (a readiness probe never waits for a load). NotFound
-        for a model or version that does not exist."""
+    def ready(
+        self, name: str, version: int | None = None, wait_s: float = READY_WAIT_S
+    ) -> LoadedModel | None:
+        """The version that answers a request for (name, version) now, warm;
+        else its load is started and waited for up to `wait_s`: None when it
+        is not done by then (or failed). NotFound for a model or version that
+        does not exist."""
         if version is not None:
-            resolved = self.catalog.resolve(name, version)
-            with self._lock:
-                loaded = self._cache.get((name, resolved))
-            if loaded is None:
-                self._load_in_background(name, resolved)
-            return loaded
+            key = (name, self.catalog.resolve(name, version))
+            return self.memory.get(key) or self._wait_for(key, wait_s)
         versions = self.catalog.versions(name)
         if not versions:
             self.catalog.resolve(name, None)  # raises NotFound naming the model
-        serving = self._newest_cached(name, versions)
-        if serving is None:
-            self._load_in_background(name, None)
-        elif serving.version != versions[-1]:
-            self._load_in_background(name, versions[-1])
-        return serving
+        serving = self._newest_held(name, versions)
+        if serving is not None:
+            if serving.version != versions[-1]:
+                self._load_in_background((name, versions[-1]))
+            return serving
+        for candidate in reversed(versions):  # what `get` would serve
+            loaded = self._wait_for((name, candidate), wait_s)
+            if loaded is not None or not self._failed_recently((name, candidate)):
+                return loaded
+        return None
+
+    def load_failure(self, name: str, version: int) -> str | None:
+        """Why the version failed to load lately (TF Serving's status); None otherwise."""
+        with self._lock:
+            failure = self._failed.get((name, version))
+        return failure[1] if failure is not None else None
+
+    def _newest_held(self, name: str, versions: list[int]) -> LoadedModel | None:
+        for candidate in reversed(versions):
+            loaded = self.memory.get((name, candidate))
+            if loaded is not None:
+                return loaded
+        return None
+
+    def _wait_for(self, key: Key, wait_s: float) -> LoadedModel | None:
+        done = self._load_in_background(key)
+        if done is not None:
+            done.wait(wait_s)
+        return self.memory.get(key)
+
+    # -- what is kept loaded -------------------------------------------------
+
+    def wanted(self, key: Key) -> bool:
+        """Whether the version is one every process keeps loaded: its model's
+        latest, or one a label points at (from memory: never a round trip)."""
+        name, version = key
+        if self.catalog.latest_version(name) == version:
+            return True
+        known = self.labels.known(name) if self.labels is not None else None
+        return known is not None and version in known.values()
+
+    def _wanted_versions(self, name: str) -> list[int]:
+        versions = self.catalog.versions(name)
+        known = self.labels.known(name) if self.labels is not None else None
+        labelled = sorted({v for v in (known or {}).values() if v in versions}, reverse=True)
+        return ([versions[-1]] if versions else []) + [v for v in labelled if v != versions[-1]]
 
     def follow_publishes(self) -> None:
         """Load and warm a version the moment the catalog learns it was
-        published, before any request asks for it: a new version of a model
-        in the cache, or a new model while the cache has room (a model that
-        would evict another loads on its first request instead)."""
-        self.catalog.listeners.append(self._published)
+        published or labelled, before any request asks for it, whenever it
+        fits the budget beside the versions kept loaded; a deleted one is
+        dropped. Every catalog poll loads what an announcement lost. One
+        thread (`_keeper`) does these loads, one after another."""
+        self.catalog.listeners.append(self._changed)
+        self.catalog.poll_listeners.append(self._polled)
 
-    def _published(self, name: str, versions: list[int]) -> None:
-        if not versions:
-            return
+    def _changed(self, name: str, versions: list[int]) -> None:
+        self.memory.drop(lambda key: key[0] == name and key[1] not in versions)
+        if self.labels is not None:
+            self.labels.refresh([name])
+        self._keep_loaded([(name, version) for version in self._wanted_versions(name)])
+
+    def _polled(self) -> None:
+        if not self.warmup.done:
+            return  # the warm-up loads them
+        names = self.catalog.names()
+        if self.labels is not None:
+            self.labels.refresh(names)
+        gone = [key for key in self.memory.keys() if key[1] not in self.catalog.versions(key[0])]
+        self.memory.drop(lambda key: key in gone)
+        self._keep_loaded([(name, version) for name in names
+                           for version in self._wanted_versions(name)])  # fmt: skip
+
+    def _keep_loaded(self, keys: list[Key]) -> None:
+        """Queue `keys` for the keeper thread, which loads them in turn where
+        they fit beside the versions kept loaded (never evicting those)."""
+        keys = [key for key in keys if key not in self.memory]
         with self._lock:
-            serving = any((name, version) in self._cache for version in versions)
-            room = len(self._cache) < self.cache_size
-        if serving or room:
-            self._load_in_background(name, versions[-1])
+            fresh = [key for key in keys if key not in self._queued]
+            self._queued.update(fresh)
+            self._queue.extend(fresh)
+            if not fresh or self._keeper is not None:
+                return
+            self._keeper = threading.Thread(target=self._keep, name="model-keeper", daemon=True)
+        self._keeper.start()
+
+    def _keep(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue:
+                    self._keeper = None
+                    return
+                key = self._queue.popleft()
+                self._queued.discard(key)
+            if key in self.memory or self._failed_recently(key) or not self._room_since(key):
+                continue
+            try:
+                self._load_or_join(key, evict_wanted=False)
+            except ServiceUnavailable as exc:  # recorded; an older version serves
+                log.info("model %s version %s not loaded ahead: %s", *key, exc.message)
+
+    # -- loading -------------------------------------------------------------
+
+    def _failed_recently(self, key: Key) -> bool:
+        with self._lock:
+            failed_at, _ = self._failed.get(key, (float("-inf"), ""))
+        return time.monotonic() - failed_at < RETRY_FAILED_LOAD_S
+
+    def _load_in_background(self, key: Key) -> threading.Event | None:
+        """Load (and warm) `key` aside, now, unless it is held, loading or
+        failed lately; the event set when its load ends, or None."""
+        with self._lock:
+            if key in self._loads:
+                return self._loads[key]
+        if key in self.memory or self._failed_recently(key):
+            return None
+        with self._lock:
+            if key in self._loads:
+                return self._loads[key]
+            done = self._loads[key] = threading.Event()
+
+        def load() -> None:
+            try:
+                self._load(key, done, evict_wanted=True)
+            except Exception as exc:  # a load failure is in _failed; the older version serves
+                log.info("background load of model %s version %s: %s", *key, exc)
+
+        name, version = key
+        threading.Thread(target=load, name=f"load-{name}-{version}", daemon=True).start()
+        return done
+
+    def _room_since(self, key: Key) -> bool:
+        """Whether `key` may fit now, for a version that found no room before."""
+        with self._lock:
+            needed = self._no_room.get(key)
+        if needed is None:
+            return True
+        return self.memory.room(self.wanted) >= needed
+
+    def _get_exact(self, name: str, version: int) -> LoadedModel:
+        key = (name, version)
+        return self.memory.get(key) or self._load_or_join(key, evict_wanted=True)
+
+    def _load_or_join(self, key: Key, *, evict_wanted: bool) -> LoadedModel:
+        """Load `key` in this thread, or wait for the load another thread has
+        under way and take its outcome."""
+        with self._lock:
+            waiting = self._loads.get(key)
+            if waiting is None:
+                done = self._loads[key] = threading.Event()
+        if waiting is None:
+            return self._load(key, done, evict_wanted=evict_wanted)
+        waiting.wait()
+        loaded = self.memory.get(key)
+        if loaded is not None:
+            return loaded
+        name, version = key
+        reason = self.load_failure(name, version)
+        if reason is None:
+            raise ModelMemoryFull(
+                f"Model {name!r} version {version} does not fit the model memory beside "
+                "the versions kept loaded"
+            )
+        raise ServiceUnavailable(f"Model {name!r} version {version} failed to load: {reason}")
+
+    def _load(self, key: Key, done: threading.Event, *, evict_wanted: bool) -> LoadedModel:
+        """Load, warm and hold `key` (the caller registered `done` for it)."""
+        name, version = key
+        try:
+            held = self.memory.get(key)
+            if held is not None:
+                return held
+            reason = self.load_failure(name, version) if self._failed_recently(key) else None
+            if reason is not None:
+                raise ServiceUnavailable(
+                    f"Model {name!r} version {version} failed to load: {reason}"
+                )
+            try:
+                loaded = load_version(self.store, name, version)
+                # Warm before it is held: a version takes no traffic cold.
+                self._warm(loaded)
+                if not self.memory.fits(loaded.nbytes):
+                    raise ValueError(
+                        f"it needs {loaded.nbytes:,} bytes to serve, more than the model "
+                        f"memory of an API process holds ({self.budget_bytes:,} bytes, "
+                        "setting FITSERVE_MODEL_CACHE_BYTES)"
+                    )
+            except Exception as exc:  # a broken version must not take serving down
+                log.warning("model %s version %s failed to load: %s", name, version, exc,
+                            exc_info=not isinstance(exc, ValueError))  # fmt: skip
+                reason = f"{type(exc).__name__}: {exc}"
+                with self._lock:
+                    self._failed[key] = (time.monotonic(), reason)
+                raise ServiceUnavailable(
+                    f"Model {name!r} version {version} failed to load: {reason}"
+                ) from None
+            if not self.memory.put(loaded, self.wanted, evict_wanted=evict_wanted):
+                with self._lock:
+                    self._no_room[key] = loaded.nbytes
+                raise ModelMemoryFull(
+                    f"Model {name!r} version {version} does not fit the model memory beside "
+                    "the versions kept loaded"
+                )
+            with self._lock:
+                self._failed.pop(key, None)
+                self._no_room.pop(key, None)
+            return loaded
+        finally:
+            with self._lock:
+                self._loads.pop(key, None)
+            done.set()
+
+    # -- at start ------------------------------------------------------------
 
     def start_warm_up(self) -> None:
-        """Load and warm the latest version of every model (as many as the
-        cache holds), in the background: `warmup` says how far it got, and the
-        process is not ready until it is done. The models are listed in the
-        call (as the app's start reads the store already), so a process with
-        none is ready from the start."""
+        """Load and warm the versions kept loaded (`preload`), in the
+        background: `warmup` says how far it got, and the process is not
+        ready until it is done. The models are listed in the call (as the
+        app's start reads the store already), so a process with none is
+        ready from the start."""
         self.warmup.begin()
         names = None
         try:
@@ -174,44 +371,73 @@ class Predictor:
             self.warmup.expect(0)
             self.warmup.finish()
             return
-        thread = threading.Thread(target=self.preload_latest, args=(names,), daemon=True,
+        thread = threading.Thread(target=self.preload, args=(names,), daemon=True,
                                   name="warm-up")  # fmt: skip
         thread.start()
 
-    def preload_latest(self, names: list[str] | None = None) -> None:
-        """Load and warm the latest version of every model (up to the cache
-        size), so the first requests do not pay for it; reports to `warmup`.
-        A model none of whose versions loads counts as done, with a warning."""
+    def preload(self, names: list[str] | None = None) -> None:
+        """Load and warm the latest version of every model, then every
+        labelled one, as far as the budget goes, so the first requests do
+        not pay for it; reports to `warmup`. A model none of whose versions
+        loads counts as done, with a warning."""
         try:
             if names is None:
                 names = self._list_for_warm_up()
             if names is None:
                 return
-            warmed = names[: self.cache_size]
-            if len(names) > len(warmed):
-                self.warmup.note(
-                    f"{len(names) - len(warmed)} of {len(names)} models not warmed at start: "
-                    f"the model cache holds {self.cache_size} (setting "
-                    "FITSERVE_MODEL_CACHE_SIZE); they load on their first request"
-                )
-            self.warmup.expect(len(warmed))
-            for name in warmed:
+            if self.labels is not None:
+                self.labels.refresh(names)
+            labelled = [(name, version) for name in names
+                        for version in self._wanted_versions(name)[1:]]  # fmt: skip
+            self.warmup.expect(len(names) + len(labelled))
+            left_out = 0
+            for name in names:
+                left_out += self._preload_latest(name)
+            for key in labelled:
                 try:
-                    loaded = self.get(name)
+                    self._load_or_join(key, evict_wanted=False)
                     self.warmup.loaded()
-                    self._note_skipped_newest(name, loaded.version)
-                except Exception as exc:  # a broken model must not hold readiness for good
-                    log.warning("no loadable version of %s to preload: %s", name, exc)
-                    message = exc.message if isinstance(exc, ServiceUnavailable) else repr(exc)
-                    self.warmup.failed(name, message)
+                except Exception as exc:
+                    left_out += self._preload_failed(key[0], exc)
+            if left_out:
+                self.warmup.note(
+                    f"{left_out} versions not loaded at start: the model memory "
+                    f"({self.budget_bytes:,} bytes, setting FITSERVE_MODEL_CACHE_BYTES) holds "
+                    "the others; they load on their first request"
+                )
         finally:
             self.warmup.finish()
+
+    def _preload_latest(self, name: str) -> int:
+        """1 when the model's latest version found no room, else 0."""
+        problems = []
+        for candidate in reversed(self.catalog.versions(name)):  # newest first, as `get`
+            try:
+                self._load_or_join((name, candidate), evict_wanted=False)
+                self.warmup.loaded()
+                self._note_skipped_newest(name, candidate)
+                return 0
+            except ServiceUnavailable as exc:
+                if isinstance(exc, ModelMemoryFull):
+                    return self._preload_failed(name, exc)
+                problems.append(exc.message)  # broken: an older version may serve
+        message = f"No version of model {name!r} could be loaded: {problems}"
+        return self._preload_failed(name, ServiceUnavailable(message))
+
+    def _preload_failed(self, name: str, exc: Exception) -> int:
+        """1 when the version found no room (it loads on demand), else 0."""
+        if isinstance(exc, ModelMemoryFull):
+            self.warmup.loaded()
+            return 1
+        message = exc.message if isinstance(exc, ServiceUnavailable) else repr(exc)
+        log.warning("no loadable version of %s to preload: %s", name, message)
+        self.warmup.failed(name, message)
+        return 0
 
     def _note_skipped_newest(self, name: str, serving: int) -> None:
         """A warning when the newest version failed and an older one serves."""
         newest = self.catalog.latest_version(name)
-        with self._lock:
-            _, reason = self._failed.get((name, newest or 0), (0.0, ""))
+        reason = self.load_failure(name, newest or 0)
         if newest is not None and newest != serving and reason:
             self.warmup.note(f"model {name!r} serves version {serving}: version {newest} "
                              "failed to load", reason)  # fmt: skip
@@ -229,42 +455,6 @@ class Predictor:
                     return None
             time.sleep(LIST_RETRY_S)
 
-    def predict(self, name: str, version: int | None, x: np.ndarray) -> Prediction:
-        return self.get(name, version).run(x)
-
-    def _get_exact(self, name: str, version: int) -> LoadedModel:
-        key = (name, version)
-        with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
-        with self._loading:  # one load at a time: concurrent first requests share it
-            with self._lock:
-                if key in self._cache:
-                    return self._cache[key]
-                failed_at, reason = self._failed.get(key, (float("-inf"), ""))
-            if time.monotonic() - failed_at < RETRY_FAILED_LOAD_S:
-                raise ServiceUnavailable(
-                    f"Model {name!r} version {version} failed to load: {reason}"
-                )
-            try:
-                loaded = load_version(self.store, name, version)
-                # Warm before the cache: a version takes no traffic cold.
-                self._warm(loaded)
-            except Exception as exc:  # a broken version must not take serving down
-                log.exception("model %s version %s failed to load", name, version)
-                with self._lock:
-                    self._failed[key] = (time.monotonic(), f"{type(exc).__name__}: {exc}")
-                raise ServiceUnavailable(
-                    f"Model {name!r} version {version} failed to load: {type(exc).__name__}: {exc}"
-                ) from None
-            with self._lock:
-                self._failed.pop(key, None)
-                self._cache[key] = loaded
-                while len(self._cache) > self.cache_size:
-                    self._cache.popitem(last=False)
-        return loaded
-
 
 def load_version(store: ModelStore, name: str, version: int) -> LoadedModel:
     import keras
@@ -277,7 +467,9 @@ def load_version(store: ModelStore, name: str, version: int) -> LoadedModel:
     encoding = LabelEncoding(task=metadata["task"], classes=metadata["classes"], one_hot=True)
     forward, engine = _fastest_faithful_forward(model, metadata["input_shape"])
     penalty = sum(float(np.sum(keras.ops.convert_to_numpy(loss))) for loss in model.losses)
-    loaded = LoadedModel(name, version, metadata, encoding, forward, engine, penalty)
+    # An estimate until the serving plan counts its own arrays.
+    nbytes = 2 * path.stat().st_size + 64 * 1024
+    loaded = LoadedModel(name, version, metadata, encoding, forward, engine, penalty, nbytes)
     log.info("loaded model %s version %s (%s forward pass)", name, version, engine)
     return loaded
 

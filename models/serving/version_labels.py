@@ -8,9 +8,14 @@ versions being deleted or deleted.
 A move is one Lua script: it refuses a version being deleted or deleted,
 sets the label and appends the move at once. `delete_version` refuses a
 version a label points at (Conflict) and otherwise marks it as being deleted,
-so a move and a delete never both succeed. Every request reads the mapping
-(one HGETALL); with Redis away a label resolves to where it last pointed
-(logged) and only moves fail (503).
+so a move and a delete never both succeed.
+
+A request through a label reads the mapping from memory: each process
+mirrors the mappings it was asked about (`version_of`), a move or removal
+is announced on the models' channel (`on_change`, as the store announces a
+publish), and the catalog's subscriber reads the mapping again on the
+announcement and every poll (`refresh`, off the request path). With Redis
+away a label resolves to where it last pointed and only moves fail (503).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import json
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -37,6 +43,9 @@ HISTORY_KEPT = 100
 DELETING_TTL_MS = 300_000
 # Redis away: at most one warning per model this often about serving the last mapping.
 WARN_EVERY_S = 10.0
+# Models whose mappings a process mirrors, at most (names are the caller's to
+# choose: the least recently asked about are read from Redis again).
+MAX_MIRRORED = 100_000
 
 # KEYS: labels hash, the label's history, the version's deleting marker, the
 # deleted set. ARGV: label, version, time (RFC 3339), role, moves kept.
@@ -94,9 +103,14 @@ def check_label_name(label: str) -> None:
 class VersionLabels:
     """Labels of every model, in Redis (see the module's docstring). Thread-safe."""
 
-    def __init__(self, client: redis.Redis, prefix: str) -> None:
+    def __init__(
+        self, client: redis.Redis, prefix: str, on_change: Callable[[str], None] | None = None
+    ) -> None:
         self.redis = client
         self.prefix = prefix
+        # Told the model's name after a move or removal (models.serving.catalog's
+        # `announce_changes`: every process then reads the mapping again).
+        self.on_change = on_change
         self._move = client.register_script(_MOVE)
         self._remove = client.register_script(_REMOVE)
         self._guard_delete = client.register_script(_GUARD_DELETE)
@@ -105,6 +119,9 @@ class VersionLabels:
         # the caller's to choose), served while Redis is away.
         self._known: dict[str, dict[str, int]] = {}
         self._warned: dict[str, float] = {}
+        # Models whose mapping `_known` mirrors ({} when absent there): requests
+        # through their labels are answered from memory.
+        self._mirrored: OrderedDict[str, None] = OrderedDict()
 
     # -- keys --------------------------------------------------------------
 
@@ -123,8 +140,12 @@ class VersionLabels:
     # -- reads -------------------------------------------------------------
 
     def labels(self, name: str) -> dict[str, int]:
-        """The model's labels and the versions they point at ({} when none).
-        With Redis away: the last mapping this process read, else the error."""
+        """The model's labels and the versions they point at ({} when none),
+        read from Redis. With Redis away: the last mapping this process read,
+        else the error."""
+        return self._read(name, mirror=False)
+
+    def _read(self, name: str, *, mirror: bool) -> dict[str, int]:
         try:
             raw = self.redis.hgetall(self._labels_key(name))
         except redis.RedisError as exc:
@@ -134,7 +155,33 @@ class VersionLabels:
                 raise
             self._warn_stale(name, exc)
             return dict(known)
-        return self._remember(name, raw)
+        return self._remember(name, raw, mirror=mirror)
+
+    def known(self, name: str) -> dict[str, int] | None:
+        """The model's mapping as this process mirrors it (no round trip);
+        None when it does not mirror the model."""
+        with self._lock:
+            if name not in self._mirrored:
+                return None
+            return dict(self._known.get(name, {}))
+
+    def refresh(self, names: Sequence[str]) -> None:
+        """Read the mappings of `names` into the mirror, in one round trip.
+        Never raises: with Redis away the mirror stands (logged)."""
+        names = list(names)
+        if not names:
+            return
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hgetall(self._labels_key(name))
+                answers = pipe.execute()
+        except redis.RedisError as exc:
+            log.warning("labels of %d models unread (Redis): the last known stand: %s",
+                        len(names), exc)  # fmt: skip
+            return
+        for name, raw in zip(names, answers, strict=True):
+            self._remember(name, raw, mirror=True)
 
     def of_models(self, names: Sequence[str]) -> dict[str, dict[str, int]]:
         """The labels of each model, read in one round trip; never raises (a
@@ -153,7 +200,11 @@ class VersionLabels:
     def version_of(self, name: str, label: str) -> int:
         """The version `label` points at; NotFound naming the model's labels otherwise."""
         check_label_name(label)
-        mapping = self.labels(name)
+        mapping = self.known(name)
+        if mapping is None or label not in mapping:
+            # First asked here (read once, then mirrored), or a label the
+            # mirror lacks: made a moment ago, before its announcement came.
+            mapping = self._read(name, mirror=True)
         if label not in mapping:
             raise NotFound(
                 f"Model {name!r} has no label {label!r}; it has labels {quoted(sorted(mapping))}. "
@@ -190,6 +241,7 @@ class VersionLabels:
                 f"Received: version={version}"
             )
             raise ValidationFailed(message, details=[problem(["version"], message)])
+        self._changed(name)
         previous = _text(previous)
         return int(previous) if previous else None
 
@@ -203,6 +255,7 @@ class VersionLabels:
                 f"Model {name!r} has no label {label!r}; it has labels "
                 f"{quoted(sorted(self.labels(name)))}. Received: label={label!r}"
             )
+        self._changed(name)
         return int(_text(previous))
 
     def delete_version(self, name: str, version: int, delete: Callable[[], None]) -> None:
@@ -238,13 +291,27 @@ class VersionLabels:
 
     # -- the last known mapping ------------------------------------------
 
-    def _remember(self, name: str, raw: dict[Any, Any]) -> dict[str, int]:
+    def _changed(self, name: str) -> None:
+        """After a move or removal: this process reads it back at once (read
+        your writes), the others when the change is announced to them."""
+        self.refresh([name])
+        if self.on_change is not None:
+            self.on_change(name)
+
+    def _remember(self, name: str, raw: dict[Any, Any], *, mirror: bool = False) -> dict[str, int]:
+        """Keep a mapping just read: for Redis' absences, and in the mirror
+        when `mirror` (or when the model is mirrored already)."""
         mapping = {_text(label): int(_text(version)) for label, version in raw.items()}
         with self._lock:
             if mapping:
                 self._known[name] = mapping
             else:
                 self._known.pop(name, None)
+            if mirror or name in self._mirrored:
+                self._mirrored[name] = None
+                self._mirrored.move_to_end(name)
+                while len(self._mirrored) > MAX_MIRRORED:
+                    self._mirrored.popitem(last=False)
         return mapping
 
     def _warn_stale(self, name: str, exc: Exception) -> None:

@@ -147,12 +147,18 @@ class ModelStore:
 
     def names(self) -> list[str]:
         """Every model with at least one version."""
-        names: set[str] = set()
+        return sorted(self.all_versions())
+
+    def all_versions(self) -> dict[str, list[int]]:
+        """Every model with at least one version, and its versions ascending,
+        from one listing of the store."""
+        found: dict[str, list[int]] = {}
         for key in self.blobs.keys("models/"):
             parts = key.split("/")
             if len(parts) == 4 and parts[3] == MANIFEST_FILE and VERSION.fullmatch(parts[2]):
-                names.add(parts[1])
-        return sorted(name for name in names if is_model_name(name))
+                if is_model_name(parts[1]):
+                    found.setdefault(parts[1], []).append(int(parts[2]))
+        return {name: sorted(versions) for name, versions in sorted(found.items())}
 
     def versions(self, name: str) -> list[int]:
         if not is_model_name(name):

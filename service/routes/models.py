@@ -65,14 +65,26 @@ def index() -> Response:
 @blueprint.get("/<model:name>")
 @blueprint.get("/<model:name>/versions/<int:version>")
 def status(name: str, version: int | None = None) -> Response:
+    """TF Serving's version status: AVAILABLE once the version is loaded and
+    warm in this process (asking loads it, waiting up to about a second),
+    LOADING while it loads, END with the reason when it failed to load."""
+    predictor = services().predictor
     resolved = services().catalog.resolve(name, version)
+    loaded = predictor.ready(name, resolved)
+    failure = None if loaded is not None else predictor.load_failure(name, resolved)
+    if loaded is not None:
+        state, code, message = "AVAILABLE", "OK", ""
+    elif failure is None:
+        state, code, message = "LOADING", "OK", ""
+    else:
+        state, code, message = "END", "UNKNOWN", failure
     return jsonify(
         {
             "model_version_status": [
                 {
                     "version": str(resolved),
-                    "state": "AVAILABLE",
-                    "status": {"error_code": "OK", "error_message": ""},
+                    "state": state,
+                    "status": {"error_code": code, "error_message": message},
                 }
             ]
         }

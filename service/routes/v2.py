@@ -67,7 +67,8 @@ def ready() -> tuple[Response, int]:
 @blueprint.get("/models/<model:name>/ready")
 @blueprint.get("/models/<model:name>/versions/<version:version>/ready")
 def model_ready(name: str, version: int | str | None = None) -> tuple[Response, int]:
-    # Ready: loaded and warm. Asking never waits for a load; it starts one.
+    # Ready: loaded and warm. Asking starts the load and waits up to about a
+    # second for it (models.serving.predictor.READY_WAIT_S).
     loaded = services().predictor.ready(name, pinned_version(name, version))
     if loaded is None:
         return jsonify({"name": name, "ready": False}), 503

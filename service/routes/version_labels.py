@@ -31,9 +31,8 @@ class LabelRequest(StrictModel):
     version: Annotated[int, Field(ge=1)]
 
 
-def install_labels(app: Flask) -> VersionLabels:
-    parts = app.extensions["fitserve"]
-    labels = app.extensions[EXTENSION] = VersionLabels(parts.redis, parts.settings.redis_prefix)
+def install_labels(app: Flask, labels: VersionLabels) -> VersionLabels:
+    app.extensions[EXTENSION] = labels
     return labels
 
 

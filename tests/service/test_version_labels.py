@@ -360,3 +360,50 @@ def test_v2_takes_a_label_in_its_version_segment(
     assert missing.status_code == 404 and "nightly" in json.dumps(missing.json)
     bad = client.get(f"/v2/models/{labelled}/versions/Not-A-Label/ready", headers=auth)
     assert bad.status_code == 404 and "labels" in json.dumps(bad.json)
+
+
+@pytest.mark.skipif(not HAS_REDIS_SERVER, reason="needs redis-server")
+def test_predictions_never_wait_on_a_redis_that_hangs(
+    settings: Settings, tmp_path: Path, publish: Callable[..., dict[str, Any]],
+    auth: dict[str, str],
+) -> None:  # fmt: skip
+    """By version, latest and label, V1 and V2, a model in memory is answered
+    from memory alone: with Redis stopped and a socket timeout of ten minutes,
+    a request that sent Redis anything would wait for it."""
+    publish("lab", SPEC, BODY, "application/json")
+    own = OwnRedis(tmp_path)
+    own.start()
+    patient = settings.redis.model_copy(update={"socket_timeout_s": 600.0})
+    app = create_app(settings.model_copy(update={"redis_url": own.url, "redis": patient}))
+    predictor = app.extensions["fitserve"].predictor
+    try:
+        assert predictor.warmup.wait(120)
+        client = app.test_client()
+        assert client.put("/v1/models/lab/labels/stable", json={"version": 1},
+                          headers=auth).status_code == 200  # fmt: skip
+        rows = {"instances": X[:1].tolist()}
+        tensor = {"inputs": [{"name": "x", "shape": [1, 3], "datatype": "FP32",
+                              "data": X[:1].ravel().tolist()}]}  # fmt: skip
+        requests = [
+            ("/v1/models/lab:predict", rows),
+            ("/v1/models/lab/versions/1:predict", rows),
+            ("/v1/models/lab/labels/stable:predict", rows),
+            ("/v2/models/lab/infer", tensor),
+            ("/v2/models/lab/versions/1/infer", tensor),
+            ("/v2/models/lab/versions/stable/infer", tensor),
+        ]
+        answers: list[int] = []
+
+        def ask_all() -> None:
+            for path, body in requests:
+                answers.append(client.post(path, json=body, headers=auth).status_code)
+
+        own.pause()
+        asking = threading.Thread(target=ask_all, daemon=True)
+        asking.start()
+        asking.join(60)  # a request that waits on Redis waits ten minutes
+        assert answers == [200] * len(requests), answers
+    finally:
+        own.resume()
+        app.extensions["fitserve"].catalog.close()
+        own.stop()

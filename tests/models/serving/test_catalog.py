@@ -58,6 +58,11 @@ class FakeStore:
         with self.lock:
             return sorted(self.published.get(name, []))
 
+    def all_versions(self) -> dict[str, list[int]]:
+        self.calls["all_versions"] += 1
+        with self.lock:
+            return {name: sorted(versions) for name, versions in self.published.items() if versions}
+
     def resolve(self, name: str, version: int | None) -> int:
         self.calls[f"resolve {name}"] += 1
         return resolve_in(name, version, self.versions(name))

@@ -91,7 +91,7 @@ def test_the_warm_up_counts_failed_models_as_done(store: ModelStore) -> None:
     predictor = Predictor(store)
     predictor.warmup.begin()
     assert predictor.warmup.waiting() == "warming up: listing the models"
-    predictor.preload_latest()
+    predictor.preload()
     assert predictor.warmup.done and predictor.warmup.waiting() is None
     assert predictor.ready("a-good") is not None
     (summary,) = predictor.warmup.warnings(detailed=False)
@@ -113,15 +113,21 @@ def test_an_older_version_serving_in_place_of_a_broken_newest_is_reported(
     assert warning == "model 'm' serves version 1: version 2 failed to load"
 
 
-def test_more_models_than_the_cache_holds_are_reported(store: ModelStore) -> None:
+def test_more_models_than_the_memory_holds_are_reported(store: ModelStore) -> None:
     for name in ("a", "b", "c"):
         publish(store, name=name)
-    predictor = Predictor(store, cache_size=2)
+    one = Predictor(store)
+    one.get("a")
+    # Room for two of the three, as the budget is counted.
+    predictor = Predictor(store, budget_bytes=one.memory.held_bytes * 5 // 2)
     predictor.warmup.begin()
-    predictor.preload_latest()
+    predictor.preload()
     assert predictor.loaded_count() == 2
     (warning,) = predictor.warmup.warnings(detailed=False)
-    assert warning.startswith("1 of 3 models not warmed at start: the model cache holds 2"), warning
+    assert warning.startswith("1 versions not loaded at start: the model memory ("), warning
+    # The third is served on demand, in place of the least recently used.
+    assert predictor.get("c").version == 1
+    assert predictor.loaded_count() == 2 and predictor.memory.evictions == 1
 
 
 def test_progress_counts_loaded_and_failed_models() -> None:
