@@ -52,6 +52,16 @@ LOADED_MODELS = Gauge(
     "fitserve_loaded_models", "Model versions loaded in the API's caches.",
     multiprocess_mode="livesum",
 )  # fmt: skip
+MODEL_MEMORY_BYTES = Gauge(
+    "fitserve_model_memory_bytes",
+    "Bytes the loaded versions hold, counted against FITSERVE_MODEL_CACHE_BYTES per process.",
+    multiprocess_mode="livesum",
+)
+MODEL_EVICTIONS = Gauge(
+    "fitserve_model_memory_evictions",
+    "Versions dropped to make room since each API process started.",
+    multiprocess_mode="livesum",
+)
 
 
 # The labelled series in use, by their label values: `labels()` takes a lock
@@ -117,6 +127,8 @@ def install_metrics(app: Flask) -> None:
     def metrics() -> Response:
         parts = services()
         LOADED_MODELS.set(parts.predictor.loaded_count())
+        MODEL_MEMORY_BYTES.set(parts.predictor.memory.held_bytes)
+        MODEL_EVICTIONS.set(parts.predictor.memory.evictions)
         registry = CollectorRegistry()
         if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             MultiProcessCollector(registry)

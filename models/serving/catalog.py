@@ -144,7 +144,11 @@ class ModelCatalog:
         self._start()
         with self._lock:
             names = sorted(self._names) if self._names is not None else None
-        return names if names is not None else sorted(self._list_names())
+        if names is None:
+            self._full_refresh()  # every model's versions too, in the one listing
+            with self._lock:
+                names = sorted(self._names or ())
+        return names
 
     def versions(self, name: str) -> list[int]:
         """The model's versions, ascending ([] when it has none)."""
@@ -293,20 +297,6 @@ class ModelCatalog:
                 return list(entry.versions)
             entry.checked_at = now
         return self._recheck(name, cached)
-
-    def _list_names(self) -> set[str]:
-        with self._lock:
-            self._clock += 1
-            stamp = self._clock
-        listed = set(self.store.names())
-        with self._lock:
-            # A model listed since this listing started answers for itself.
-            newer = {name for name, entry in self._models.items() if entry.stamp > stamp}
-            newer |= {name for name, entry in self._absent.items() if entry.stamp > stamp}
-            names = {name for name in listed if name not in newer}
-            names |= {name for name in newer if name in self._models}
-            self._names = names
-            return set(names)
 
     def _full_refresh(self) -> None:
         """The names, and every model's versions, from one listing of the

@@ -235,12 +235,14 @@ class Predictor:
                     return
                 key = self._queue.popleft()
                 self._queued.discard(key)
-            if key in self.memory or self._failed_recently(key) or not self._room_since(key):
-                continue
             try:
+                if key in self.memory or self._failed_recently(key) or not self._room_since(key):
+                    continue
                 self._load_or_join(key, evict_wanted=False)
             except ServiceUnavailable as exc:  # recorded; an older version serves
                 log.info("model %s version %s not loaded ahead: %s", *key, exc.message)
+            except Exception:  # the keeper goes on with the next one
+                log.exception("loading model %s version %s ahead failed", *key)
 
     # -- loading -------------------------------------------------------------
 

@@ -58,6 +58,7 @@ def test_metrics_count_requests_predictions_jobs_and_training(
     assert after[("fitserve_training_samples_total", (("device", "cpu"),))] == 24 * 2
     assert after[("fitserve_training_samples_per_second", (("device", "cpu"),))] > 0
     assert after[("fitserve_loaded_models", ())] >= 1
+    assert after[("fitserve_model_memory_bytes", ())] > 0
 
 
 def test_metrics_need_a_key(client: FlaskClient) -> None:
