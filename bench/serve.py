@@ -9,7 +9,9 @@ the service (`fitserve-api`), the same service with its store in an S3 bucket
 and the service's backend. Measures one row at concurrency 1 and 8, then
 100,000 rows in one request (JSON and NPY) against in-process `model.predict`,
 and prints ratios; with `wrk` installed, checks the one-row figures against
-hello-worlds under the same server (bench/hello_app.py).
+hello-worlds under the same server (bench/hello_app.py). Then the prediction
+log's cost (bench/prediction_log.py) and many models at once
+(bench/many_models.py).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
 
-from bench import prediction_log  # noqa: E402
+from bench import many_models, prediction_log  # noqa: E402
 from bench.api_process import start_api  # noqa: E402
 from bench.load import LoadResult, post_once, run_load  # noqa: E402
 from bench.report import machine  # noqa: E402
@@ -318,6 +320,8 @@ def main() -> None:
             if each is not None:
                 forget_redis_state(each)
         shutil.rmtree(folder, ignore_errors=True)
+    # Many models, each on servers of its own (bench/many_models.py).
+    many_models.measure(many_models.QUICK if options.quick else many_models.FULL)
 
 
 def report(servers: dict[str, tuple[int, str]], settings: Settings, model_path: Path,
