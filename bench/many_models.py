@@ -126,22 +126,25 @@ def from_a_start(api: Api, names: list[str]) -> None:
 
 
 def one_pass(port: int, order: list[str], bodies: dict[str, bytes]) -> LoadResult:
-    """One-row `:predict` on each model of `order`, one keep-alive connection."""
+    """One-row `:predict` on each model of `order`, on a keep-alive
+    connection (a new one after a request that failed or timed out)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
     latencies, errors, first_error = [], 0, ""
     started = time.perf_counter()
-    try:
-        for name in order:
-            began = time.perf_counter()
+    for name in order:
+        began = time.perf_counter()
+        try:
             status, answer = post_once(connection, predict_path(name), bodies[name],
                                        ONE_ROW_HEADERS)  # fmt: skip
-            if status == 200:
-                latencies.append((time.perf_counter() - began) * 1000)
-            else:
-                errors += 1
-                first_error = first_error or f"{name}: {status} {answer[:200]!r}"
-    finally:
-        connection.close()
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()  # the next request connects again
+            status, answer = 0, repr(exc).encode()
+        if status == 200:
+            latencies.append((time.perf_counter() - began) * 1000)
+        else:
+            errors += 1
+            first_error = first_error or f"{name}: {status} {answer[:200]!r}"
+    connection.close()
     if errors:
         print(f"  {errors} of {len(order)} not 200, the first: {first_error}")
     return LoadResult(latencies, time.perf_counter() - started, errors)
