@@ -148,7 +148,8 @@ def _grpc_client(port: int) -> Any:
 def across_hosts(folder: Path, small: TrainedModel) -> None:
     print(
         "\na model published through host A, served by host B (shared Redis and a "
-        "SeaweedFS bucket, a data folder each; B started with no models)",
+        "SeaweedFS bucket, a data folder each; B started with no models; both on this "
+        "host's cores)",
         flush=True,
     )
     seaweedfs = start_seaweedfs(folder / "seaweedfs")
