@@ -26,8 +26,7 @@ from pathlib import Path
 os.environ.setdefault("KERAS_BACKEND", os.environ.get("FITSERVE_KERAS_BACKEND", "jax"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import requests  # noqa: E402
-
+from bench.api_process import answers  # noqa: E402
 from bench.seed_model import ONE_ROW, ONE_ROW_HEADERS, train_and_publish  # noqa: E402
 from bench.stores import bench_settings  # noqa: E402
 from models.settings import Settings  # noqa: E402
@@ -45,13 +44,6 @@ MODES = {
     "live": ("/healthz", "true"),
     "cold": ("/readyz", "false"),
 }
-
-
-def answers(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=1).status_code == 200
-    except requests.RequestException:  # refused, or accepted while still booting
-        return False
 
 
 def one_restart(settings: Settings, folder: Path, mode: str) -> tuple[float, float]:

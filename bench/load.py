@@ -1,4 +1,5 @@
-"""A small HTTP load generator: keep-alive connections, one per client thread."""
+"""A small HTTP load generator (keep-alive connections, one per client thread),
+and single requests timed on a connection of their own."""
 
 from __future__ import annotations
 
@@ -72,3 +73,22 @@ def run_load(port: int, path: str, body: bytes, headers: dict[str, str], clients
     for thread in threads:
         thread.join()
     return LoadResult(latencies, time.perf_counter() - started, errors[0])
+
+
+def timed_request(
+    host: str, port: int, method: str, path: str, body: bytes | None = None,
+    headers: dict[str, str] | None = None, timeout_s: float = 10.0,
+) -> tuple[int, float]:  # fmt: skip
+    """(status, seconds) of one request on a fresh connection; status 0 when
+    it failed or took longer than `timeout_s`."""
+    started = time.perf_counter()
+    connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
+    try:
+        connection.request(method, path, body=body, headers=headers or {})
+        response = connection.getresponse()
+        response.read()
+        return response.status, time.perf_counter() - started
+    except OSError:
+        return 0, time.perf_counter() - started
+    finally:
+        connection.close()

@@ -10,7 +10,6 @@ hits both alike. Target: p50 at sample 1 within +10% of sample 0.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -18,45 +17,37 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
-import numpy as np
-
+from bench.api_process import start_api
 from bench.load import LoadResult, run_load
-from bench.seed_model import train_and_publish
+from bench.seed_model import ONE_ROW, ONE_ROW_HEADERS, train_and_publish
 from bench.stores import KEY, bench_settings
 from models.settings import Settings
 from service.local_processes import (
     Service,
     api_answers,
     forget_redis_state,
-    free_port,
-    settings_environment,
 )
 
 PATH = "/v1/models/cancer:predict"
-ONE_ROW = json.dumps({"instances": [list(map(float, np.linspace(-1, 1, 30)))]}).encode()
-HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}
 SLICES = 6
 
 
 def start(settings: Settings, sample: float, folder: Path) -> tuple[Service, int]:
-    port = free_port()
-    environment = settings_environment(settings, port) | {
-        "FITSERVE_SERVER__WORKERS": str(settings.server.workers),
-        "FITSERVE_PREDICTION_LOG__SAMPLE": str(sample),
-    }  # fmt: skip
-    service = Service.entry_point(["fitserve-api"], environment, folder / f"api-{sample}.log")
-    service.wait_until(api_answers(f"http://127.0.0.1:{port}"))
-    return service, port
+    api = start_api(
+        settings, folder, f"api-{sample}", {"FITSERVE_PREDICTION_LOG__SAMPLE": str(sample)}
+    )
+    api.service.wait_until(api_answers(api.url))
+    return api.service, api.port
 
 
 def in_turns(ports: dict[str, int], clients: int, seconds: float) -> dict[str, LoadResult]:
     for port in ports.values():  # warm every worker process of each
-        run_load(port, PATH, ONE_ROW, HEADERS, 8, 60.0, 400)
+        run_load(port, PATH, ONE_ROW, ONE_ROW_HEADERS, 8, 60.0, 400)
     names = list(ports)
     parts: dict[str, list[LoadResult]] = {name: [] for name in names}
     for turn in range(SLICES):
         for name in names if turn % 2 == 0 else names[::-1]:
-            parts[name].append(run_load(ports[name], PATH, ONE_ROW, HEADERS, clients,
+            parts[name].append(run_load(ports[name], PATH, ONE_ROW, ONE_ROW_HEADERS, clients,
                                         seconds / SLICES, 10_000_000))  # fmt: skip
     return {name: LoadResult([ms for part in results for ms in part.latencies_ms],
                              sum(part.seconds for part in results),

@@ -60,5 +60,10 @@ def publish_in_process(
         raise RuntimeError(f"training the bench's model failed: {finished['error']}")
 
 
-ONE_ROW = json.dumps({"instances": [list(map(float, np.linspace(-1, 1, 30)))]}).encode()
+def one_row(features: int) -> bytes:
+    """A one-row JSON `:predict` body of `features` values."""
+    return json.dumps({"instances": [list(map(float, np.linspace(-1, 1, features)))]}).encode()
+
+
+ONE_ROW = one_row(30)
 ONE_ROW_HEADERS = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY}"}

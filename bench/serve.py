@@ -9,7 +9,9 @@ the service (`fitserve-api`), the same service with its store in an S3 bucket
 and the service's backend. Measures one row at concurrency 1 and 8, then
 100,000 rows in one request (JSON and NPY) against in-process `model.predict`,
 and prints ratios; with `wrk` installed, checks the one-row figures against
-hello-worlds under the same server (bench/hello_app.py).
+hello-worlds under the same server (bench/hello_app.py). Then the prediction
+log's cost (bench/prediction_log.py) and many models at once
+(bench/many_models.py).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import functools
 import io
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -34,8 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
 
-from bench import prediction_log  # noqa: E402
+from bench import many_models, prediction_log  # noqa: E402
+from bench.api_process import start_api  # noqa: E402
 from bench.load import LoadResult, post_once, run_load  # noqa: E402
+from bench.report import machine  # noqa: E402
 from bench.seed_model import ONE_ROW, ONE_ROW_HEADERS, train_and_publish  # noqa: E402
 from bench.stores import KEY, STORES, bench_settings, start_seaweedfs  # noqa: E402
 from models.settings import Settings  # noqa: E402
@@ -46,7 +49,6 @@ from service.local_processes import (  # noqa: E402
     api_answers,
     forget_redis_state,
     free_port,
-    settings_environment,
 )
 
 BATCH_ROWS = 100_000
@@ -257,27 +259,11 @@ def forward_pass_costs(model_path: Path) -> None:
           f"{saved:.0f} us of a request's time (its c1 p50 is in the tables)")  # fmt: skip
 
 
-def machine() -> str:
-    import keras
-
-    return (f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, Python "
-            f"{platform.python_version()}, Keras {keras.__version__} "
-            f"({keras.backend.backend()} in the service)")  # fmt: skip
-
-
 def copy_models(source: Settings, target: Settings) -> None:
     """The published versions, byte for byte, into `target`'s store."""
     local, remote = open_blobs(source), open_blobs(target)
     for key in local.keys("models/"):
         remote.put_file(key, local.local_file(key))
-
-
-def start_service(settings: Settings, folder: Path, name: str) -> tuple[Service, int]:
-    port = free_port()
-    environment = settings_environment(settings, port) | {
-        "FITSERVE_SERVER__WORKERS": str(settings.server.workers)}  # fmt: skip
-    service = Service.entry_point(["fitserve-api"], environment, folder / f"{name}.log")
-    return service, port
 
 
 def main() -> None:
@@ -298,7 +284,8 @@ def main() -> None:
     seaweedfs: SeaweedFS | None = None
     s3_settings: Settings | None = None
     try:
-        service, port = start_service(settings, folder, "api")
+        api = start_api(settings, folder, "api")
+        service, port = api.service, api.port
         started.append(service)
         if "s3" in options.stores:
             # The API lists versions from its catalog and answers from its own
@@ -306,7 +293,8 @@ def main() -> None:
             seaweedfs = start_seaweedfs(folder / "seaweedfs")
             s3_settings = bench_settings(folder / "var-s3", seaweedfs)
             copy_models(settings, s3_settings)
-            s3_service, s3_port = start_service(s3_settings, folder, "api-s3")
+            s3_api = start_api(s3_settings, folder, "api-s3")
+            s3_service, s3_port = s3_api.service, s3_api.port
             started.append(s3_service)
         service.wait_until(api_answers(f"http://127.0.0.1:{port}"))
         servers[LOCAL] = (port, "/v1/models/cancer:predict")
@@ -332,6 +320,8 @@ def main() -> None:
             if each is not None:
                 forget_redis_state(each)
         shutil.rmtree(folder, ignore_errors=True)
+    # Many models, each on servers of its own (bench/many_models.py).
+    many_models.measure(many_models.QUICK if options.quick else many_models.FULL)
 
 
 def report(servers: dict[str, tuple[int, str]], settings: Settings, model_path: Path,

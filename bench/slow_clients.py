@@ -14,7 +14,6 @@ default workers and threads) on a free port.
 from __future__ import annotations
 
 import argparse
-import http.client
 import json
 import resource
 import shutil
@@ -29,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from bench.load import timed_request
 from bench.stores import KEY
 from models.settings import Settings
 
@@ -143,25 +143,6 @@ def attacking(
         yield attack
     finally:
         attack.close()
-
-
-def timed_request(
-    host: str, port: int, method: str, path: str, body: bytes | None = None,
-    headers: dict[str, str] | None = None, timeout_s: float = 10.0,
-) -> tuple[int, float]:  # fmt: skip
-    """(status, seconds) of one request on a fresh connection; status 0 when
-    it failed or took longer than `timeout_s`."""
-    started = time.perf_counter()
-    connection = http.client.HTTPConnection(host, port, timeout=timeout_s)
-    try:
-        connection.request(method, path, body=body, headers=headers or {})
-        response = connection.getresponse()
-        response.read()
-        return response.status, time.perf_counter() - started
-    except OSError:
-        return 0, time.perf_counter() - started
-    finally:
-        connection.close()
 
 
 def one_row_body(features: int = ONE_ROW_FEATURES) -> bytes:
