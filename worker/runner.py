@@ -25,7 +25,7 @@ import redis
 from models.errors import FitserveError, JobCancelled, LeaseLost, WorkerStopping
 from models.jobs.store import Claim, utc_now
 from models.records import JobError, JobRecord
-from models.serving.predictor import load_version
+from models.serving.model_loading import load_version
 from models.serving.serving_record import serving_record
 from models.training.checkpoints import Checkpointer
 from models.training.fit import TrainingResult, train
