@@ -30,7 +30,8 @@ XDIST = -n $(TEST_PROCESSES) --dist loadscope
 BACKEND_TESTS = tests/models/training/test_training.py tests/models/training/test_builder.py \
 	tests/models/serving/test_forward.py tests/models/serving/test_predictor.py \
 	tests/models/training/test_checkpoints.py tests/e2e/test_job_lifecycle.py \
-	tests/models/serving/test_keras_metrics.py tests/service/test_evaluate.py
+	tests/models/serving/test_keras_metrics.py tests/service/test_evaluate.py \
+	tests/models/serving/test_model_loading.py tests/models/serving/test_keras_file.py
 
 test: $(BIN)/.installed
 	scripts/ensure-redis.sh

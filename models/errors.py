@@ -12,6 +12,7 @@
      ├── UnsupportedMediaType        unsupported_media_type
      ├── ValidationFailed            validation_failed
      │    ├── InvalidDataset         invalid_dataset
+     │    ├── InvalidModelFile       invalid_model_file     (a `.keras` file that does not read)
      │    ├── SpecDatasetMismatch    spec_dataset_mismatch
      │    └── SpecError              validation_failed      (a spec rule across fields; also a
      │                                                       ValueError, for pydantic)
@@ -94,6 +95,12 @@ class ValidationFailed(FitserveError):
 
 class InvalidDataset(ValidationFailed):
     code = "invalid_dataset"
+
+
+class InvalidModelFile(ValidationFailed):
+    """A `.keras` file that is not what its own config says (models.serving.keras_file)."""
+
+    code = "invalid_model_file"
 
 
 class SpecDatasetMismatch(ValidationFailed):

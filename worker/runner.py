@@ -25,7 +25,8 @@ import redis
 from models.errors import FitserveError, JobCancelled, LeaseLost, WorkerStopping
 from models.jobs.store import Claim, utc_now
 from models.records import JobError, JobRecord
-from models.serving.predictor import load_version
+from models.serving.model_loading import load_version
+from models.serving.serving_record import serving_record
 from models.training.checkpoints import Checkpointer
 from models.training.fit import TrainingResult, train
 from models.training.search.trial_plan import is_multi_trial, job_trials
@@ -291,6 +292,8 @@ def _publish(
         "worker": context.worker,
         "backend": context.backend,
         "keras_version": keras.__version__,
+        # What an API process checks its numpy forward pass against, without Keras.
+        "serving": serving_record(result.model, spec.input_shape),
         "timings": {
             "fit_s": round(result.fit_seconds, 3),
             "samples_per_s": round(result.samples * result.epochs_run / result.fit_seconds, 1),

@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import Field
 
 from models.layers.kind import LayerKind, LayerSpec, Shape
-from models.layers.serving_steps import Array, Step, UnsupportedLayer, float32_weights
+from models.layers.serving_steps import Array, Step, StoredLayer, UnsupportedLayer
 
 if TYPE_CHECKING:
     import keras
@@ -34,18 +34,21 @@ class BatchNormalization(LayerKind):
             momentum=layer.momentum, epsilon=layer.epsilon, dtype=dtype
         )
 
-    def serving_step(self, keras_layer: Any) -> Step:
-        config = keras_layer.get_config()
-        if config.get("axis", -1) not in (-1, [-1]) or config.get("renorm"):
-            raise UnsupportedLayer(f"BatchNormalization {keras_layer.name!r} on a non-last axis")
+    def stored_weights(self, config: dict[str, Any], inputs: Shape) -> dict[str, Shape]:
+        _check_served(config)
+        names = ["gamma"] * bool(config["scale"]) + ["beta"] * bool(config["center"])
+        return {name: (inputs[-1],) for name in [*names, "moving_mean", "moving_variance"]}
+
+    def serving_step(self, layer: StoredLayer) -> Step:
+        config, weights = layer.config, layer.weights
+        _check_served(config)
         # Folded into one scale and shift, as Keras computes it in inference mode.
-        variance = float32_weights(keras_layer.moving_variance)
-        inverse = 1.0 / np.sqrt(variance + np.float32(config["epsilon"]))
+        inverse = 1.0 / np.sqrt(weights["moving_variance"] + np.float32(config["epsilon"]))
         if config["scale"]:
-            inverse = inverse * float32_weights(keras_layer.gamma)
-        shift = -float32_weights(keras_layer.moving_mean) * inverse
+            inverse = inverse * weights["gamma"]
+        shift = -weights["moving_mean"] * inverse
         if config["center"]:
-            shift = shift + float32_weights(keras_layer.beta)
+            shift = shift + weights["beta"]
         scale, offset = inverse.astype(np.float32), shift.astype(np.float32)
 
         def batch_normalization(x: Array) -> Array:
@@ -56,6 +59,13 @@ class BatchNormalization(LayerKind):
     def parameters(self, layer: BatchNormalizationLayer, inputs: Shape) -> int:
         # gamma, beta, and the moving mean and variance, per feature.
         return 4 * math.prod(inputs)
+
+
+def _check_served(config: dict[str, Any]) -> None:
+    if config.get("axis", -1) not in (-1, [-1]) or config.get("renorm"):
+        raise UnsupportedLayer(
+            f"BatchNormalization {config.get('name')!r} on a non-last axis, or renormalizing"
+        )
 
 
 BATCH_NORMALIZATION = BatchNormalization()

@@ -17,7 +17,7 @@ from pydantic import Field
 
 from models.layers.activations import ACTIVATIONS, IN_PLACE, Activation
 from models.layers.kind import LayerKind, LayerSpec, Shape, replaced
-from models.layers.serving_steps import Array, Step, UnsupportedLayer, float32_weights
+from models.layers.serving_steps import Array, Step, StoredLayer, UnsupportedLayer
 from models.validation import StrictModel
 
 if TYPE_CHECKING:
@@ -63,22 +63,27 @@ class Dense(LayerKind):
             dtype=dtype,
         )
 
-    def serving_step(self, keras_layer: Any) -> Step:
-        config = keras_layer.get_config()
-        activation = config["activation"]
+    def stored_weights(self, config: dict[str, Any], inputs: Shape) -> dict[str, Shape]:
+        if config.get("quantization_config") or config.get("lora_rank"):
+            raise UnsupportedLayer(f"Dense {config.get('name')!r} is quantized or has LoRA")
+        weights: dict[str, Shape] = {"kernel": (inputs[-1], config["units"])}
+        if config["use_bias"]:
+            weights["bias"] = (config["units"],)
+        return weights
+
+    def serving_step(self, layer: StoredLayer) -> Step:
+        activation = layer.config["activation"]
         if not isinstance(activation, str) or activation not in ACTIVATIONS:
-            raise UnsupportedLayer(
-                f"No numpy activation {activation!r} (layer {keras_layer.name!r})"
-            )
+            raise UnsupportedLayer(f"No numpy activation {activation!r} (layer {layer.name!r})")
         # For a row or a few the numpy calls' own cost is most of the time: y is
         # the product's new array, so the bias and the activation go into it
         # where the activation can work in place.
         activate = IN_PLACE.get(activation) or ACTIVATIONS[activation]
         # Contiguous float32, as the matrix product reads them fastest.
-        kernel = np.ascontiguousarray(float32_weights(keras_layer.kernel))
+        kernel = np.ascontiguousarray(layer.weights["kernel"])
         bias = None
-        if config["use_bias"]:
-            bias = np.ascontiguousarray(float32_weights(keras_layer.bias))
+        if layer.config["use_bias"]:
+            bias = np.ascontiguousarray(layer.weights["bias"])
 
         def dense(x: Array) -> Array:
             y = np.dot(x, kernel)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from pydantic import Field
 
 from models.layers.kind import LayerKind, LayerSpec, calling
-from models.layers.serving_steps import Array, Step
+from models.layers.serving_steps import Array, Step, StoredLayer
 
 if TYPE_CHECKING:
     import keras
@@ -36,7 +36,7 @@ class Dropout(LayerKind):
 
         return keras.layers.Dropout(layer.rate, dtype=dtype)
 
-    def serving_step(self, keras_layer: Any) -> Step:
+    def serving_step(self, layer: StoredLayer) -> Step:
         return _identity  # inference mode: dropout is the identity
 
     def is_traced(self, layer: DropoutLayer) -> bool:

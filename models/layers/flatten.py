@@ -4,10 +4,10 @@ has more than one axis needs one before its first dense layer."""
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from models.layers.kind import LayerKind, LayerSpec, Shape
-from models.layers.serving_steps import Array, Step
+from models.layers.serving_steps import Array, Step, StoredLayer
 
 if TYPE_CHECKING:
     import keras
@@ -26,7 +26,7 @@ class Flatten(LayerKind):
 
         return keras.layers.Flatten(dtype=dtype)
 
-    def serving_step(self, keras_layer: Any) -> Step:
+    def serving_step(self, layer: StoredLayer) -> Step:
         return _flatten
 
     def output_shape(self, layer: FlattenLayer, inputs: Shape) -> Shape:

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import reduce
 from typing import TYPE_CHECKING, Any, ClassVar, get_args
 
-from models.layers.serving_steps import Step
+from models.layers.serving_steps import Step, StoredLayer
 from models.validation import StrictModel
 
 if TYPE_CHECKING:
@@ -52,10 +52,18 @@ class LayerKind:
         """The Keras layer for `layer`, computing in `dtype`."""
         raise NotImplementedError
 
-    def serving_step(self, keras_layer: Any) -> Step:
-        """keras_layer(x, training=False) in numpy; UnsupportedLayer for a
-        configuration the step does not implement."""
+    def serving_step(self, layer: StoredLayer) -> Step:
+        """The Keras layer's call(x, training=False) in numpy, from its config
+        and weights; UnsupportedLayer for a configuration the step does not
+        implement."""
         raise NotImplementedError
+
+    def stored_weights(self, config: dict[str, Any], inputs: Shape) -> dict[str, Shape]:
+        """The variables Keras saves for a layer of this config on samples of
+        shape `inputs`: their names, in the order of the layer's `vars/<i>` in
+        a `.keras` file, and their shapes. UnsupportedLayer for a
+        configuration the step does not implement (before its weights are read)."""
+        return {}
 
     def parameters(self, layer: Any, inputs: Shape) -> int:
         """How many weights the layer holds on inputs of shape `inputs`."""

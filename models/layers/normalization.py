@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from models.layers.kind import LayerKind, LayerSpec, Shape, calling
-from models.layers.serving_steps import Array, Step, UnsupportedLayer, float32_weights
+from models.layers.serving_steps import (
+    KERAS_EPSILON,
+    Array,
+    Step,
+    StoredLayer,
+    UnsupportedLayer,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -40,21 +46,17 @@ class Normalization(LayerKind):
 
         return keras.layers.Normalization(axis=-1, dtype="float32")
 
-    def serving_step(self, keras_layer: Any) -> Step:
-        import keras
+    def stored_weights(self, config: dict[str, Any], inputs: Shape) -> dict[str, Shape]:
+        _check_served(config)
+        # Keras' `count` is a scalar kept for old saved models.
+        return {"mean": (inputs[-1],), "variance": (inputs[-1],), "count": ()}
 
-        config = keras_layer.get_config()
-        # Ours is adapted over the last axis; a fixed mean in the config, or the
-        # inverse transform, is some other model's.
-        if config["invert"] or config["mean"] is not None or tuple(config["axis"]) != (-1,):
-            raise UnsupportedLayer(
-                f"Normalization {keras_layer.name!r} is not adapted over the last axis"
-            )
-        weights = {variable.name: variable for variable in keras_layer.weights}
-        mean = float32_weights(weights["mean"])
+    def serving_step(self, layer: StoredLayer) -> Step:
+        _check_served(layer.config)
+        mean = layer.weights["mean"]
         # Keras' own formula, in the same order, so float32 rounding agrees too.
-        deviation = np.sqrt(float32_weights(weights["variance"]))
-        divisor = np.maximum(deviation, np.float32(keras.config.epsilon()))
+        deviation = np.sqrt(layer.weights["variance"])
+        divisor = np.maximum(deviation, KERAS_EPSILON)
 
         def normalization(x: Array) -> Array:
             return (x - mean) / divisor
@@ -87,6 +89,15 @@ class Normalization(LayerKind):
 
         with calling(keras_layer, call):
             yield
+
+
+def _check_served(config: dict[str, Any]) -> None:
+    # Ours is adapted over the last axis; a fixed mean in the config, or the
+    # inverse transform, is some other model's.
+    if config["invert"] or config["mean"] is not None or tuple(config["axis"]) != (-1,):
+        raise UnsupportedLayer(
+            f"Normalization {config.get('name')!r} is not adapted over the last axis"
+        )
 
 
 NORMALIZATION = Normalization()

@@ -30,10 +30,15 @@ def kind_of(layer: LayerSpec) -> LayerKind:
 def kind_of_keras(keras_layer: Any) -> LayerKind:
     """The kind that builds `keras_layer`'s class; UnsupportedLayer for
     one no kind builds."""
-    name = type(keras_layer).__name__
-    if name not in KERAS_KINDS:
-        raise UnsupportedLayer(f"No numpy forward pass for layer {keras_layer.name!r} ({name})")
-    return KERAS_KINDS[name]
+    return kind_of_class(type(keras_layer).__name__, keras_layer.name)
+
+
+def kind_of_class(class_name: str, layer_name: str) -> LayerKind:
+    """The kind that builds Keras' layer class `class_name` (as a `.keras`
+    file's config names it); UnsupportedLayer for one no kind builds."""
+    if class_name not in KERAS_KINDS:
+        raise UnsupportedLayer(f"No numpy forward pass for layer {layer_name!r} ({class_name})")
+    return KERAS_KINDS[class_name]
 
 
 def layer_union() -> Any:

@@ -1,10 +1,13 @@
 """What a layer kind's numpy serving step is made of: the step's type, the
-float32 weights it reads off a Keras layer, and the refusal it raises for a
-configuration it does not implement (the predictor then serves with Keras)."""
+stored layer it is built from (a layer's config and its float32 weights by
+name, read off a Keras layer or straight from a `.keras` file, so that
+serving needs no Keras), and the refusal a kind raises for a configuration
+its step does not implement (the version is then served with Keras)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,6 +17,10 @@ from models.errors import FitserveError
 Array = np.ndarray
 Step = Callable[[Array], Array]
 
+# keras.config.epsilon()'s default. A model saved by a Keras configured with
+# another one disagrees on the probe batch, and is served with Keras.
+KERAS_EPSILON = np.float32(1e-7)
+
 
 class UnsupportedLayer(FitserveError):
     """The model holds something the numpy pass does not implement: serve it with Keras."""
@@ -21,8 +28,11 @@ class UnsupportedLayer(FitserveError):
     code = "unsupported_layer"
 
 
-def float32_weights(variable: Any) -> Array:
-    """A Keras variable's values, as a float32 numpy array."""
-    import keras
+@dataclass(frozen=True)
+class StoredLayer:
+    """One Keras layer as its step needs it: its name, its `get_config()`,
+    and its variables as float32 arrays, by their Keras names."""
 
-    return np.asarray(keras.ops.convert_to_numpy(variable), dtype=np.float32)
+    name: str
+    config: dict[str, Any]
+    weights: dict[str, Array]

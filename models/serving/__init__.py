@@ -2,9 +2,13 @@
 
 catalog          ModelCatalog: which versions exist (in memory, told of changes over Redis)
 predictor        Predictor: loads versions once per process, hot-swaps new ones
+model_loading    load_version: a version read without Keras when its record confirms it
+keras_file       a `.keras` file read into the numpy pass, without Keras
+serving_record   what a worker records at publish for that check: probe outputs, penalty
+footprint        what a loaded version holds in memory (LoadedModel.nbytes)
 loaded_model     LoadedModel: a loaded version and how it answers; Prediction: its answer
 warm_up          each version warmed before it takes traffic; WarmUp: what /readyz reports
-forward          ForwardPass: a numpy forward pass read off a Keras model's layers
+forward          ForwardPass: the numpy forward pass, one step per layer
 samples          JSON and NPY predict bodies into arrays; csv_samples: CSV bodies
 binary_tensors   the Open Inference Protocol's binary tensor data extension
 evaluation       :evaluate on a stored dataset; keras_metrics: Keras' losses and metrics in numpy

@@ -2,10 +2,12 @@
 
 Serving a small dense network is a handful of matrix products; a framework
 call costs far more than that arithmetic (`bench/serve.py` measures both).
-The pass is read off a loaded Keras model's layers and weights, each layer's
-step from its kind (models.layers), and the predictor checks it against Keras
-on a probe batch before trusting it: a layer or activation it does not know
-makes it refuse, and serving falls back to Keras.
+Each layer's step comes from its kind (models.layers), built from the layer's
+config and weights: read straight from a `.keras` file
+(models.serving.keras_file), or off a loaded Keras model (`from_keras`). The
+pass is checked against Keras' outputs on a probe batch before it is trusted
+(models.serving.serving_record): a layer or activation it does not know makes
+it refuse, and serving falls back to Keras.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 # Callers import these from here: the numpy pass's activations and refusal.
 from models.layers.activations import ACTIVATIONS as ACTIVATIONS
 from models.layers.registry import kind_of_keras
-from models.layers.serving_steps import Array, Step
+from models.layers.serving_steps import Array, Step, StoredLayer
 from models.layers.serving_steps import UnsupportedLayer as UnsupportedLayer
 
 
@@ -29,7 +31,27 @@ class ForwardPass:
 
     @classmethod
     def from_keras(cls, model: Any) -> ForwardPass:
-        return cls([kind_of_keras(layer).serving_step(layer) for layer in model.layers])
+        """The pass of a Keras model's layers (which Keras has imported)."""
+        import keras
+
+        steps = []
+        for layer in model.layers:
+            kind = kind_of_keras(layer)
+            weights = {variable.name: np.asarray(keras.ops.convert_to_numpy(variable),
+                                                 dtype=np.float32)
+                       for variable in layer.weights}  # fmt: skip
+            steps.append(kind.serving_step(StoredLayer(layer.name, layer.get_config(), weights)))
+        return cls(steps)
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes of the arrays its steps hold (a weight held twice counts once)."""
+        arrays = {}
+        for step in self.steps:
+            for cell in getattr(step, "__closure__", None) or ():
+                if isinstance(cell.cell_contents, np.ndarray):
+                    arrays[id(cell.cell_contents)] = cell.cell_contents
+        return sum(array.nbytes for array in arrays.values())
 
     def __call__(self, x: Array) -> Array:
         for step in self.steps:

@@ -13,12 +13,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from models.layers.serving_steps import KERAS_EPSILON
 from models.training.class_labels import LabelEncoding
 
 Array = np.ndarray
 PerRow = Callable[[Array, Array], Array]
 
-EPSILON = np.float32(1e-7)  # keras.backend.epsilon()
+EPSILON = KERAS_EPSILON
 HALF = np.float32(0.5)
 LOG2 = np.log(np.float32(2))
 AUC_THRESHOLDS = 200  # keras.metrics.AUC's default num_thresholds

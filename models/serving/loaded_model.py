@@ -1,8 +1,8 @@
 """A version loaded for serving (`LoadedModel`) and what it answers (`Prediction`).
 
-Apart from models.serving.predictor, which loads and caches them, so that the
-warm-up (models.serving.warm_up), which the predictor calls, can take one
-without importing the predictor back.
+Apart from models.serving.model_loading, which makes them, and the predictor,
+which caches them, so that the warm-up (models.serving.warm_up), which the
+predictor calls, can take one without importing the predictor back.
 """
 
 from __future__ import annotations
@@ -22,16 +22,16 @@ CHUNK_ROWS = 8192
 class LoadedModel:
     name: str
     version: int
-    metadata: dict[str, Any]
+    metadata: dict[str, Any]  # the manifest's, less what serving never reads
     encoding: LabelEncoding
     forward: Callable[[np.ndarray], np.ndarray]
     engine: str  # "numpy" or "keras": which forward pass serves it
+    # What it holds in memory to serve (models.serving.footprint): what the
+    # model memory (models.serving.model_memory) counts against its budget.
+    nbytes: int
     # The layers' regularization penalties on the stored weights, which Keras
     # adds to the loss `evaluate` reports (models.serving.evaluation).
     regularization: float = 0.0
-    # What holding the version costs this process, in bytes: what the model
-    # memory (models.serving.model_memory) counts against its budget.
-    nbytes: int = 0
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         if len(x) <= CHUNK_ROWS:

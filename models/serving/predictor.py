@@ -26,25 +26,23 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from models.errors import ServiceUnavailable
 from models.serving.catalog import ModelCatalog
-from models.serving.forward import ForwardPass, UnsupportedLayer
 from models.serving.loaded_model import LoadedModel, Prediction
+from models.serving.model_loading import load_version
 from models.serving.model_memory import Key, ModelMemory
 from models.serving.warm_up import WarmUp, warm_up
 from models.storage.model_store import ModelStore
-from models.training.class_labels import LabelEncoding
 
 if TYPE_CHECKING:
     from models.serving.version_labels import VersionLabels
 
 log = logging.getLogger(__name__)
 
-PROBE_ROWS = 16
 RETRY_FAILED_LOAD_S = 30.0
 # Listing the models at start is tried again this often, for at most this long
 # (the store may be coming up with us; a process never waits on it for good).
@@ -456,49 +454,3 @@ class Predictor:
                                      f"{type(exc).__name__}: {exc}")  # fmt: skip
                     return None
             time.sleep(LIST_RETRY_S)
-
-
-def load_version(store: ModelStore, name: str, version: int) -> LoadedModel:
-    import keras
-
-    metadata = store.metadata(name, version)
-    # A local copy (downloaded once per host from a bucket) whose hash matches
-    # the manifest's: only files this service wrote are loaded.
-    path = store.model_file(name, version)
-    model = keras.saving.load_model(path, safe_mode=True)
-    encoding = LabelEncoding(task=metadata["task"], classes=metadata["classes"], one_hot=True)
-    forward, engine = _fastest_faithful_forward(model, metadata["input_shape"])
-    penalty = sum(float(np.sum(keras.ops.convert_to_numpy(loss))) for loss in model.losses)
-    # An estimate until the serving plan counts its own arrays.
-    nbytes = 2 * path.stat().st_size + 64 * 1024
-    loaded = LoadedModel(name, version, metadata, encoding, forward, engine, penalty, nbytes)
-    log.info("loaded model %s version %s (%s forward pass)", name, version, engine)
-    return loaded
-
-
-def _fastest_faithful_forward(
-    model: Any, input_shape: list[int]
-) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
-    import keras
-
-    # Keras models are not safe to call from several threads at once (on JAX,
-    # concurrent calls fail inside variable access): one call at a time.
-    lock = threading.Lock()
-
-    def keras_forward(x: np.ndarray) -> np.ndarray:
-        with lock:
-            outputs = model(x, training=False)
-        return np.asarray(keras.ops.convert_to_numpy(outputs), dtype=np.float32)
-
-    # The probe also warms Keras up: its first call traces the network.
-    probe = np.random.default_rng(0).normal(size=(PROBE_ROWS, *input_shape)).astype(np.float32)
-    expected = keras_forward(probe)
-    try:
-        numpy_forward = ForwardPass.from_keras(model)
-    except UnsupportedLayer as exc:
-        log.warning("serving with Keras: %s", exc)
-        return keras_forward, "keras"
-    if not np.allclose(numpy_forward(probe), expected, rtol=1e-5, atol=1e-5):
-        log.warning("serving with Keras: the numpy forward pass disagreed on the probe batch")
-        return keras_forward, "keras"
-    return numpy_forward, "numpy"

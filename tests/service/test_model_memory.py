@@ -18,7 +18,7 @@ from models.settings import MIN_MODEL_CACHE_BYTES, Settings, settings_or_exit
 from models.storage.blobs import open_blobs
 from models.storage.model_store import ModelStore
 from service.app import create_app
-from tests.models.serving.test_predictor import METADATA, X, publish, publish_broken
+from tests.models.serving.test_predictor import X, publish, publish_broken
 
 WAIT_S = 120.0
 ROWS = {"instances": X[:1].tolist()}
@@ -28,8 +28,11 @@ def copies(store: ModelStore, names: list[str], source: str = "m") -> None:
     """Publish version 1 of `source` again under each of `names` (a real
     publish of a trained file, without training it again)."""
     path = store.model_file(source, 1)
+    metadata = store.metadata(source, 1)  # its serving record included
+    for field in ("name", "version", "model_sha256"):
+        metadata.pop(field)
     for name in names:
-        store.publish(name, lambda target: shutil.copyfile(path, target), METADATA)
+        store.publish(name, lambda target: shutil.copyfile(path, target), metadata)
 
 
 def started(settings: Settings) -> tuple[Flask, FlaskClient]:

@@ -14,7 +14,7 @@ import pytest  # noqa: E402
 
 from models.layers.kind import LayerKind, LayerSpec  # noqa: E402
 from models.layers.registry import KERAS_KINDS, KINDS, kind_of, kind_of_keras  # noqa: E402
-from models.layers.serving_steps import Step, UnsupportedLayer  # noqa: E402
+from models.layers.serving_steps import Step, StoredLayer, UnsupportedLayer  # noqa: E402
 from models.serving.forward import ForwardPass  # noqa: E402
 from models.training.builder import adapt, build_model  # noqa: E402
 from models.training.search.space import VARY_WITHIN_GROUP  # noqa: E402
@@ -91,8 +91,8 @@ class Scale(LayerKind):
 
         return keras.layers.Rescaling(layer.factor, dtype=dtype)
 
-    def serving_step(self, keras_layer: Any) -> Step:
-        factor = np.float32(keras_layer.get_config()["scale"])
+    def serving_step(self, layer: StoredLayer) -> Step:
+        factor = np.float32(layer.config["scale"])
         return lambda x: x * factor
 
 

@@ -18,7 +18,7 @@ def version(name: str, number: int, nbytes: int) -> LoadedModel:
         return x
 
     metadata = {"input_shape": [1], "outputs": 1}
-    return LoadedModel(name, number, metadata, ENCODING, forward, "numpy", 0.0, nbytes)
+    return LoadedModel(name, number, metadata, ENCODING, forward, "numpy", nbytes)
 
 
 def nobody_wants(key: Key) -> bool:

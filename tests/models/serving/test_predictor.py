@@ -15,7 +15,8 @@ import pytest  # noqa: E402
 
 from models.errors import ServiceUnavailable  # noqa: E402
 from models.serving.predictor import Predictor  # noqa: E402
-from models.storage.blobs import FolderBlobs
+from models.serving.serving_record import serving_record  # noqa: E402
+from models.storage.blobs import FolderBlobs  # noqa: E402
 from models.storage.model_store import ModelStore  # noqa: E402
 from models.training.builder import build_model  # noqa: E402
 from models.training.spec import ModelSpec  # noqa: E402
@@ -45,7 +46,9 @@ def publish(store: ModelStore, model: Any = None, name: str = "m") -> int:
     # A step of training, as every published model has had (an untrained
     # compiled model saves an optimizer that Keras then refuses to load).
     model.fit(X, np.eye(2, dtype="float32")[[0, 1, 0, 1, 1]], epochs=1, verbose=0)
-    return store.publish(name, model.save, METADATA)
+    # As a worker publishes it: with the record the numpy pass is checked against.
+    metadata = {**METADATA, "serving": serving_record(model, METADATA["input_shape"])}
+    return store.publish(name, model.save, metadata)
 
 
 def publish_broken(store: ModelStore, name: str = "m") -> int:

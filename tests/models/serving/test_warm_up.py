@@ -64,7 +64,7 @@ def test_warm_up_runs_the_serving_path() -> None:
             decoded.extend(prediction.labels or [])
             return prediction
 
-    warm_up(Recording("m", 1, metadata, encoding, forward, "numpy"))
+    warm_up(Recording("m", 1, metadata, encoding, forward, "numpy", nbytes=0))
     assert rows == list(WARM_ROWS)
     assert decoded == ["yes"] * sum(WARM_ROWS)
 
