@@ -36,6 +36,7 @@ from models.serving.loaded_model import LoadedModel, Prediction
 from models.serving.model_loading import load_version
 from models.serving.model_memory import Key, ModelMemory
 from models.serving.warm_up import WarmUp, warm_up
+from models.settings import DEFAULT_MODEL_CACHE_BYTES
 from models.storage.model_store import ModelStore
 
 if TYPE_CHECKING:
@@ -51,8 +52,9 @@ LIST_GIVE_UP_S = 60.0
 # How long a readiness question waits for the load it starts: a client that
 # polls ready before sending hears true for a model it can use.
 READY_WAIT_S = 1.0
-# What an API process holds by default: FITSERVE_MODEL_CACHE_BYTES (docs/settings.md).
-DEFAULT_BUDGET_BYTES = 512 * 1024 * 1024
+# Loads of one version a caller joins before it gives up (each ended without
+# holding it: no room for the keeper, or pushed out again at once).
+JOIN_ROUNDS = 3
 
 
 class ModelMemoryFull(ServiceUnavailable):
@@ -65,7 +67,7 @@ class Predictor:
         self,
         store: ModelStore,
         catalog: ModelCatalog | None = None,
-        budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        budget_bytes: int = DEFAULT_MODEL_CACHE_BYTES,
         warm: Callable[[LoadedModel], None] = warm_up,
         labels: VersionLabels | None = None,
     ) -> None:
@@ -164,10 +166,17 @@ class Predictor:
         return None
 
     def _wait_for(self, key: Key, wait_s: float) -> LoadedModel | None:
-        done = self._load_in_background(key)
-        if done is not None:
-            done.wait(wait_s)
-        return self.memory.get(key)
+        """Load `key` (or join its load) and wait up to `wait_s` for it. A
+        load it joined that could not make room (the keeper's, which never
+        evicts a version kept loaded) is followed by one of its own that can."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            done = self._load_in_background(key)
+            if done is not None:
+                done.wait(max(0.0, deadline - time.monotonic()))
+            loaded = self.memory.get(key)
+            if loaded is not None or done is None or time.monotonic() >= deadline:
+                return loaded
 
     # -- what is kept loaded -------------------------------------------------
 
@@ -286,25 +295,31 @@ class Predictor:
 
     def _load_or_join(self, key: Key, *, evict_wanted: bool) -> LoadedModel:
         """Load `key` in this thread, or wait for the load another thread has
-        under way and take its outcome."""
-        with self._lock:
-            waiting = self._loads.get(key)
-            if waiting is None:
-                done = self._loads[key] = threading.Event()
-        if waiting is None:
-            return self._load(key, done, evict_wanted=evict_wanted)
-        waiting.wait()
-        loaded = self.memory.get(key)
-        if loaded is not None:
-            return loaded
+        under way and take its outcome; after one that could not make room
+        (the keeper's), load it again here if this caller may evict."""
         name, version = key
-        reason = self.load_failure(name, version)
-        if reason is None:
-            raise ModelMemoryFull(
-                f"Model {name!r} version {version} does not fit the model memory beside "
-                "the versions kept loaded"
-            )
-        raise ServiceUnavailable(f"Model {name!r} version {version} failed to load: {reason}")
+        for _ in range(JOIN_ROUNDS):
+            with self._lock:
+                waiting = self._loads.get(key)
+                if waiting is None:
+                    done = self._loads[key] = threading.Event()
+            if waiting is None:
+                return self._load(key, done, evict_wanted=evict_wanted)
+            waiting.wait()
+            loaded = self.memory.get(key)
+            if loaded is not None:
+                return loaded
+            reason = self.load_failure(name, version) if self._failed_recently(key) else None
+            if reason is not None:
+                raise ServiceUnavailable(
+                    f"Model {name!r} version {version} failed to load: {reason}"
+                )
+            if not evict_wanted:
+                break
+        raise ModelMemoryFull(
+            f"Model {name!r} version {version} does not fit the model memory beside "
+            "the versions kept loaded"
+        )
 
     def _load(self, key: Key, done: threading.Event, *, evict_wanted: bool) -> LoadedModel:
         """Load, warm and hold `key` (the caller registered `done` for it)."""

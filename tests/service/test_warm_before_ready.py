@@ -173,3 +173,30 @@ def test_a_version_published_later_is_warmed_before_it_takes_traffic(
     predicted = client.post("/v1/models/m:predict", json={"instances": X.tolist()},
                             headers=auth)  # fmt: skip
     assert predicted.headers["Fitserve-Model-Version"] == "2"
+
+
+def test_a_ready_question_that_joins_a_load_with_no_room_loads_it_itself(
+    settings: Settings, gate: Gate, auth: dict[str, str]
+) -> None:
+    """The keeper loads a new model only where it fits beside the versions
+    kept loaded; a question (or request) that joined that load then loads
+    it itself, making room."""
+    store = ModelStore(open_blobs(settings))
+    publish(store, name="a")
+    app = create_app(settings)
+    parts = app.extensions["fitserve"]
+    assert parts.predictor.warmup.wait(WAIT_S)
+    parts.predictor.memory.budget_bytes = parts.predictor.memory.held_bytes  # full
+    wait_until(lambda: parts.catalog.subscriptions, "the catalog's subscription")
+    gate.hold("b", 1)
+    publish(parts.models, name="b")  # announced: the keeper starts loading it
+    gate.wait_started("b", 1)
+    answers: list[int] = []
+    asking = threading.Thread(target=lambda: answers.append(
+        app.test_client().get("/v2/models/b/ready", headers=auth).status_code))  # fmt: skip
+    asking.start()
+    wait_until(lambda: asking.is_alive(), "the question")
+    gate.release("b", 1)  # the keeper's load finds no room
+    asking.join(WAIT_S)
+    assert answers == [200]
+    assert parts.predictor.memory.keys() == [("b", 1)]
