@@ -8,7 +8,11 @@ clients: tests/service/test_grpc_clients.py."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -23,6 +27,7 @@ from tests.oip_grpc import OipChannel
 from tests.service.conftest import PETS_SPEC, PETS_X
 
 X = PETS_X
+ROOT = Path(__file__).resolve().parents[2]
 MOST_ROWS = 100
 MOST_BYTES = 16 * 1024
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -325,3 +330,13 @@ def test_too_many_rows_are_resource_exhausted_and_so_is_too_large_a_message(
     too_large = raw_request(np.ones((MOST_BYTES // 16 + 1, 4), np.float32))
     status, message = oip.refusal("ModelInfer", too_large)
     assert status == grpc.StatusCode.RESOURCE_EXHAUSTED and "larger than max" in message
+
+
+def test_the_protocol_compiles_in_a_process_that_has_loaded_tensorflow() -> None:
+    """grpcio-tools' protoc in such a process crashes it (their protobuf
+    libraries clash): service.grpc_api.protocol runs it in a child instead."""
+    script = "import tensorflow\nfrom service.grpc_api import protocol as p\nprint(p.SERVICE_NAME)"
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "inference.GRPCInferenceService"
