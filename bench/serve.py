@@ -9,7 +9,9 @@ the service (`fitserve-api`), the same service with its store in an S3 bucket
 and the service's backend. Measures one row at concurrency 1 and 8, then
 100,000 rows in one request (JSON and NPY) against in-process `model.predict`,
 and prints ratios; with `wrk` installed, checks the one-row figures against
-hello-worlds under the same server (bench/hello_app.py).
+hello-worlds under the same server (bench/hello_app.py). Then what the
+prediction log costs (bench/prediction_log.py) and one row over gRPC beside
+the REST fast lane (bench/grpc_one_row.py).
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
 
-from bench import prediction_log  # noqa: E402
+from bench import grpc_one_row, prediction_log  # noqa: E402
 from bench.load import LoadResult, post_once, run_load  # noqa: E402
 from bench.seed_model import ONE_ROW, ONE_ROW_HEADERS, train_and_publish  # noqa: E402
 from bench.stores import KEY, STORES, bench_settings, start_seaweedfs  # noqa: E402
@@ -319,6 +321,7 @@ def main() -> None:
             servers[f"baseline ({backend})"] = (baseline_port, "/predict")
         report(servers, settings, model_path, seconds, repeats, folder)
         prediction_log.measure(settings, seconds)  # the log's cost: bench/prediction_log.py
+        grpc_one_row.measure(settings, seconds)  # gRPC against the fast lane
         if s3_settings is not None:
             # Served from its own download, never from the local store's folder.
             assert any((s3_settings.cache_dir / "models").rglob("*.keras")), "no cached model"
