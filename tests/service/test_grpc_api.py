@@ -22,8 +22,9 @@ from flask.testing import FlaskClient
 from tritonclient.utils import deserialize_bytes_tensor
 
 from models.settings import Limits, Settings
+from service.app import create_app
 from service.grpc_api.protocol import ModelInferRequest
-from tests.oip_grpc import OipChannel
+from tests.oip_grpc import OipChannel, grpc_server
 from tests.service.conftest import PETS_SPEC, PETS_X
 
 X = PETS_X
@@ -340,3 +341,16 @@ def test_the_protocol_compiles_in_a_process_that_has_loaded_tensorflow() -> None
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "inference.GRPCInferenceService"
+
+
+def test_with_redis_away_versions_answer_and_labels_are_unavailable(
+    settings: Settings, pets: str
+) -> None:
+    down = create_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))
+    with grpc_server(down) as address:
+        oip = OipChannel(address)
+        assert oip.call("ModelInfer", raw_request(ROWS, model_version="1")).model_version == "1"
+        status, message = oip.refusal("ModelInfer", raw_request(ROWS, model_version="stable"))
+        oip.close()
+    assert status == grpc.StatusCode.UNAVAILABLE, message
+    assert "Redis" in message, message
