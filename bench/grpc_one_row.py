@@ -10,7 +10,7 @@ machine's noise hits both alike; printed with the ratio of their p50s.
 
 from __future__ import annotations
 
-import argparse
+import functools
 import http.client
 import json
 import os
@@ -21,17 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.load import LoadResult, post_once, run_load
-from bench.seed_model import ONE_ROW, ONE_ROW_HEADERS, train_and_publish
-from bench.stores import KEY, bench_settings
+from bench.load import LoadResult, in_turns, post_once, run_load
+from bench.seed_model import ONE_ROW, ONE_ROW_HEADERS, measure_alone
+from bench.stores import KEY, start_api
 from models.settings import Settings
-from service.local_processes import (
-    Service,
-    api_answers,
-    forget_redis_state,
-    free_port,
-    settings_environment,
-)
+from service.local_processes import Service, api_answers, free_port
 
 MODEL = "cancer"
 PATH = f"/v1/models/{MODEL}:predict"
@@ -41,10 +35,8 @@ WARM_UP_REQUESTS = 400
 
 def start(settings: Settings, folder: Path) -> tuple[Service, int, int]:
     """The service with gRPC on: it, its HTTP port and its gRPC port."""
-    port, grpc_port = free_port(), free_port()
-    environment = settings_environment(settings, port, grpc_port) | {
-        "FITSERVE_SERVER__WORKERS": str(settings.server.workers)}  # fmt: skip
-    service = Service.entry_point(["fitserve-api"], environment, folder / "api-grpc.log")
+    grpc_port = free_port()
+    service, port = start_api(settings, folder / "api-grpc.log", grpc_port)
     service.wait_until(api_answers(f"http://127.0.0.1:{port}"))
     return service, port, grpc_port
 
@@ -86,23 +78,14 @@ def same_answer(port: int, grpc: GrpcOneRow) -> None:
     np.testing.assert_allclose(grpc.once().reshape(-1), rest, rtol=1e-6)
 
 
-def in_turns(port: int, grpc: GrpcOneRow, seconds: float) -> dict[str, LoadResult]:
+def both_in_turns(port: int, grpc: GrpcOneRow, seconds: float) -> dict[str, LoadResult]:
     same_answer(port, grpc)
     for _ in range(WARM_UP_REQUESTS):  # every worker process of both, in all likelihood
         grpc.once()
     run_load(port, PATH, ONE_ROW, ONE_ROW_HEADERS, 1, 60.0, WARM_UP_REQUESTS)
-    parts: dict[str, list[LoadResult]] = {"gRPC": [], "REST": []}
-    for turn in range(SLICES):
-        for name in ("gRPC", "REST") if turn % 2 == 0 else ("REST", "gRPC"):
-            if name == "gRPC":
-                parts[name].append(grpc.run(seconds / SLICES))
-            else:
-                parts[name].append(run_load(port, PATH, ONE_ROW, ONE_ROW_HEADERS, 1,
-                                            seconds / SLICES, 10_000_000))  # fmt: skip
-    return {name: LoadResult([ms for part in results for ms in part.latencies_ms],
-                             sum(part.seconds for part in results),
-                             sum(part.errors for part in results))
-            for name, results in parts.items()}  # fmt: skip
+    rest = functools.partial(run_load, port, PATH, ONE_ROW, ONE_ROW_HEADERS, 1,
+                             max_requests=10_000_000)  # fmt: skip
+    return in_turns({"gRPC": grpc.run, "REST": rest}, seconds, SLICES)
 
 
 def measure(model_settings: Settings, seconds: float) -> None:
@@ -112,7 +95,7 @@ def measure(model_settings: Settings, seconds: float) -> None:
     try:
         service, port, grpc_port = start(model_settings, folder)
         grpc = GrpcOneRow(grpc_port)
-        results = in_turns(port, grpc, seconds)
+        results = both_in_turns(port, grpc, seconds)
         grpc.client.close()
         print(f"\none row, gRPC beside REST, one service ({seconds:.0f} s per cell, in "
               f"{SLICES} turns, one client)")  # fmt: skip
@@ -131,20 +114,6 @@ def measure(model_settings: Settings, seconds: float) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=12.0, help="per cell, all turns")
-    options = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="fitserve-bench-grpc-model-"))
-    settings = bench_settings(folder / "var")
-    try:
-        train_and_publish(settings)
-        measure(settings, options.seconds)
-    finally:
-        forget_redis_state(settings)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    main()
+    measure_alone(measure, "fitserve-bench-grpc-model-")

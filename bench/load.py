@@ -6,6 +6,7 @@ import http.client
 import statistics
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -72,3 +73,19 @@ def run_load(port: int, path: str, body: bytes, headers: dict[str, str], clients
     for thread in threads:
         thread.join()
     return LoadResult(latencies, time.perf_counter() - started, errors[0])
+
+
+def in_turns(runs: Mapping[str, Callable[[float], LoadResult]], seconds: float,
+             slices: int) -> dict[str, LoadResult]:  # fmt: skip
+    """Each of `runs` (called with the seconds to run) for `seconds` in all,
+    cut into `slices` taken in turns (A B, B A, ...), so the machine's noise
+    hits them alike; each one's slices put together."""
+    names = list(runs)
+    parts: dict[str, list[LoadResult]] = {name: [] for name in names}
+    for turn in range(slices):
+        for name in names if turn % 2 == 0 else names[::-1]:
+            parts[name].append(runs[name](seconds / slices))
+    return {name: LoadResult([ms for part in results for ms in part.latencies_ms],
+                             sum(part.seconds for part in results),
+                             sum(part.errors for part in results))
+            for name, results in parts.items()}  # fmt: skip

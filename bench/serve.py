@@ -37,9 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 import numpy as np  # noqa: E402
 
 from bench import grpc_one_row, prediction_log  # noqa: E402
-from bench.load import LoadResult, post_once, run_load  # noqa: E402
+from bench.load import LoadResult, in_turns, post_once, run_load  # noqa: E402
 from bench.seed_model import ONE_ROW, ONE_ROW_HEADERS, train_and_publish  # noqa: E402
-from bench.stores import KEY, STORES, bench_settings, start_seaweedfs  # noqa: E402
+from bench.stores import KEY, STORES, bench_settings, start_api, start_seaweedfs  # noqa: E402
 from models.settings import Settings  # noqa: E402
 from models.storage.blobs import open_blobs  # noqa: E402
 from service.local_processes import (  # noqa: E402
@@ -48,7 +48,6 @@ from service.local_processes import (  # noqa: E402
     api_answers,
     forget_redis_state,
     free_port,
-    settings_environment,
 )
 
 BATCH_ROWS = 100_000
@@ -92,16 +91,9 @@ def one_row_in_turns(servers: dict[str, tuple[int, str]], names: list[str], clie
     for name in names:
         port, path = servers[name]
         run_load(port, path, ONE_ROW, ONE_ROW_HEADERS, 8, 60.0, 40)
-    parts: dict[str, list[LoadResult]] = {name: [] for name in names}
-    for turn in range(SLICES):
-        for name in names if turn % 2 == 0 else names[::-1]:
-            port, path = servers[name]
-            parts[name].append(run_load(port, path, ONE_ROW, ONE_ROW_HEADERS, clients,
-                                        seconds / SLICES, 1_000_000))  # fmt: skip
-    return {name: LoadResult([ms for part in results for ms in part.latencies_ms],
-                             sum(part.seconds for part in results),
-                             sum(part.errors for part in results))
-            for name, results in parts.items()}  # fmt: skip
+    runs = {name: functools.partial(run_load, *servers[name], ONE_ROW, ONE_ROW_HEADERS, clients,
+                                    max_requests=1_000_000) for name in names}  # fmt: skip
+    return in_turns(runs, seconds, SLICES)
 
 
 def batch_rows_per_s(ports: dict[str, int], x: np.ndarray, kind: str,
@@ -275,11 +267,7 @@ def copy_models(source: Settings, target: Settings) -> None:
 
 
 def start_service(settings: Settings, folder: Path, name: str) -> tuple[Service, int]:
-    port = free_port()
-    environment = settings_environment(settings, port) | {
-        "FITSERVE_SERVER__WORKERS": str(settings.server.workers)}  # fmt: skip
-    service = Service.entry_point(["fitserve-api"], environment, folder / f"{name}.log")
-    return service, port
+    return start_api(settings, folder / f"{name}.log")
 
 
 def main() -> None:

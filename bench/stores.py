@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 from models.settings import S3, Queues, Settings
-from service.local_processes import SeaweedFS
+from service.local_processes import SeaweedFS, Service, free_port, settings_environment
 
 KEY = "bench-key-0123456789abcdef"  # keys are at least 16 characters
 STORES = ("local", "s3")
@@ -39,3 +39,14 @@ def bench_settings(data_dir: Path, server: SeaweedFS | None = None) -> Settings:
         "store_url": f"s3://fitserve-bench-{tag}/store",
         "s3": S3(endpoint_url=server.endpoint_url),
     })  # fmt: skip
+
+
+def start_api(settings: Settings, log: Path, grpc_port: int = 0,
+              **variables: str) -> tuple[Service, int]:  # fmt: skip
+    """`fitserve-api` on `settings` with their worker processes (one per
+    core), gRPC on `grpc_port` (0: off) and `variables` in its environment:
+    the service, not waited for, and its HTTP port."""
+    port = free_port()
+    environment = settings_environment(settings, port, grpc_port) | {
+        "FITSERVE_SERVER__WORKERS": str(settings.server.workers), **variables}  # fmt: skip
+    return Service.entry_point(["fitserve-api"], environment, log), port
