@@ -47,5 +47,5 @@ RUN pip install --no-deps . && rm -rf build ./*.egg-info
 USER fitserve
 WORKDIR /home/fitserve
 
-EXPOSE 8000
+EXPOSE 8000 8001
 CMD ["fitserve", "serve"]

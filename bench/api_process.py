@@ -111,11 +111,9 @@ def start_api(
     """`fitserve-api` on `settings`, its default worker count, its log in
     `folder/<name>.log`; `extra` environment variables on top."""
     port, grpc_port = free_port(), free_port()
-    environment = settings_environment(settings, port) | {
+    # A gRPC port of its own: two servers must never both take the default 8001.
+    environment = settings_environment(settings, port, grpc_port) | {
         "FITSERVE_SERVER__WORKERS": str(settings.server.workers),
-        # A gRPC port of its own where the code answers gRPC (ignored where it
-        # does not): two servers must never both take the default 8001.
-        "FITSERVE_GRPC__PORT": str(grpc_port),
     }
     environment |= extra or {}
     service = Service.entry_point(["fitserve-api"], environment, folder / f"{name}.log")

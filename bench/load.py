@@ -7,6 +7,7 @@ import http.client
 import statistics
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -92,3 +93,19 @@ def timed_request(
         return 0, time.perf_counter() - started
     finally:
         connection.close()
+
+
+def in_turns(runs: Mapping[str, Callable[[float], LoadResult]], seconds: float,
+             slices: int) -> dict[str, LoadResult]:  # fmt: skip
+    """Each of `runs` (called with the seconds to run) for `seconds` in all,
+    cut into `slices` taken in turns (A B, B A, ...), so the machine's noise
+    hits them alike; each one's slices put together."""
+    names = list(runs)
+    parts: dict[str, list[LoadResult]] = {name: [] for name in names}
+    for turn in range(slices):
+        for name in names if turn % 2 == 0 else names[::-1]:
+            parts[name].append(runs[name](seconds / slices))
+    return {name: LoadResult([ms for part in results for ms in part.latencies_ms],
+                             sum(part.seconds for part in results),
+                             sum(part.errors for part in results))
+            for name, results in parts.items()}  # fmt: skip

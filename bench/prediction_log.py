@@ -9,7 +9,7 @@ hits both alike. Target: p50 at sample 1 within +10% of sample 0.
 
 from __future__ import annotations
 
-import argparse
+import functools
 import os
 import re
 import shutil
@@ -18,15 +18,11 @@ import urllib.request
 from pathlib import Path
 
 from bench.api_process import start_api
-from bench.load import LoadResult, run_load
-from bench.seed_model import ONE_ROW, ONE_ROW_HEADERS, train_and_publish
-from bench.stores import KEY, bench_settings
+from bench.load import LoadResult, in_turns, run_load
+from bench.seed_model import ONE_ROW, ONE_ROW_HEADERS, measure_alone
+from bench.stores import KEY
 from models.settings import Settings
-from service.local_processes import (
-    Service,
-    api_answers,
-    forget_redis_state,
-)
+from service.local_processes import Service, api_answers
 
 PATH = "/v1/models/cancer:predict"
 SLICES = 6
@@ -40,19 +36,13 @@ def start(settings: Settings, sample: float, folder: Path) -> tuple[Service, int
     return api.service, api.port
 
 
-def in_turns(ports: dict[str, int], clients: int, seconds: float) -> dict[str, LoadResult]:
+def both_in_turns(ports: dict[str, int], clients: int, seconds: float) -> dict[str, LoadResult]:
     for port in ports.values():  # warm every worker process of each
         run_load(port, PATH, ONE_ROW, ONE_ROW_HEADERS, 8, 60.0, 400)
-    names = list(ports)
-    parts: dict[str, list[LoadResult]] = {name: [] for name in names}
-    for turn in range(SLICES):
-        for name in names if turn % 2 == 0 else names[::-1]:
-            parts[name].append(run_load(ports[name], PATH, ONE_ROW, ONE_ROW_HEADERS, clients,
-                                        seconds / SLICES, 10_000_000))  # fmt: skip
-    return {name: LoadResult([ms for part in results for ms in part.latencies_ms],
-                             sum(part.seconds for part in results),
-                             sum(part.errors for part in results))
-            for name, results in parts.items()}  # fmt: skip
+    runs = {name: functools.partial(run_load, port, PATH, ONE_ROW, ONE_ROW_HEADERS, clients,
+                                    max_requests=10_000_000)
+            for name, port in ports.items()}  # fmt: skip
+    return in_turns(runs, seconds, SLICES)
 
 
 def logged_outcomes(port: int) -> dict[str, float]:
@@ -75,7 +65,7 @@ def measure(model_settings: Settings, seconds: float) -> None:
             started.append(service)
         print(f"\nprediction log cost, one row ({seconds:.0f} s per cell, in {SLICES} turns)")
         print(f"{'':12} {'c1 p50 ms':>10} {'c1 req/s':>9} {'c8 p50 ms':>10} {'c8 req/s':>9}")
-        results = {clients: in_turns(ports, clients, seconds) for clients in (1, 8)}
+        results = {clients: both_in_turns(ports, clients, seconds) for clients in (1, 8)}
         for name in ports:
             c1, c8 = results[1][name], results[8][name]
             print(f"{name:12} {c1.p50:10.3f} {c1.throughput:9.0f} {c8.p50:10.3f} "
@@ -86,28 +76,14 @@ def measure(model_settings: Settings, seconds: float) -> None:
         outcomes = logged_outcomes(ports["sample 1.0"])
         print(f"records at sample 1.0, by outcome (all its processes, as flushed so far): "
               f"{outcomes or 'none counted'}")  # fmt: skip
+        stored = sum(1 for _ in (model_settings.data_dir / "predictions").rglob("*.jsonl"))
+        print(f"objects the sample-1.0 service wrote to the store: {stored}")
     finally:
         for service in started:
             service.stop()
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=12.0, help="per cell, all turns")
-    options = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="fitserve-bench-log-model-"))
-    settings = bench_settings(folder / "var")
-    try:
-        train_and_publish(settings)
-        measure(settings, options.seconds)
-        stored = sum(1 for _ in (settings.data_dir / "predictions").rglob("*.jsonl"))
-        print(f"objects the sample-1.0 service wrote to the store: {stored}")
-    finally:
-        forget_redis_state(settings)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 if __name__ == "__main__":
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    main()
+    measure_alone(measure, "fitserve-bench-log-model-")

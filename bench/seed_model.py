@@ -9,8 +9,13 @@ another (bench.serve runs bench.prediction_log's measure after its table).
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +27,13 @@ import numpy as np  # noqa: E402
 import redis  # noqa: E402
 from sklearn.datasets import load_breast_cancer  # noqa: E402
 
-from bench.stores import KEY  # noqa: E402
+from bench.stores import KEY, bench_settings  # noqa: E402
 from models.datasets import DatasetStore  # noqa: E402
 from models.jobs.store import JobStore  # noqa: E402
 from models.settings import Settings  # noqa: E402
 from models.storage.blobs import open_blobs  # noqa: E402
 from models.storage.model_store import ModelStore  # noqa: E402
+from service.local_processes import forget_redis_state  # noqa: E402
 from worker.context import WorkerContext  # noqa: E402
 from worker.runner import run_training_job  # noqa: E402
 
@@ -43,6 +49,31 @@ def train_and_publish(settings: Settings) -> Path:
     for key in client.scan_iter(f"{settings.redis_prefix}:*"):
         client.delete(key)
     return ModelStore(open_blobs(settings)).model_file("cancer", 1)
+
+
+def measure_alone(measure: Callable[[Settings, float], None], prefix: str) -> None:
+    """A benchmark's `measure(settings, seconds)` run on its own, outside
+    `make bench-serve`: `--seconds` from the command line (per cell, all
+    turns), the seed model in a store of its own."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=float, default=12.0, help="per cell, all turns")
+    options = parser.parse_args()
+    with seeded_store(prefix) as settings:
+        measure(settings, options.seconds)
+
+
+@contextmanager
+def seeded_store(prefix: str) -> Iterator[Settings]:
+    """Settings of a store of their own in a new temporary folder, the seed
+    model published there: for a benchmark run alone. Removed after."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    settings = bench_settings(folder / "var")
+    try:
+        train_and_publish(settings)
+        yield settings
+    finally:
+        forget_redis_state(settings)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def publish_in_process(

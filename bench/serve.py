@@ -9,8 +9,9 @@ the service (`fitserve-api`), the same service with its store in an S3 bucket
 and the service's backend. Measures one row at concurrency 1 and 8, then
 100,000 rows in one request (JSON and NPY) against in-process `model.predict`,
 and prints ratios; with `wrk` installed, checks the one-row figures against
-hello-worlds under the same server (bench/hello_app.py). Then the prediction
-log's cost (bench/prediction_log.py) and many models at once
+hello-worlds under the same server (bench/hello_app.py). Then what the
+prediction log costs (bench/prediction_log.py), one row over gRPC beside
+the REST fast lane (bench/grpc_one_row.py), and many models at once
 (bench/many_models.py).
 """
 
@@ -35,9 +36,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import numpy as np  # noqa: E402
 
-from bench import many_models, prediction_log  # noqa: E402
+from bench import grpc_one_row, many_models, prediction_log  # noqa: E402
 from bench.api_process import start_api  # noqa: E402
-from bench.load import LoadResult, post_once, run_load  # noqa: E402
+from bench.load import LoadResult, in_turns, post_once, run_load  # noqa: E402
 from bench.report import machine  # noqa: E402
 from bench.seed_model import ONE_ROW, ONE_ROW_HEADERS, train_and_publish  # noqa: E402
 from bench.stores import KEY, STORES, bench_settings, start_seaweedfs  # noqa: E402
@@ -92,16 +93,9 @@ def one_row_in_turns(servers: dict[str, tuple[int, str]], names: list[str], clie
     for name in names:
         port, path = servers[name]
         run_load(port, path, ONE_ROW, ONE_ROW_HEADERS, 8, 60.0, 40)
-    parts: dict[str, list[LoadResult]] = {name: [] for name in names}
-    for turn in range(SLICES):
-        for name in names if turn % 2 == 0 else names[::-1]:
-            port, path = servers[name]
-            parts[name].append(run_load(port, path, ONE_ROW, ONE_ROW_HEADERS, clients,
-                                        seconds / SLICES, 1_000_000))  # fmt: skip
-    return {name: LoadResult([ms for part in results for ms in part.latencies_ms],
-                             sum(part.seconds for part in results),
-                             sum(part.errors for part in results))
-            for name, results in parts.items()}  # fmt: skip
+    runs = {name: functools.partial(run_load, *servers[name], ONE_ROW, ONE_ROW_HEADERS, clients,
+                                    max_requests=1_000_000) for name in names}  # fmt: skip
+    return in_turns(runs, seconds, SLICES)
 
 
 def batch_rows_per_s(ports: dict[str, int], x: np.ndarray, kind: str,
@@ -307,6 +301,7 @@ def main() -> None:
             servers[f"baseline ({backend})"] = (baseline_port, "/predict")
         report(servers, settings, model_path, seconds, repeats, folder)
         prediction_log.measure(settings, seconds)  # the log's cost: bench/prediction_log.py
+        grpc_one_row.measure(settings, seconds)  # gRPC against the fast lane
         if s3_settings is not None:
             # Served from its own download, never from the local store's folder.
             assert any((s3_settings.cache_dir / "models").rglob("*.keras")), "no cached model"

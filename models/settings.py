@@ -46,6 +46,16 @@ class Server(BaseModel):
     max_event_streams: int = Field(default=8, ge=1)
 
 
+class Grpc(BaseModel):
+    """The Open Inference Protocol over gRPC (service.grpc_api), served by
+    each API worker process beside HTTP, on the same host (`server.host`)."""
+
+    # Triton's and KServe's gRPC port; 0 turns gRPC off.
+    port: int = Field(default=8001, ge=0, le=65535)
+    # Threads per process answering gRPC calls.
+    threads: int = Field(default=8, ge=1)
+
+
 class Queues(BaseModel):
     """Celery queue names: GPU hosts consume `gpu`, CPU hosts `cpu`."""
 
@@ -164,6 +174,7 @@ class Settings(BaseSettings):
     limits: Limits = Field(default_factory=Limits)
     queues: Queues = Field(default_factory=Queues)
     server: Server = Field(default_factory=Server)
+    grpc: Grpc = Field(default_factory=Grpc)
     jobs: Jobs = Field(default_factory=Jobs)
     prediction_log: PredictionLog = Field(default_factory=PredictionLog)
     # One JSON object per log line (for log collectors), or "text" for people.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: Redis (if none answers), one training worker and the API on
-# 127.0.0.1:8000, with models and datasets under ./var. Ctrl-C stops both.
+# 127.0.0.1:8000 (HTTP) and 127.0.0.1:8001 (the Open Inference Protocol over
+# gRPC), with models and datasets under ./var. Ctrl-C stops both.
 # The worker is supervised: if it dies it is started again (worker/supervisor.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,5 +22,8 @@ fi
 fitserve worker --supervised &
 worker=$!
 trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null' EXIT INT TERM
-echo "Serving on http://${FITSERVE_SERVER__HOST:-127.0.0.1}:${FITSERVE_SERVER__PORT:-8000}"
+host=${FITSERVE_SERVER__HOST:-127.0.0.1}
+echo "Serving on http://$host:${FITSERVE_SERVER__PORT:-8000}"
+grpc_port=${FITSERVE_GRPC__PORT:-8001}
+[ "$grpc_port" = 0 ] || echo "gRPC (Open Inference Protocol) on $host:$grpc_port"
 fitserve serve

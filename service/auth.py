@@ -6,7 +6,8 @@ a key that may only predict, evaluate and read models (GET of `/v1/models...`,
 POST `...:predict` and `...:evaluate`, and V2's metadata, ready and infer),
 for the clients of a model that must not train, upload or delete. Any other
 route is a 403 for it. A request without a valid key is a 401, logged (path,
-address and reason, never the key) and counted in `/metrics`.
+address and reason, never the key) and counted in `/metrics`; gRPC
+(service.grpc_api) checks its `authorization` metadata the same way.
 """
 
 from __future__ import annotations
@@ -29,6 +30,15 @@ OPEN_PATHS = ("/healthz", "/readyz", "/v2/health/", "/static/", "/openapi.json",
 EXTENSION = "fitserve.keys"
 
 
+class KeyRefused(Unauthorized):
+    """A request without a valid key; `reason` (missing, malformed,
+    unknown_key) is what the log line and the counter say."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class Keys:
     """The configured keys and their roles."""
 
@@ -45,6 +55,22 @@ class Keys:
                 role = candidate
         return role
 
+    def role_of_header(self, header: str) -> str:
+        """The role of the key an Authorization value (`Bearer <key>`) carries,
+        over HTTP or gRPC; KeyRefused when it carries none of ours."""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            received = "no Authorization header" if not header else "a malformed header"
+            raise KeyRefused(
+                "missing" if not header else "malformed",
+                "This route needs an API key: send 'Authorization: Bearer <key>'. "
+                f"Received: {received}",
+            )
+        role = self.role_of(token)
+        if role is None:
+            raise KeyRefused("unknown_key", "The API key is not valid. Received: an unknown key")
+        return role
+
 
 def install_auth(app: Flask, api_keys: list[str]) -> None:
     app.extensions[EXTENSION] = Keys(api_keys)
@@ -54,18 +80,12 @@ def install_auth(app: Flask, api_keys: list[str]) -> None:
         path = request.path
         if path == "/" or path.startswith(OPEN_PATHS):
             return
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            reason = "no Authorization header" if not header else "a malformed header"
-            _refuse(
-                "missing" if not header else "malformed",
-                "This route needs an API key: send 'Authorization: Bearer <key>'. "
-                f"Received: {reason}",
-            )
-        role = app.extensions[EXTENSION].role_of(token)
-        if role is None:
-            _refuse("unknown_key", "The API key is not valid. Received: an unknown key")
+        keys: Keys = app.extensions[EXTENSION]
+        try:
+            role = keys.role_of_header(request.headers.get("Authorization", ""))
+        except KeyRefused as refused:
+            _log_refusal("unauthorized", refused.reason)
+            raise
         g.key_role = role
         # A route no rule matches is let through: its 404 or 405 tells nothing.
         if role == "predict" and request.url_rule is not None:
@@ -96,16 +116,11 @@ def predict_may(method: str, path: str) -> bool:
 def presented_role() -> str | None:
     """The role of the key this request carries (None without a valid one),
     for open routes that say more to a caller with a key (`/readyz`)."""
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return None
     keys: Keys = current_app.extensions[EXTENSION]
-    return keys.role_of(token)
-
-
-def _refuse(reason: str, message: str) -> NoReturn:
-    _log_refusal("unauthorized", reason)
-    raise Unauthorized(message)
+    try:
+        return keys.role_of_header(request.headers.get("Authorization", ""))
+    except KeyRefused:
+        return None
 
 
 def _forbid(path: str) -> NoReturn:
@@ -117,9 +132,13 @@ def _forbid(path: str) -> NoReturn:
 
 
 def _log_refusal(status: str, reason: str) -> None:
+    log_refusal(status, reason, request.method, request.path, request.remote_addr)
+
+
+def log_refusal(status: str, reason: str, method: str, path: str, address: str | None) -> None:
     """A warning line (path, address, reason: never the key) and the counter."""
     count_auth_failure(reason)
     log.warning(
-        "%s: %s %s from %s (%s)", status, request.method, request.path, request.remote_addr,
-        reason, extra={"path": request.path, "remote_addr": request.remote_addr, "reason": reason},
+        "%s: %s %s from %s (%s)", status, method, path, address, reason,
+        extra={"path": path, "remote_addr": address, "reason": reason},
     )  # fmt: skip

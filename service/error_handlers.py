@@ -89,23 +89,31 @@ def _form_limit_message(length: int) -> str:
 def _redis_error(error: Exception) -> tuple[Response, int]:
     # Job state and the queue live in Redis; datasets and prediction do not.
     timeout_s = current_app.extensions["fitserve"].settings.redis.socket_timeout_s
-    trouble = redis_trouble(error, timeout_s)
-    if trouble is None:  # Redis refused our command, not for a state of its own: a bug
+    unavailable = redis_unavailable(error, timeout_s, request.method not in ("GET", "HEAD"))
+    if unavailable is None:  # Redis refused our command, not for a state of its own: a bug
         return _unexpected(error)
+    return error_response(unavailable)
+
+
+def redis_unavailable(
+    error: Exception, timeout_s: float, writes: bool
+) -> ServiceUnavailable | None:
+    """A Redis failure as the 503 (or gRPC's UNAVAILABLE) that says what it
+    stops, logged; None when Redis refused our command for no state of its own."""
+    trouble = redis_trouble(error, timeout_s)
+    if trouble is None:
+        return None
     log.error("%s: %s", trouble, error)
     if refused(error):
         outcome, advice = "jobs can be neither submitted nor changed until it is fixed", ""
     else:
         outcome, advice = "jobs can be neither submitted nor read", " Try again shortly."
-    writes = request.method not in ("GET", "HEAD")
     if writes and isinstance(redis_error_in(error), redis.TimeoutError):
         # The command waits in Redis's socket buffer and runs when Redis resumes.
         advice += " This change may still take effect when Redis answers: look before resending."
-    return error_response(
-        ServiceUnavailable(
-            f"{trouble}, so {outcome}; prediction still works.{advice} "
-            f"Received: {type(error).__name__}: {error}"
-        )
+    return ServiceUnavailable(
+        f"{trouble}, so {outcome}; prediction still works.{advice} "
+        f"Received: {type(error).__name__}: {error}"
     )
 
 
@@ -127,6 +135,9 @@ def _http_message(error: HTTPException) -> str:
     return error.description or error.name
 
 
+UNEXPECTED = "An unexpected server error occurred; it has been logged."
+
+
 def _unexpected(error: Exception) -> tuple[Response, int]:
     log.exception("unhandled error")
-    return error_response(FitserveError("An unexpected server error occurred; it has been logged."))
+    return error_response(FitserveError(UNEXPECTED))

@@ -22,8 +22,10 @@ from models.settings import Settings
 BIN = Path(sys.executable).parent
 
 
-def settings_environment(settings: Settings, port: int) -> dict[str, str]:
-    """The FITSERVE_* variables that make a process use `settings`."""
+def settings_environment(settings: Settings, port: int, grpc_port: int = 0) -> dict[str, str]:
+    """The FITSERVE_* variables that make a process use `settings`, its HTTP
+    API on `port` and gRPC on `grpc_port`: off unless given (a free_port()),
+    so that API processes started side by side never meet on 8001."""
     store = {"FITSERVE_STORE_URL": settings.store_url} if settings.store_url else {}
     if settings.s3.endpoint_url:
         store["FITSERVE_S3__ENDPOINT_URL"] = settings.s3.endpoint_url
@@ -42,6 +44,7 @@ def settings_environment(settings: Settings, port: int) -> dict[str, str]:
         "FITSERVE_SERVER__HOST": "127.0.0.1",
         "FITSERVE_SERVER__PORT": str(port),
         "FITSERVE_SERVER__WORKERS": "1",
+        "FITSERVE_GRPC__PORT": str(grpc_port),
     }
 
 

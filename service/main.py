@@ -8,7 +8,9 @@ to send its headers, and an idle keep-alive connection is closed after as
 long. granian forks its workers before any builds the app (`app()` below),
 so Keras and its backend, which are not fork-safe, are imported in each
 worker. Address, processes and threads come from FITSERVE_ settings;
-arguments to `fitserve-api` are passed on to granian.
+arguments to `fitserve-api` are passed on to granian. Each worker process
+also serves the Open Inference Protocol over gRPC on `grpc.port`
+(service.grpc_api.server), started in `app()`, after the fork.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import os
 import resource
 import shutil
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,6 +43,7 @@ BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")
 def main(argv: list[str] | None = None) -> None:
     settings = settings_or_exit("fitserve-api")
     server = settings.server
+    _check_grpc_port(settings)
     _metrics_folder(settings)
     _raise_open_files_limit(CONNECTIONS_PER_PROCESS * server.workers + 1024)
     # One BLAS thread per worker process: there is a worker per core already,
@@ -73,7 +77,33 @@ def app() -> Flask:
     # stops (until killed STOP_TIMEOUT_S later): the workers leave SIGINT to
     # the server. Blocked here, before granian starts its threads, so in all.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    return create_app(settings)
+    app = create_app(settings)
+    if settings.grpc.port:
+        from service.grpc_api.server import serve_beside_http
+
+        serve_beside_http(app)  # its threads, too, leave SIGINT to the server
+    return app
+
+
+def _check_grpc_port(settings: Settings) -> None:
+    """Stop with a clear message if the gRPC port is taken: the worker
+    processes bind it with SO_REUSEPORT, which would share it silently with
+    another server of this user (an earlier fitserve-api) and fail obscurely
+    in each worker against anyone else's."""
+    host, port = settings.server.host, settings.grpc.port
+    if not port:
+        return
+    family, kind, _, _, where = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+        try:
+            probe.bind(where)
+        except OSError as error:
+            raise SystemExit(
+                f"fitserve-api: the gRPC port {port} on {host} is taken ({error.strerror}): "
+                "another server listens there (an earlier fitserve-api, Triton?). Stop it, or "
+                "set FITSERVE_GRPC__PORT to a free port (0 turns gRPC off)."
+            ) from None
 
 
 def _metrics_folder(settings: Settings) -> None:

@@ -32,6 +32,7 @@ from service.local_processes import (
     settings_environment,
     worker_answers,
 )
+from tests.oip_grpc import OipChannel
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -105,6 +106,10 @@ def test_services_and_redis() -> None:
     assert "/data" in volume_mounts(redis)
     api = SERVICES["api"]
     assert "/healthz" in text(api["healthcheck"]["test"])
+    # HTTP and gRPC, each published on the port the API listens on.
+    published = {str(mapping).rpartition(":")[2] for mapping in api["ports"]}
+    api_ports = {environment(api)[f"FITSERVE_{name}__PORT"] for name in ("SERVER", "GRPC")}
+    assert api_ports == {"8000", "8001"} and api_ports <= published
     assert environment(api)["FITSERVE_API_KEYS"].startswith("${FITSERVE_API_KEYS")
     for name in BUILT:
         for needed in ("redis", S3_SERVICE):
@@ -297,14 +302,15 @@ def test_seaweedfs_serves_s3_to_the_services_key_pair_only(compose_s3: str) -> N
 # Redis, this test's key prefix, queues, data folder and port. The store URL,
 # the bucket's credentials and region stay as the compose file sets them.
 MAPPED_PREFIXES = ("FITSERVE_REDIS", "FITSERVE_QUEUES__", "FITSERVE_API_KEYS", "FITSERVE_SERVER__",
-                   "FITSERVE_DATA_DIR", "FITSERVE_KERAS_BACKEND")  # fmt: skip
+                   "FITSERVE_GRPC__", "FITSERVE_DATA_DIR", "FITSERVE_KERAS_BACKEND")  # fmt: skip
 
 
 def local_environment(
-    service: dict[str, Any], settings: Settings, port: int, s3_endpoint_url: str
+    service: dict[str, Any], settings: Settings, ports: tuple[int, int], s3_endpoint_url: str
 ) -> dict[str, str]:
-    """The service's environment mapped onto this machine and this test."""
-    here = settings_environment(settings, port)
+    """The service's environment mapped onto this machine and this test (its
+    HTTP and gRPC ports)."""
+    here = settings_environment(settings, *ports)
     mapped = {
         **defaults(environment(service)),
         **{k: v for k, v in here.items() if k.startswith(MAPPED_PREFIXES)},
@@ -327,8 +333,8 @@ def first_service_per_command() -> list[str]:
 def test_command_starts_and_stops(
     name: str, settings: Settings, tmp_path: Path, compose_s3: str
 ) -> None:
-    service, port = SERVICES[name], free_port()
-    env = local_environment(service, settings, port, compose_s3)
+    service, port, grpc_port = SERVICES[name], free_port(), free_port()
+    env = local_environment(service, settings, (port, grpc_port), compose_s3)
     started = Service.entry_point(command(service), env, tmp_path / "process.log")
     try:
         if service.get("ports"):
@@ -338,6 +344,9 @@ def test_command_starts_and_stops(
             # the local SeaweedFS, with its key pair) takes writes.
             ready = requests.get(f"{base_url}/readyz", timeout=30)
             assert ready.status_code == 200, ready.text
+            grpc = OipChannel(f"127.0.0.1:{grpc_port}", key=None)
+            assert grpc.call("ServerReady").ready is True
+            grpc.close()
         else:
             started.wait_until(worker_answers(settings.redis_url, started.process.pid),
                                START_TIMEOUT_S)  # fmt: skip

@@ -155,27 +155,32 @@ def _binary_size(tensor: Any, index: int) -> int | None:
     return size
 
 
-def decode_tensor(raw: memoryview, datatype: Any, shape: Any, loc: list[str | int]) -> Any:
+def decode_tensor(
+    raw: memoryview, datatype: Any, shape: Any, loc: list[str | int],
+    source: list[str | int] | None = None,
+) -> Any:  # fmt: skip
     """The elements in `raw`, flat: a read-only numpy view for fixed-size
-    datatypes, a list of bytes for BYTES. The count must fit `shape`."""
+    datatypes, a list of bytes for BYTES. The count must fit `shape`.
+    `source` is where the bytes came from (gRPC's `raw_input_contents[0]`),
+    by default the tensor's `parameters.binary_data_size`."""
     if datatype not in DATATYPES:
         raise InvalidSample(
-            f"{_name(loc)}.datatype must be one of {list(DATATYPES)} for binary data. "
+            f"{place_name(loc)}.datatype must be one of {list(DATATYPES)} for binary data. "
             f"Received: {quoted(datatype)}",
             details=[problem([*loc, "datatype"], "not a tensor datatype")],
         )
     count = element_count(shape, loc)
+    source = source or [*loc, "parameters", "binary_data_size"]
     if datatype == "BYTES":
-        return _decode_bytes(raw, count, loc)
+        return _decode_bytes(raw, count, loc, source)
     dtype = DTYPES[datatype]
     if count * dtype.itemsize != len(raw):
         raise InvalidSample(
-            f"{_name(loc)}'s binary data must be {count:,} elements of {dtype.itemsize} "
+            f"{place_name(loc)}'s binary data must be {count:,} elements of {dtype.itemsize} "
             f"bytes ({datatype}, shape {quoted(shape)}): {count * dtype.itemsize:,} bytes. "
-            f"Received: binary_data_size {len(raw):,}",
-            details=[problem([*loc, "parameters", "binary_data_size"],
-                             "does not match the shape and datatype")],
-        )  # fmt: skip
+            f"Received: {len(raw):,} bytes ({place_name(source)})",
+            details=[problem(source, "does not match the shape and datatype")],
+        )
     return np.frombuffer(raw, dtype=dtype)
 
 
@@ -183,18 +188,20 @@ def element_count(shape: Any, loc: list[str | int]) -> int:
     if not (isinstance(shape, list)
             and all(type(size) is int and size >= 0 for size in shape)):  # fmt: skip
         raise InvalidSample(
-            f"{_name(loc)}.shape must be a list of integers of 0 or more. "
+            f"{place_name(loc)}.shape must be a list of integers of 0 or more. "
             f"Received: {quoted(shape)}",
             details=[problem([*loc, "shape"], "not a shape")],
         )
     return math.prod(shape)  # Python integers: no overflow to wrap a huge shape round
 
 
-def _decode_bytes(raw: memoryview, count: int, loc: list[str | int]) -> list[bytes]:
+def _decode_bytes(
+    raw: memoryview, count: int, loc: list[str | int], source: list[str | int]
+) -> list[bytes]:
     # Each element takes 4 bytes at least: a count the bytes cannot hold is
     # refused before a list of that many is started.
     if count * _LENGTH.size > len(raw):
-        raise _bytes_mismatch(loc, count, f"{len(raw):,} bytes, too few for that many")
+        raise _bytes_mismatch(loc, source, count, f"{len(raw):,} bytes, too few for that many")
     elements: list[bytes] = []
     offset = 0
     for _ in range(count):
@@ -203,27 +210,32 @@ def _decode_bytes(raw: memoryview, count: int, loc: list[str | int]) -> list[byt
         (length,) = _LENGTH.unpack_from(raw, offset)
         offset += _LENGTH.size
         if offset + length > len(raw):
-            raise _bytes_mismatch(loc, count, f"element {len(elements)} runs past the end")
+            raise _bytes_mismatch(loc, source, count, f"element {len(elements)} runs past the end")
         elements.append(bytes(raw[offset : offset + length]))
         offset += length
     if len(elements) != count or offset != len(raw):
         raise _bytes_mismatch(
-            loc, count, f"{len(elements)} elements and {len(raw) - offset:,} bytes left over"
+            loc,
+            source,
+            count,
+            f"{len(elements)} elements and {len(raw) - offset:,} bytes left over",
         )
     return elements
 
 
-def _bytes_mismatch(loc: list[str | int], count: int, received: str) -> InvalidSample:
+def _bytes_mismatch(
+    loc: list[str | int], source: list[str | int], count: int, received: str
+) -> InvalidSample:
     return InvalidSample(
-        f"{_name(loc)}'s binary data must be {count:,} BYTES elements, each a 4-byte "
+        f"{place_name(loc)}'s binary data must be {count:,} BYTES elements, each a 4-byte "
         f"little-endian length and then that many bytes. Received: {received}",
-        details=[problem([*loc, "parameters", "binary_data_size"],
-                         "does not hold the shape's elements")],
-    )  # fmt: skip
+        details=[problem(source, "does not hold the shape's elements")],
+    )
 
 
-def _name(loc: list[str | int]) -> str:
-    return f"{loc[0]}[{loc[1]}]" if len(loc) == 2 else ".".join(map(str, loc))
+def place_name(loc: list[str | int]) -> str:
+    """`["inputs", 0, "shape"]` as a message names it: `inputs[0].shape`."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
 
 
 def binary_outputs(payload: dict[str, Any], names: Sequence[str]) -> set[str]:
@@ -268,11 +280,15 @@ def encode_tensor(datatype: str, data: Any) -> bytes:
     """A tensor's elements (flat, row-major) as the extension sends them."""
     if datatype == "BYTES":
         parts = []
-        for element in data:
-            raw = element if isinstance(element, bytes) else str(element).encode()
+        for raw in element_bytes(data):
             parts += [_LENGTH.pack(len(raw)), raw]
         return b"".join(parts)
     return np.ascontiguousarray(data, dtype=DTYPES[datatype]).tobytes()
+
+
+def element_bytes(data: Any) -> list[bytes]:
+    """A BYTES tensor's elements as bytes: strings (class names) UTF-8 encoded."""
+    return [element if isinstance(element, bytes) else str(element).encode() for element in data]
 
 
 def encode_outputs(body: dict[str, Any], binary: set[str]) -> list[bytes]:

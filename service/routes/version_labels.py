@@ -42,13 +42,19 @@ def version_labels() -> VersionLabels:
 
 
 def pinned_version(name: str, version: int | str | None) -> int | None:
-    """The version a route names: a number as it is, a label (a str, in V1's
-    `/labels/{label}` or V2's version segment) the version it points at now
-    (NotFound naming the model's labels when it has no such label), None
-    (the latest) as it is. One lookup per request: the caller then pins the
-    number it got, so a move mid-request does not split the request."""
+    """`pin_version` with this app's labels, for a Flask route."""
+    return pin_version(version_labels(), name, version)
+
+
+def pin_version(labels: VersionLabels, name: str, version: int | str | None) -> int | None:
+    """The version a request names: a number as it is, a label (a str, in V1's
+    `/labels/{label}`, V2's version segment or gRPC's `model_version`) the
+    version it points at now (NotFound naming the model's labels when it has
+    no such label), None (the latest) as it is. One lookup per request: the
+    caller then pins the number it got, so a move mid-request does not split
+    the request."""
     if isinstance(version, str):
-        return version_labels().version_of(name, version)
+        return labels.version_of(name, version)
     return version
 
 

@@ -42,6 +42,7 @@ class Live:
     base_url: str
     http: requests.Session
     settings: Settings
+    grpc_address: str  # the API's gRPC (`127.0.0.1:<port>`)
 
     def url(self, path: str) -> str:
         return f"{self.base_url}{path}"
@@ -62,8 +63,8 @@ class Live:
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     folder: Path = tmp_path_factory.mktemp("live")
     settings = isolated_settings(folder / "var")
-    port = free_port()
-    environment = settings_environment(settings, port)
+    port, grpc_port = free_port(), free_port()
+    environment = settings_environment(settings, port, grpc_port)
     environment["FITSERVE_LIMITS__MAX_UPLOAD_BYTES"] = str(UPLOAD_LIMIT)
     worker = Service.entry_point(["fitserve-worker"], environment, folder / "worker.log")
     api = Service.entry_point(["fitserve-api"], environment, folder / "api.log")
@@ -73,7 +74,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     try:
         api.wait_until(api_answers(base_url))
         worker.wait_until(worker_answers(settings.redis_url, worker.process.pid))
-        yield Live(base_url, http, settings)
+        yield Live(base_url, http, settings, f"127.0.0.1:{grpc_port}")
     finally:
         http.close()
         for service in (api, worker):

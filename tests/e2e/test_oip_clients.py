@@ -1,7 +1,9 @@
 """The Open Inference Protocol spoken to clients nobody here wrote: Triton's
 `tritonclient.http` and KServe's `InferenceRESTClient`, against the API under
 granian, each over every /v2 route, JSON and binary tensors; their outputs
-equal `:predict`'s, and their exceptions carry the server's message."""
+equal `:predict`'s, and their exceptions carry the server's message. And
+`tritonclient.grpc` (in a child process: tests.oip_grpc) against the gRPC
+server that `fitserve-api` starts in its worker process beside HTTP."""
 
 from __future__ import annotations
 
@@ -19,8 +21,10 @@ import pytest
 import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
+from tests import foreign_grpc_clients
 from tests.conftest import API_KEY
 from tests.e2e.conftest import Live
+from tests.oip_grpc import ClientProcess
 
 
 def auth() -> dict[str, str]:
@@ -164,3 +168,18 @@ def test_kserves_rest_client_over_every_route(live: Live, served: dict[str, Any]
                 await client.infer(live.base_url, wrong, MODEL, headers=auth())
 
     asyncio.run(run())
+
+
+def test_tritonclient_over_grpc_beside_http(live: Live, served: dict[str, Any]) -> None:
+    child = ClientProcess()
+    try:
+        health = child.run(foreign_grpc_clients.triton_health, live.grpc_address, API_KEY, MODEL)
+        answer = child.run(foreign_grpc_clients.triton_infer, live.grpc_address, API_KEY, MODEL,
+                           ROWS)  # fmt: skip
+    finally:
+        child.close()
+    assert [health["live"], health["ready"], health["model_ready"]] == [True, True, True]
+    assert answer["raw"] is True and answer["model_version"] == "1"
+    np.testing.assert_allclose(answer["outputs"]["output_0"], served["predictions"],
+                               rtol=1e-6, atol=1e-7)  # fmt: skip
+    assert labels_of(answer["outputs"]["label"]) == served["labels"]

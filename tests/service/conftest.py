@@ -1,14 +1,17 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from models.settings import Settings
 from service.app import create_app
+from tests.oip_grpc import grpc_server
 from worker.context import WorkerContext
 from worker.runner import run_training_job
 
@@ -21,6 +24,13 @@ def app(settings: Settings) -> Flask:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def grpc_address(app: Flask) -> Iterator[str]:
+    """The app's gRPC server (service.grpc_api), in this process: its address."""
+    with grpc_server(app) as address:
+        yield address
 
 
 @pytest.fixture
@@ -39,3 +49,25 @@ def publish(app: Flask) -> Callable[..., dict[str, Any]]:
         return finished
 
     return run
+
+
+# A small classifier of two string classes ("cat" when the first of 4
+# features is below 0, else "dog"): any trained model to ask questions of.
+PETS_X = np.random.default_rng(5).normal(size=(40, 4)).round(3).astype(np.float32)
+PETS_LABELS = np.array(["cat", "dog"])[(PETS_X[:, 0] > 0).astype(int)]
+PETS_SPEC = {
+    "input_shape": [4],
+    "layers": [{"type": "dense", "units": 6, "activation": "relu"},
+               {"type": "dense", "units": 2, "activation": "softmax"}],
+    "compile": {"loss": "sparse_categorical_crossentropy", "optimizer": "adam"},
+    "fit": {"epochs": 2, "batch_size": 8},
+    "seed": 2,
+}  # fmt: skip
+
+
+@pytest.fixture
+def pets(publish: Callable[..., dict[str, Any]]) -> str:
+    """Version 1 of model `pets`: PETS_SPEC trained on PETS_X and PETS_LABELS."""
+    body = json.dumps({"x": PETS_X.tolist(), "y": PETS_LABELS.tolist()}).encode()
+    publish("pets", PETS_SPEC, body, "application/json")
+    return "pets"

@@ -5,8 +5,6 @@ nothing written when the sample is 0; bad queries answered with where."""
 from __future__ import annotations
 
 import io
-import json
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -16,17 +14,9 @@ from flask.testing import FlaskClient
 from models.settings import PredictionLog, Settings
 from models.storage.blobs import open_blobs
 from tests.conftest import API_KEY
+from tests.service.conftest import PETS_X
 
-X = np.random.default_rng(5).normal(size=(40, 4)).round(3).astype(np.float32)
-LABELS = np.array(["cat", "dog"])[(X[:, 0] > 0).astype(int)]
-SPEC = {
-    "input_shape": [4],
-    "layers": [{"type": "dense", "units": 6, "activation": "relu"},
-               {"type": "dense", "units": 2, "activation": "softmax"}],
-    "compile": {"loss": "sparse_categorical_crossentropy", "optimizer": "adam"},
-    "fit": {"epochs": 2, "batch_size": 8},
-    "seed": 2,
-}  # fmt: skip
+X = PETS_X
 PREDICT_KEY = "predict-key-0123456789abcdef"
 
 
@@ -38,13 +28,6 @@ def settings(settings: Settings, request: pytest.FixtureRequest) -> Settings:
         "prediction_log": PredictionLog(sample=sample),
         "api_keys": [API_KEY, f"predict:{PREDICT_KEY}"],
     })  # fmt: skip
-
-
-@pytest.fixture
-def pets(publish: Callable[..., dict[str, Any]]) -> str:
-    body = json.dumps({"x": X.tolist(), "y": LABELS.tolist()}).encode()
-    publish("pets", SPEC, body, "application/json")
-    return "pets"
 
 
 def predict_every_way(client: FlaskClient, auth: dict[str, str]) -> list[dict[str, Any]]:

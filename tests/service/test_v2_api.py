@@ -2,31 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import pytest
 from flask.testing import FlaskClient
 
-X = np.random.default_rng(5).normal(size=(40, 4)).round(3)
-LABELS = np.array(["cat", "dog"])[(X[:, 0] > 0).astype(int)]
-SPEC = {
-    "input_shape": [4],
-    "layers": [{"type": "dense", "units": 6, "activation": "relu"},
-               {"type": "dense", "units": 2, "activation": "softmax"}],
-    "compile": {"loss": "sparse_categorical_crossentropy", "optimizer": "adam"},
-    "fit": {"epochs": 2, "batch_size": 8},
-    "seed": 2,
-}  # fmt: skip
+from tests.service.conftest import PETS_X
 
-
-@pytest.fixture
-def pets(publish: Callable[..., dict[str, Any]]) -> str:
-    body = json.dumps({"x": X.tolist(), "y": LABELS.tolist()}).encode()
-    publish("pets", SPEC, body, "application/json")
-    return "pets"
+X = PETS_X
 
 
 def infer_body(rows: np.ndarray, **extra: Any) -> dict[str, Any]:
