@@ -2,8 +2,10 @@
 this benchmark's own (a `redis-server` started on a free port, never the
 shared one), a model with two versions and a label, warmed on every worker
 process; then Redis is stopped (SIGSTOP) for a while, one-row `:predict`s
-by version, latest and label go out every ~100 ms on fresh connections, and
-Redis is continued (SIGCONT). Target: every one answered 200 within 1 s.
+by version, latest and label go out every ~100 ms on fresh connections, over
+HTTP and over gRPC (tritonclient.grpc's ModelInfer, a new channel each), and
+Redis is continued (SIGCONT). Target: every one answered 200 (gRPC: OK)
+within 1 s.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ PATHS = {
     "latest": f"/v1/models/{MODEL}:predict",
     "label": f"/v1/models/{MODEL}/labels/stable:predict",
 }
+# gRPC's ModelInfer: the model version each kind names ("" is the latest).
+GRPC_VERSIONS = {"gRPC version": "1", "gRPC latest": "", "gRPC label": "stable"}
 INTERVAL_S = 0.1
 TARGET_S = 1.0
 # Requests of each kind before the hang, on fresh connections: enough that
@@ -86,15 +90,22 @@ def measure(folder: Path, small: TrainedModel, hang_s: float) -> None:
             for path in PATHS.values():
                 status, _ = timed_request(host, api.port, "POST", path, body, ONE_ROW_HEADERS, 60)
                 assert status == 200, f"{path} answered {status} before the hang"
-        answers: dict[str, list[tuple[int, float]]] = {kind: [] for kind in PATHS}
+        for version in GRPC_VERSIONS.values():
+            status, _ = _grpc_infer(api.grpc_port, small, version)
+            assert status == 200, f"gRPC ModelInfer of version {version!r} failed before the hang"
+        kinds = [*PATHS, *GRPC_VERSIONS]
+        answers: dict[str, list[tuple[int, float]]] = {kind: [] for kind in kinds}
         os.kill(redis_server.process.pid, signal.SIGSTOP)
         try:
             started = time.perf_counter()
             sent = 0
             while time.perf_counter() - started < hang_s:
-                kind = list(PATHS)[sent % len(PATHS)]
-                answers[kind].append(timed_request(host, api.port, "POST", PATHS[kind], body,
-                                                   ONE_ROW_HEADERS, 60))  # fmt: skip
+                kind = list(answers)[sent % len(answers)]
+                if kind in PATHS:
+                    answers[kind].append(timed_request(host, api.port, "POST", PATHS[kind],
+                                                       body, ONE_ROW_HEADERS, 60))  # fmt: skip
+                else:
+                    answers[kind].append(_grpc_infer(api.grpc_port, small, GRPC_VERSIONS[kind]))
                 sent += 1
                 time.sleep(max(0.0, started + sent * INTERVAL_S - time.perf_counter()))
         finally:
@@ -105,11 +116,32 @@ def measure(folder: Path, small: TrainedModel, hang_s: float) -> None:
         redis_server.stop()
 
 
+def _grpc_infer(port: int, model: TrainedModel, version: str) -> tuple[int, float]:
+    """(200, seconds) of one one-row ModelInfer on a new channel; (0, seconds)
+    when it failed (any status but OK) or took over a minute."""
+    import numpy as np
+    import tritonclient.grpc as triton_grpc
+    from tritonclient.utils import InferenceServerException
+
+    started = time.perf_counter()
+    client = triton_grpc.InferenceServerClient(f"127.0.0.1:{port}")
+    try:
+        tensor = triton_grpc.InferInput("x", [1, model.features], "FP32")
+        tensor.set_data_from_numpy(np.zeros((1, model.features), dtype=np.float32))
+        client.infer(MODEL, [tensor], model_version=version, client_timeout=60,
+                     headers={"authorization": ONE_ROW_HEADERS["Authorization"]})  # fmt: skip
+        return 200, time.perf_counter() - started
+    except InferenceServerException:
+        return 0, time.perf_counter() - started
+    finally:
+        client.close()
+
+
 def _report(answers: dict[str, list[tuple[int, float]]]) -> None:
     every = [answer for kind in answers.values() for answer in kind]
     for kind, results in answers.items():
         failed = sum(status != 200 for status, _ in results)
-        print(f"  by {kind:7}: {len(results)} requests, max {max(s for _, s in results):.2f} s, "
+        print(f"  by {kind:12}: {len(results)} requests, max {max(s for _, s in results):.2f} s, "
               f"{failed} not 200")  # fmt: skip
     slow = sum(seconds > TARGET_S for _, seconds in every)
     failed = sum(status != 200 for status, _ in every)
