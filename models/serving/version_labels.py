@@ -172,10 +172,7 @@ class VersionLabels:
         if not names:
             return
         try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                for name in names:
-                    pipe.hgetall(self._labels_key(name))
-                answers = pipe.execute()
+            answers = self._read_many(names)
         except redis.RedisError as exc:
             log.warning("labels of %d models unread (Redis): the last known stand: %s",
                         len(names), exc)  # fmt: skip
@@ -183,14 +180,18 @@ class VersionLabels:
         for name, raw in zip(names, answers, strict=True):
             self._remember(name, raw, mirror=True)
 
+    def _read_many(self, names: Sequence[str]) -> list[dict[Any, Any]]:
+        """Each model's mapping as Redis answers it, in one round trip."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(self._labels_key(name))
+            return list(pipe.execute())
+
     def of_models(self, names: Sequence[str]) -> dict[str, dict[str, int]]:
         """The labels of each model, read in one round trip; never raises (a
         listing of models works without Redis): the last mappings read, then."""
         try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                for name in names:
-                    pipe.hgetall(self._labels_key(name))
-                answers = pipe.execute()
+            answers = self._read_many(names)
         except redis.RedisError as exc:
             log.warning("labels unread (Redis): listing the last known ones: %s", exc)
             with self._lock:

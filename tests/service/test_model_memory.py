@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from pydantic import ByteSize
 
 from models.settings import MIN_MODEL_CACHE_BYTES, Settings, settings_or_exit
 from models.storage.blobs import open_blobs
@@ -71,14 +72,21 @@ def test_the_latest_and_labelled_versions_are_loaded_at_start(
     assert predictor.ready("m", 1, wait_s=WAIT_S) is not None
 
 
-def test_past_the_budget_versions_load_on_demand_and_on_the_ready_question(
-    settings: Settings, auth: dict[str, str]
-) -> None:
+def room_for_three(settings: Settings, others: list[str]) -> int:
+    """Model `m` and a copy named each of `others` published, and the model
+    memory set to hold three of them: what one holds."""
     store = ModelStore(open_blobs(settings))
     publish(store)
     each = one_version_bytes(settings)
-    copies(store, ["a", "b", "c", "d", "e"])
-    settings.model_cache_bytes = 3 * each + each // 2  # room for three of six
+    copies(store, others)
+    settings.model_cache_bytes = ByteSize(3 * each + each // 2)
+    return each
+
+
+def test_past_the_budget_versions_load_on_demand_and_on_the_ready_question(
+    settings: Settings, auth: dict[str, str]
+) -> None:
+    each = room_for_three(settings, ["a", "b", "c", "d", "e"])
     app, client = started(settings)
     predictor = app.extensions["fitserve"].predictor
     assert predictor.loaded_count() == 3
@@ -103,11 +111,7 @@ def test_past_the_budget_versions_load_on_demand_and_on_the_ready_question(
 def test_a_model_published_while_the_memory_is_full_is_ready_when_asked(
     settings: Settings, auth: dict[str, str]
 ) -> None:
-    store = ModelStore(open_blobs(settings))
-    publish(store)
-    each = one_version_bytes(settings)
-    copies(store, ["a", "b"])
-    settings.model_cache_bytes = 3 * each + each // 2
+    room_for_three(settings, ["a", "b"])
     app, client = started(settings)
     assert len(held(app)) == 3
     copies(app.extensions["fitserve"].models, ["new"])  # announced through Redis
