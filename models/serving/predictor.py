@@ -243,7 +243,10 @@ class Predictor:
                 key = self._queue.popleft()
                 self._queued.discard(key)
             try:
-                if key in self.memory or self._failed_recently(key) or not self._room_since(key):
+                # A version that failed to load is tried again on demand (a
+                # request or a ready question), never by the keeper: a process
+                # would otherwise retry every broken version at every poll.
+                if key in self.memory or self.load_failure(*key) or not self._room_since(key):
                     continue
                 self._load_or_join(key, evict_wanted=False)
             except ServiceUnavailable as exc:  # recorded; an older version serves
