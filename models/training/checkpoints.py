@@ -82,6 +82,11 @@ class Checkpointer:
         """Until every checkpoint offered so far is on disk."""
         self._writer.wait()
 
+    @property
+    def next_due(self) -> float:
+        """When (time.monotonic()) an epoch's checkpoint is next due."""
+        return self._next
+
 
 class _LatestWriter:
     """Writes items on a thread of its own, the newest first, dropping any
