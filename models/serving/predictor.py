@@ -61,6 +61,14 @@ class ModelMemoryFull(ServiceUnavailable):
     """The version would have to push out a version kept loaded (a latest or
     a labelled one) that the caller may not drop: it loads on demand."""
 
+    @classmethod
+    def of(cls, key: Key) -> ModelMemoryFull:
+        name, version = key
+        return cls(
+            f"Model {name!r} version {version} does not fit the model memory beside "
+            "the versions kept loaded"
+        )
+
 
 class Predictor:
     def __init__(
@@ -256,6 +264,15 @@ class Predictor:
 
     # -- loading -------------------------------------------------------------
 
+    def _raise_if_failed_recently(self, key: Key) -> None:
+        """ServiceUnavailable with the reason, for a version whose load failed
+        within RETRY_FAILED_LOAD_S."""
+        if self._failed_recently(key):
+            name, version = key
+            raise ServiceUnavailable(
+                f"Model {name!r} version {version} failed to load: {self.load_failure(*key)}"
+            )
+
     def _failed_recently(self, key: Key) -> bool:
         with self._lock:
             failed_at, _ = self._failed.get(key, (float("-inf"), ""))
@@ -300,7 +317,6 @@ class Predictor:
         """Load `key` in this thread, or wait for the load another thread has
         under way and take its outcome; after one that could not make room
         (the keeper's), load it again here if this caller may evict."""
-        name, version = key
         for _ in range(JOIN_ROUNDS):
             with self._lock:
                 waiting = self._loads.get(key)
@@ -312,17 +328,10 @@ class Predictor:
             loaded = self.memory.get(key)
             if loaded is not None:
                 return loaded
-            reason = self.load_failure(name, version) if self._failed_recently(key) else None
-            if reason is not None:
-                raise ServiceUnavailable(
-                    f"Model {name!r} version {version} failed to load: {reason}"
-                )
+            self._raise_if_failed_recently(key)
             if not evict_wanted:
                 break
-        raise ModelMemoryFull(
-            f"Model {name!r} version {version} does not fit the model memory beside "
-            "the versions kept loaded"
-        )
+        raise ModelMemoryFull.of(key)
 
     def _load(self, key: Key, done: threading.Event, *, evict_wanted: bool) -> LoadedModel:
         """Load, warm and hold `key` (the caller registered `done` for it)."""
@@ -331,11 +340,7 @@ class Predictor:
             held = self.memory.get(key)
             if held is not None:
                 return held
-            reason = self.load_failure(name, version) if self._failed_recently(key) else None
-            if reason is not None:
-                raise ServiceUnavailable(
-                    f"Model {name!r} version {version} failed to load: {reason}"
-                )
+            self._raise_if_failed_recently(key)
             try:
                 loaded = load_version(self.store, name, version)
                 # Warm before it is held: a version takes no traffic cold.
@@ -358,10 +363,7 @@ class Predictor:
             if not self.memory.put(loaded, self.wanted, evict_wanted=evict_wanted):
                 with self._lock:
                     self._no_room[key] = loaded.nbytes
-                raise ModelMemoryFull(
-                    f"Model {name!r} version {version} does not fit the model memory beside "
-                    "the versions kept loaded"
-                )
+                raise ModelMemoryFull.of(key)
             with self._lock:
                 self._failed.pop(key, None)
                 self._no_room.pop(key, None)
